@@ -1,0 +1,480 @@
+"""The ``convcli`` command line: parses, loads, calls the library, reports.
+
+Heavy modules (numpy, Pillow) are imported inside the commands that need
+them, so ``convcli --help`` and ``convcli shape`` start fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import ConvcliError
+
+
+class ConvcliGroup(typer.core.TyperGroup):
+    """Prints every usage error and ConvcliError as one line: ``convcli: error: ...``."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                         standalone_mode=False, **extra)
+        except ConvcliError as exc:
+            _fail(str(exc), exc.exit_code)
+        except typer.TyperException as exc:  # Typer's usage errors (ClickException)
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                sys.exit(2)  # Typer has printed the help already
+            _fail(_usage_message(exc), getattr(exc, "exit_code", 2))
+        except typer.Abort:
+            _fail("interrupted", 130)
+        except typer.Exit as exc:
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except BrokenPipeError:
+            sys.stderr.close()
+            sys.exit(1)
+        sys.exit(0)
+
+
+def _usage_message(exc) -> str:
+    message = exc.format_message()
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None and getattr(ctx, "command_path", None):
+        return f"{message} (see '{ctx.command_path} --help')"
+    return message
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"convcli: error: {message}", err=True)
+    sys.exit(code)
+
+
+app = typer.Typer(
+    cls=ConvcliGroup,
+    help="Convolution, pooling and transposed convolution on images, exact to PyTorch.",
+    add_completion=False,
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+# ------------------------------------------------------------- shared options
+
+OutputOpt = Annotated[Optional[Path], typer.Option(
+    "-o", "--output", help="Output file; the format comes from the extension "
+    "(.png .tif .jpg .bmp .webp .npy). Default: INPUT's folder, named after INPUT and the operation.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object per image instead of a line of text.")]
+QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing on stdout.")]
+GrayOpt = Annotated[bool, typer.Option("--gray", help="Convert to one luma channel (0.299 R + 0.587 G + 0.114 B) first.")]
+MapOpt = Annotated[str, typer.Option(
+    "--map", metavar="auto|clip|abs|normalize|offset",
+    help="How results outside [0, 1] become 8/16-bit pixels: clip; abs (magnitude, then clip); "
+    "normalize (min..max to 0..1); offset (+0.5, then clip). auto: abs for kernels that sum to 0 "
+    "(edge detectors), clip otherwise. Ignored for .npy and float TIFF.")]
+DepthOpt = Annotated[Optional[str], typer.Option(
+    "--depth", metavar="8|16|float",
+    help="Bits per sample of the output: 8, 16 (PNG/TIFF, one channel) or float (TIFF, one channel). "
+    "Default: the input's depth when the format holds it, else 8.")]
+MaxPixelsOpt = Annotated[int, typer.Option(
+    "--max-pixels", help="Refuse images with more pixels than this, before decoding them.")]
+CompressOpt = Annotated[int, typer.Option(
+    "--compress-level", min=0, max=9, help="PNG compression level, 0 (fastest) to 9 (smallest).")]
+StrideOpt = Annotated[str, typer.Option("-s", "--stride", metavar="N|WxH", help="Step between windows: N, or WIDTHxHEIGHT (2x1 is 2 across, 1 down).")]
+DilationOpt = Annotated[str, typer.Option("-d", "--dilation", metavar="N|WxH", help="Spacing between kernel taps: N or WIDTHxHEIGHT.")]
+ModeOpt = Annotated[str, typer.Option(
+    "--mode", metavar="correlation|convolution",
+    help="correlation (PyTorch's conv2d) or convolution (the kernel rotated 180 degrees, as scipy.signal.convolve2d).")]
+PresetsOpt = Annotated[Optional[Path], typer.Option(
+    "--presets", metavar="DIR", envvar="CONVCLI_PRESETS_DIR",
+    help="A folder of extra presets (.toml or .json), also read from $CONVCLI_PRESETS.")]
+
+
+def _pair(text: str, option: str, minimum: int):
+    from .geometry import parse_pair
+
+    return parse_pair(text, option, minimum=minimum)
+
+
+def _check_choice(value: str, choices, option: str) -> str:
+    if value not in choices:
+        raise ConvcliError(f"{option}: expected one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+# ------------------------------------------------------------------- filter
+
+
+@app.command("filter")
+def filter_command(
+    input: Annotated[Path, typer.Argument(help="Image file (.png .jpg .tif ...) or .npy array.", show_default=False)],
+    kernel: Annotated[str, typer.Option(
+        "-k", "--kernel", metavar="SPEC",
+        help="A preset (sobel-vertical, gaussian:size=7,sigma=1.5; see 'convcli kernels'), an inline "
+        "matrix ('1,0,-1;2,0,-2;1,0,-1'), or a .npy/.txt/.csv file.")] = "gaussian",
+    stride: StrideOpt = "1",
+    padding: Annotated[str, typer.Option(
+        "-p", "--padding", metavar="N|WxH|same|valid",
+        help="Padding on each side: N, WIDTHxHEIGHT, same (output = input at stride 1; the extra pixel "
+        "of an even kernel goes bottom/right, as PyTorch) or valid (0).")] = "0",
+    dilation: DilationOpt = "1",
+    pad_mode: Annotated[str, typer.Option(
+        "--pad-mode", metavar="zeros|reflect|replicate|circular", help="What the padding holds, as PyTorch's F.pad.")] = "zeros",
+    mode: ModeOpt = "correlation",
+    gray: GrayOpt = False,
+    output: OutputOpt = None,
+    value_map: MapOpt = "auto",
+    depth: DepthOpt = None,
+    presets: PresetsOpt = None,
+    max_pixels: MaxPixelsOpt = 200_000_000,
+    compress_level: CompressOpt = 6,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+):
+    """Filter an image with a kernel: cross-correlation (PyTorch's conv2d) or true convolution.
+
+    Each channel is filtered on its own. The output size per side is
+    floor((in + pad_before + pad_after - dilation*(k - 1) - 1) / stride) + 1.
+
+    Example: convcli filter sample_images/duck.png -k sobel-vertical -o edges.png
+    """
+    from .filtering import check_mode, filter2d
+    from .kernels import parse_kernel
+    from .padding import check_pad_mode
+
+    check_pad_mode(pad_mode)
+    check_mode(mode)
+    stride_hw = _pair(stride, "--stride", 1)
+    dilation_hw = _pair(dilation, "--dilation", 1)
+    pad_word = padding.strip().lower()
+    padding_arg = pad_word if pad_word in ("same", "valid") else _pair(padding, "--padding", 0)
+    kern = parse_kernel(kernel, presets_dir=presets)
+    if value_map == "auto":
+        import numpy as np
+
+        total = float(np.abs(kern.matrix).sum())
+        value_map = "abs" if abs(float(kern.matrix.sum())) <= 1e-6 * total else "clip"
+
+    def run(data):
+        from .geometry import resolve_padding
+
+        sides = resolve_padding(padding_arg, data.shape[:2], kern.size, stride_hw, dilation_hw)
+        result = filter2d(data, kern.matrix, stride=stride_hw, padding=sides, dilation=dilation_hw,
+                          pad_mode=pad_mode, mode=mode)
+        return result, {"padding": _sides_json(sides)}
+
+    params = {
+        "kernel": _kernel_json(kern), "mode": mode, "stride": _xy(stride_hw),
+        "dilation": _xy(dilation_hw), "pad_mode": pad_mode,
+    }
+    _run_image_command("filter", kern.name, input, output, run, params, gray=gray,
+                       value_map=value_map, depth=depth, max_pixels=max_pixels,
+                       compress_level=compress_level, json_out=json_out, quiet=quiet)
+
+
+# --------------------------------------------------------------------- pool
+
+
+@app.command("pool")
+def pool_command(
+    input: Annotated[Path, typer.Argument(help="Image file or .npy array.", show_default=False)],
+    op: Annotated[str, typer.Option("--op", metavar="max|mean|min", help="max, mean, or min (= -maxpool(-x)).")] = "max",
+    size: Annotated[str, typer.Option("-k", "--size", metavar="N|WxH", help="Window size.")] = "2",
+    stride: Annotated[Optional[str], typer.Option("-s", "--stride", metavar="N|WxH", help="Step between windows. Default: the window size, as in PyTorch.")] = None,
+    padding: Annotated[str, typer.Option("-p", "--padding", metavar="N|WxH", help="Padding on each side, at most half the window: -inf for max, +inf for min, 0 for mean.")] = "0",
+    dilation: Annotated[str, typer.Option("-d", "--dilation", metavar="N|WxH", help="Spacing between window cells (max and min only, as PyTorch).")] = "1",
+    ceil_mode: Annotated[bool, typer.Option("--ceil-mode", help="Round the output size up (PyTorch's ceil_mode): a last partial window is kept if it starts inside the input or the left padding.")] = False,
+    count_include_pad: Annotated[bool, typer.Option("--count-include-pad/--no-count-include-pad", help="Mean only: count padded cells in the divisor (PyTorch's default).")] = True,
+    gray: GrayOpt = False,
+    output: OutputOpt = None,
+    value_map: MapOpt = "auto",
+    depth: DepthOpt = None,
+    max_pixels: MaxPixelsOpt = 200_000_000,
+    compress_level: CompressOpt = 6,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+):
+    """Pool an image: max, mean or min over windows, exact to PyTorch's max_pool2d / avg_pool2d.
+
+    The output size per side is floor((in + 2*padding - dilation*(size - 1) - 1) / stride) + 1
+    (ceil with --ceil-mode, dropping a last window that would start in the right padding).
+
+    Example: convcli pool sample_images/duck.png --op max -k 2 -o small.png
+    """
+    from .pooling import POOL_OPS, pool2d
+
+    _check_choice(op, POOL_OPS, "--op")
+    size_hw = _pair(size, "--size", 1)
+    stride_hw = size_hw if stride is None else _pair(stride, "--stride", 1)
+    padding_hw = _pair(padding, "--padding", 0)
+    dilation_hw = _pair(dilation, "--dilation", 1)
+    from .geometry import check_pool_padding
+
+    check_pool_padding(size_hw, padding_hw, "--padding")
+    if op == "mean" and dilation_hw != (1, 1):
+        raise ConvcliError("--dilation: mean pooling has no dilation (as PyTorch's avg_pool2d)")
+
+    def run(data):
+        return pool2d(data, size_hw, stride=stride_hw, padding=padding_hw, dilation=dilation_hw,
+                      ceil_mode=ceil_mode, op=op, count_include_pad=count_include_pad), {}
+
+    params = {
+        "op": op, "window": _size(size_hw), "stride": _xy(stride_hw),
+        "padding": _sides_json((padding_hw[0], padding_hw[0], padding_hw[1], padding_hw[1])),
+        "dilation": _xy(dilation_hw), "ceil_mode": ceil_mode,
+    }
+    if op == "mean":
+        params["count_include_pad"] = count_include_pad
+    tag = f"{op}pool{size_hw[1]}" if size_hw[0] == size_hw[1] else f"{op}pool{size_hw[1]}x{size_hw[0]}"
+    _run_image_command("pool", tag, input, output, run, params, gray=gray,
+                       value_map="clip" if value_map == "auto" else value_map, depth=depth,
+                       max_pixels=max_pixels, compress_level=compress_level,
+                       json_out=json_out, quiet=quiet)
+
+
+# ----------------------------------------------------------------- upsample
+
+
+@app.command("upsample")
+def upsample_command(
+    input: Annotated[Path, typer.Argument(help="Image file or .npy array.", show_default=False)],
+    kernel: Annotated[str, typer.Option(
+        "-k", "--kernel", metavar="SPEC",
+        help="As for filter. The presets nearest and bilinear take their factor from the stride.")] = "bilinear",
+    stride: StrideOpt = "2",
+    padding: Annotated[Optional[str], typer.Option(
+        "-p", "--padding", metavar="N|WxH",
+        help="Cropped from each side. Default: for the nearest and bilinear presets, the padding "
+        "that makes the output exactly stride x the input; 0 for other kernels (PyTorch's default).")] = None,
+    output_padding: Annotated[str, typer.Option(
+        "--output-padding", metavar="N|WxH", help="Extra rows/columns on the bottom/right; smaller than the stride or the dilation.")] = "0",
+    dilation: DilationOpt = "1",
+    mode: ModeOpt = "correlation",
+    gray: GrayOpt = False,
+    output: OutputOpt = None,
+    value_map: MapOpt = "auto",
+    depth: DepthOpt = None,
+    presets: PresetsOpt = None,
+    max_pixels: MaxPixelsOpt = 200_000_000,
+    compress_level: CompressOpt = 6,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+):
+    """Upsample by transposed convolution (PyTorch's conv_transpose2d).
+
+    Each input pixel scatters the kernel, scaled by its value, into the output at
+    stride steps; overlaps add up. The output size per side is
+    (in - 1)*stride - 2*padding + dilation*(k - 1) + output_padding + 1.
+
+    Example: convcli upsample sample_images/duck.png -o big.png   (bilinear, exactly 2x)
+    """
+    from .filtering import check_mode
+    from .geometry import check_output_padding
+    from .kernels import parse_kernel
+    from .transposed import conv_transpose2d
+
+    check_mode(mode)
+    stride_hw = _pair(stride, "--stride", 1)
+    dilation_hw = _pair(dilation, "--dilation", 1)
+    out_pad_hw = _pair(output_padding, "--output-padding", 0)
+    check_output_padding(out_pad_hw, stride_hw, dilation_hw, "--output-padding")
+    scale = f"{stride_hw[1]}x{stride_hw[0]}"
+    kern = parse_kernel(kernel, presets_dir=presets, defaults={"factor": scale})
+    if padding is None:
+        padding_hw = _exact_scale_padding(kern, stride_hw, dilation_hw) if kern.source == "preset" \
+            and kern.name in ("nearest", "bilinear") else (0, 0)
+    else:
+        padding_hw = _pair(padding, "--padding", 0)
+
+    def run(data):
+        return conv_transpose2d(data, kern.matrix, stride=stride_hw, padding=padding_hw,
+                                output_padding=out_pad_hw, dilation=dilation_hw, mode=mode), {}
+
+    params = {
+        "kernel": _kernel_json(kern), "mode": mode, "stride": _xy(stride_hw),
+        "padding": _sides_json((padding_hw[0], padding_hw[0], padding_hw[1], padding_hw[1])),
+        "output_padding": _xy(out_pad_hw), "dilation": _xy(dilation_hw),
+    }
+    _run_image_command("upsample", f"up-{kern.name}", input, output, run, params, gray=gray,
+                       value_map="clip" if value_map == "auto" else value_map, depth=depth,
+                       max_pixels=max_pixels, compress_level=compress_level,
+                       json_out=json_out, quiet=quiet)
+
+
+def _exact_scale_padding(kern, stride_hw, dilation_hw):
+    """Padding that makes the output stride x the input: 2p = d*(k-1) + 1 - s."""
+    padding = []
+    for k, s, d in zip(kern.size, stride_hw, dilation_hw):
+        excess = d * (k - 1) + 1 - s
+        padding.append(excess // 2 if excess > 0 and excess % 2 == 0 else 0)
+    return tuple(padding)
+
+
+# ------------------------------------------------------------------ kernels
+
+kernels_app = typer.Typer(help="List the preset kernels, or show one.", no_args_is_help=False,
+                          invoke_without_command=True)
+app.add_typer(kernels_app, name="kernels")
+
+
+@kernels_app.callback()
+def kernels_list(
+    ctx: typer.Context,
+    presets: PresetsOpt = None,
+    json_out: JsonOpt = False,
+):
+    """List the preset kernels with their matrices."""
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = presets
+        return
+    from .kernels import load_presets
+
+    found = load_presets(presets)
+    if json_out:
+        import json
+
+        items = [_kernel_json(p.build(), with_matrix=True) | {"description": p.description}
+                 for p in found.values()]
+        typer.echo(json.dumps(items))
+        return
+    from rich.console import Console
+
+    console = Console()
+    for preset in found.values():
+        _print_kernel(console, preset)
+
+
+@kernels_app.command("show")
+def kernels_show(
+    ctx: typer.Context,
+    spec: Annotated[str, typer.Argument(metavar="NAME[:PARAMS]", help="A preset, with parameters if it takes any: gaussian:size=7,sigma=1.5")],
+    json_out: JsonOpt = False,
+):
+    """Print one preset (or any kernel spec) with its matrix."""
+    from .kernels import get_preset, parse_kernel
+
+    kern = parse_kernel(spec, presets_dir=ctx.obj)
+    if json_out:
+        import json
+
+        typer.echo(json.dumps(_kernel_json(kern, with_matrix=True) | {"description": kern.description}))
+        return
+    from rich.console import Console
+
+    preset = get_preset(kern.name, ctx.obj) if kern.source == "preset" else None
+    _print_kernel(Console(), preset, kern)
+
+
+def _print_kernel(console, preset, kern=None):
+    from rich.table import Table
+
+    kern = kern or preset.build()
+    params = ", ".join(f"{k}={v}" for k, v in kern.params.items())
+    title = f"[bold]{kern.name}[/bold]" + (f" ({params})" if params else "")
+    table = Table(show_header=False, title=title, title_justify="left", caption=kern.description,
+                  caption_justify="left")
+    for _ in range(kern.size[1]):
+        table.add_column(justify="right")
+    for row in kern.matrix.tolist():
+        table.add_row(*(_number(v) for v in row))
+    console.print(table)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.4g}"
+
+
+# -------------------------------------------------------------------- shape
+
+from .shape_cli import shape_command  # noqa: E402  (pure Python, no numpy)
+
+app.command("shape")(shape_command)
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _xy(pair):
+    return {"x": pair[1], "y": pair[0]}
+
+
+def _size(pair):
+    return {"width": pair[1], "height": pair[0]}
+
+
+def _sides_json(sides):
+    top, bottom, left, right = sides
+    return {"top": top, "bottom": bottom, "left": left, "right": right}
+
+
+def _kernel_json(kern, with_matrix=False):
+    data = {"name": kern.name, "source": kern.source, "size": _size(kern.size)}
+    if kern.params:
+        data["params"] = kern.params
+    if with_matrix:
+        data["matrix"] = kern.matrix.tolist()
+    return data
+
+
+def _default_output(input_path: Path, tag: str) -> Path:
+    suffix = input_path.suffix.lower() if input_path.suffix.lower() in (
+        ".png", ".tif", ".tiff", ".npy", ".bmp", ".webp") else ".png"
+    return input_path.with_name(f"{input_path.stem}-{tag}{suffix}")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+def _run_image_command(operation, tag, input_path, output, run, params, *, gray, value_map,
+                       depth, max_pixels, compress_level, json_out, quiet):
+    """Load, check the output, compute, write atomically, report: shared by every image command."""
+    from .geometry import format_size
+    from .imagefile import check_output_folder, choose_depth, encode, load_image, write_atomic
+
+    if value_map not in ("clip", "abs", "normalize", "offset"):
+        raise ConvcliError(f"--map: expected auto, clip, abs, normalize or offset, got {value_map!r}")
+    output = output if output is not None else _default_output(input_path, tag)
+    if _same_file(input_path, output):
+        raise ConvcliError(f"output {str(output)!r}: is the input file; choose another name with -o")
+    check_output_folder(output)
+    loaded = load_image(input_path, gray=gray, max_pixels=max_pixels)
+    out_depth = choose_depth(output, depth, loaded.depth, loaded.channels)
+    result, extra = run(loaded.data)
+    alpha = "none"
+    alpha_data = None
+    if loaded.alpha is not None:
+        if result.shape[:2] == loaded.size:
+            alpha, alpha_data = "carried", loaded.alpha
+        else:
+            alpha = "dropped"
+    payload = encode(result, alpha_data, output, depth=out_depth, value_map=value_map)
+    write_atomic(output, payload, compress_level=compress_level)
+
+    if quiet:
+        return
+    in_size, out_size = loaded.size, result.shape[:2]
+    if json_out:
+        import json
+
+        record = {
+            "input": str(input_path), "output": str(output), "operation": operation,
+            "input_size": _size(in_size), "output_size": _size(out_size),
+            "channels": int(result.shape[2]), **params, **extra,
+            "map": None if out_depth == "float" else value_map, "depth": out_depth, "alpha": alpha,
+        }
+        typer.echo(json.dumps(record))
+    else:
+        note = " (alpha dropped: the size changed)" if alpha == "dropped" else ""
+        typer.echo(f"{input_path}: {format_size(in_size)} -> {format_size(out_size)}, "
+                   f"wrote {output}{note}")
+
+
+def main():
+    app()

@@ -1,0 +1,313 @@
+"""Reading images into float arrays and writing results back, atomically.
+
+Pixels are read as float32 in H x W x C: 8-bit values divided by 255, 16-bit
+by 65535; float TIFFs and ``.npy`` arrays are taken as they are.  Alpha is split
+off on load (it is carried over, never filtered).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConvcliError
+
+# Output formats by extension: (Pillow format, depths it can hold).
+FORMATS = {
+    ".png": ("PNG", ("8", "16")),
+    ".tif": ("TIFF", ("8", "16", "float")),
+    ".tiff": ("TIFF", ("8", "16", "float")),
+    ".jpg": ("JPEG", ("8",)),
+    ".jpeg": ("JPEG", ("8",)),
+    ".bmp": ("BMP", ("8",)),
+    ".webp": ("WEBP", ("8",)),
+    ".npy": ("NPY", ("float",)),
+}
+VALUE_MAPS = ("auto", "clip", "abs", "normalize", "offset")
+DEPTHS = ("8", "16", "float")
+DEFAULT_MAX_PIXELS = 200_000_000
+
+
+@dataclass
+class LoadedImage:
+    data: object  # float32 array, H x W x C
+    alpha: object | None  # float32 array H x W in [0, 1], or None
+    depth: str  # "8", "16" or "float": what the source held
+    format: str
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return tuple(self.data.shape[:2])
+
+    @property
+    def channels(self) -> int:
+        return self.data.shape[2]
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise ConvcliError(f"input {str(path)!r}: no such file")
+    if path.is_dir():
+        raise ConvcliError(f"input {str(path)!r}: is a folder, not an image file")
+    if not os.access(path, os.R_OK):
+        raise ConvcliError(f"input {str(path)!r}: permission denied")
+
+
+def load_npy(path: Path, name: str | None = None):
+    """A numeric, finite, 2-D or 3-D array from ``.npy`` (pickles are never loaded)."""
+    import numpy as np
+
+    where = f"input {name or str(path)!r}"
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise ConvcliError(f"{where}: not a readable .npy array ({_describe(exc)})") from None
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
+        raise ConvcliError(f"{where}: must hold numbers, got dtype {array.dtype}")
+    if array.ndim not in (2, 3):
+        raise ConvcliError(f"{where}: must be H x W or H x W x C, got shape {array.shape}")
+    if array.size == 0:
+        raise ConvcliError(f"{where}: is empty (shape {array.shape})")
+    array = array.astype(np.float32, copy=False)
+    if not np.isfinite(array).all():
+        raise ConvcliError(f"{where}: holds NaN or infinite values")
+    return array
+
+
+def load_image(path, *, gray: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Load an image file or ``.npy`` array as float32 H x W x C plus alpha."""
+    import numpy as np
+
+    path = Path(path)
+    _check_readable(path)
+    if path.suffix.lower() == ".npy":
+        data = load_npy(path)
+        if data.ndim == 2:
+            data = data[:, :, None]
+        loaded = LoadedImage(data, None, "float", "NPY")
+    else:
+        loaded = _load_with_pillow(path, max_pixels)
+    if gray and loaded.channels >= 3:
+        weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        loaded.data = (loaded.data[:, :, :3] @ weights)[:, :, None]
+    return loaded
+
+
+def _load_with_pillow(path: Path, max_pixels: int | None) -> LoadedImage:
+    import warnings
+
+    import numpy as np
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    where = f"input {str(path)!r}"
+    Image.MAX_IMAGE_PIXELS = None  # the limit is checked below, before decoding
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+            width, height = image.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise ConvcliError(
+                    f"{where}: {width}x{height} is {width * height:,} pixels, over the limit of "
+                    f"{max_pixels:,} (--max-pixels)"
+                )
+            image.load()
+            image = ImageOps.exif_transpose(image)
+    except ConvcliError:
+        raise
+    except UnidentifiedImageError:
+        raise ConvcliError(f"{where}: not an image file Pillow can read") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError) as exc:
+        raise ConvcliError(f"{where}: cannot be decoded ({_describe(exc)})") from None
+
+    fmt = image.format or path.suffix.lstrip(".").upper()
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        data = np.asarray(image, dtype=np.float32) / 65535.0
+        return LoadedImage(data[:, :, None], None, "16", fmt)
+    if mode == "F":
+        return LoadedImage(np.asarray(image, dtype=np.float32)[:, :, None], None, "float", fmt)
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif mode in ("1", "L"):
+        image = image.convert("L")
+    elif mode in ("LA", "La"):
+        image = image.convert("LA")
+    elif mode in ("RGBA", "RGBa", "PA"):
+        image = image.convert("RGBA")
+    elif mode != "RGB":
+        image = image.convert("RGB")
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    if array.ndim == 2:
+        array = array[:, :, None]
+    alpha = None
+    if image.mode in ("LA", "RGBA"):
+        alpha = array[:, :, -1].copy()
+        array = array[:, :, :-1]
+    return LoadedImage(np.ascontiguousarray(array), alpha, "8", fmt)
+
+
+def read_size(path) -> tuple[int, int]:
+    """``(height, width)`` from the file header, without decoding pixels."""
+    path = Path(path)
+    _check_readable(path)
+    if path.suffix.lower() == ".npy":
+        import numpy as np
+
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ConvcliError(f"input {str(path)!r}: not a readable .npy array ({_describe(exc)})") from None
+        if array.ndim not in (2, 3):
+            raise ConvcliError(f"input {str(path)!r}: must be H x W or H x W x C, got shape {array.shape}")
+        return int(array.shape[0]), int(array.shape[1])
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except UnidentifiedImageError:
+        raise ConvcliError(f"input {str(path)!r}: not an image file Pillow can read") from None
+    except OSError as exc:
+        raise ConvcliError(f"input {str(path)!r}: cannot be read ({_describe(exc)})") from None
+    return height, width
+
+
+# ---------------------------------------------------------------------- output
+
+
+def output_format(path) -> tuple[str, tuple[str, ...]]:
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        known = " ".join(sorted(FORMATS))
+        raise ConvcliError(f"output {str(path)!r}: unknown extension {suffix or '(none)'!r} (known: {known})")
+    return FORMATS[suffix]
+
+
+def choose_depth(path, requested: str | None, source_depth: str, channels: int) -> str:
+    """The bit depth to write: the one asked for, else the source's if the format holds it."""
+    fmt, depths = output_format(path)
+    if requested is not None:
+        if requested not in DEPTHS:
+            raise ConvcliError(f"depth: expected 8, 16 or float, got {requested!r}")
+        if requested not in depths:
+            raise ConvcliError(f"depth: {fmt} files hold depth {' or '.join(depths)}, not {requested}")
+        depth = requested
+    elif source_depth in depths:
+        depth = source_depth
+    else:
+        depth = depths[0]
+    if depth in ("16", "float") and fmt != "NPY" and channels != 1:
+        raise ConvcliError(
+            f"depth: Pillow writes {depth}-bit {fmt} with one channel only; use --gray, "
+            f"--depth 8, or a .npy output for {channels} channels"
+        )
+    return depth
+
+
+def map_values(data, value_map: str):
+    """Map float results to [0, 1] for 8/16-bit files.
+
+    ``clip``: clamp to [0, 1].  ``abs``: the magnitude, clamped (signed edge
+    responses show as bright edges on black).  ``normalize``: stretch
+    min..max to 0..1.  ``offset``: add 0.5, then clamp (zero becomes mid-grey).
+    """
+    import numpy as np
+
+    if value_map == "clip":
+        return np.clip(data, 0.0, 1.0)
+    if value_map == "abs":
+        return np.clip(np.abs(data), 0.0, 1.0)
+    if value_map == "offset":
+        return np.clip(data + 0.5, 0.0, 1.0)
+    if value_map == "normalize":
+        low, high = float(data.min()), float(data.max())
+        if high - low <= 0:
+            return np.zeros_like(data)
+        return (data - low) / (high - low)
+    raise ConvcliError(f"map: expected clip, abs, normalize or offset, got {value_map!r}")
+
+
+def check_output_folder(path) -> None:
+    folder = Path(path).resolve().parent
+    if not folder.exists():
+        raise ConvcliError(f"output {str(path)!r}: folder {str(Path(path).parent)!r} does not exist")
+    if not folder.is_dir():
+        raise ConvcliError(f"output {str(path)!r}: {str(Path(path).parent)!r} is not a folder")
+    if not os.access(folder, os.W_OK):
+        raise ConvcliError(f"output {str(path)!r}: folder {str(Path(path).parent)!r} is not writable")
+
+
+def encode(data, alpha, path, *, depth: str, value_map: str):
+    """Turn a float H x W x C result into what gets written: ndarray (npy) or a PIL image."""
+    import numpy as np
+
+    fmt, _ = output_format(path)
+    if fmt == "NPY":
+        return data[:, :, 0] if data.shape[2] == 1 else data
+    from PIL import Image
+
+    if depth == "float":
+        return Image.fromarray(np.ascontiguousarray(data[:, :, 0], dtype=np.float32))
+    mapped = map_values(data, value_map)
+    if depth == "16":
+        pixels = np.rint(mapped[:, :, 0] * 65535.0).astype(np.uint16)
+        return Image.fromarray(pixels)  # mode I;16
+    pixels = np.rint(mapped * 255.0).astype(np.uint8)
+    if alpha is not None and fmt in ("PNG", "TIFF", "WEBP"):
+        pixels = np.concatenate([pixels, np.rint(alpha * 255.0).astype(np.uint8)[:, :, None]], axis=2)
+    if pixels.shape[2] == 1:
+        return Image.fromarray(pixels[:, :, 0])  # L
+    if pixels.shape[2] in (2, 3, 4):
+        return Image.fromarray(pixels)  # LA, RGB, RGBA
+    raise ConvcliError(f"output {str(path)!r}: {pixels.shape[2]} channels cannot be written as {fmt}; use .npy")
+
+
+def write_atomic(path, payload, *, compress_level: int | None = None) -> None:
+    """Write to a temporary file in the target folder, then rename over the target.
+
+    A reader never sees a half-written file, and a failed write leaves the
+    previous file (if any) untouched and no temporary file behind.
+    """
+    import numpy as np
+
+    path = Path(path)
+    fmt, _ = output_format(path)
+    check_output_folder(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            if fmt == "NPY":
+                np.save(handle, np.asarray(payload, dtype=np.float32), allow_pickle=False)
+            else:
+                options = {}
+                if fmt == "PNG" and compress_level is not None:
+                    options["compress_level"] = compress_level
+                if fmt in ("JPEG", "WEBP"):
+                    options["quality"] = 95
+                payload.save(handle, format=fmt, **options)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(exc, OSError):
+            raise ConvcliError(f"output {str(path)!r}: cannot be written ({_describe(exc)})") from None
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,324 @@
+"""Kernels: presets (data files in ``presets/``), inline matrices and kernel files.
+
+A kernel spec is one of:
+
+* a preset name, optionally with parameters: ``sobel-vertical``, ``gaussian:size=7,sigma=1.5``;
+* an inline matrix, rows split by ``;`` and values by ``,`` or spaces: ``"1,0,-1;2,0,-2;1,0,-1"``;
+* a file: ``.npy`` (2-D, numeric, no pickles) or text/CSV with one row per line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConvcliError
+
+PRESETS_ENV = "CONVCLI_PRESETS"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_NUMBER_START = re.compile(r"^\s*[-+.\d\[]")
+
+
+@dataclass
+class Kernel:
+    """A resolved kernel: its matrix (float32, 2-D) and where it came from."""
+
+    name: str
+    matrix: object  # numpy.ndarray, float32
+    description: str = ""
+    source: str = "inline"  # "preset", "inline" or a file path
+    params: dict = field(default_factory=dict)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return tuple(self.matrix.shape)  # (height, width)
+
+
+# ------------------------------------------------------------------ generators
+
+
+def _size_param(value, name: str) -> tuple[int, int]:
+    from .geometry import as_pair, parse_pair
+
+    if isinstance(value, str):
+        return parse_pair(value, name, minimum=1)
+    return as_pair(value, name, minimum=1)
+
+
+def _float_param(value, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConvcliError(f"kernel: {name} must be a number, got {value!r}") from None
+    if not math.isfinite(number) or number <= 0:
+        raise ConvcliError(f"kernel: {name} must be a positive number, got {value!r}")
+    return number
+
+
+def gaussian_kernel(size=5, sigma=1.0):
+    """``exp(-(x^2 + y^2) / (2 sigma^2))`` on a size grid centred on its middle, summing to 1."""
+    import numpy as np
+
+    height, width = _size_param(size, "size")
+    sigma = _float_param(sigma, "sigma")
+    y = np.arange(height) - (height - 1) / 2
+    x = np.arange(width) - (width - 1) / 2
+    gy = np.exp(-(y ** 2) / (2 * sigma ** 2))
+    gx = np.exp(-(x ** 2) / (2 * sigma ** 2))
+    kernel = np.outer(gy, gx)
+    return kernel / kernel.sum()
+
+
+def box_kernel(size=3):
+    import numpy as np
+
+    height, width = _size_param(size, "size")
+    return np.full((height, width), 1.0 / (height * width))
+
+
+def nearest_kernel(factor=2):
+    import numpy as np
+
+    height, width = _size_param(factor, "factor")
+    return np.ones((height, width))
+
+
+def _triangle(factor: int):
+    import numpy as np
+
+    length = 2 * factor - factor % 2
+    centre = factor - 1 if length % 2 == 1 else factor - 0.5
+    return 1 - np.abs(np.arange(length) - centre) / factor
+
+
+def bilinear_kernel(factor=2):
+    """The triangle kernel of bilinear upsampling by an integer ``factor`` (FCN's ``bilinear`` filler)."""
+    import numpy as np
+
+    fy, fx = _size_param(factor, "factor")
+    return np.outer(_triangle(fy), _triangle(fx))
+
+
+GENERATORS = {
+    "gaussian": gaussian_kernel,
+    "box": box_kernel,
+    "nearest": nearest_kernel,
+    "bilinear": bilinear_kernel,
+}
+
+
+# --------------------------------------------------------------------- presets
+
+
+def builtin_presets_dir() -> Path:
+    here = Path(__file__).resolve().parent
+    installed = here / "presets"  # inside an installed package
+    return installed if installed.is_dir() else here.parent / "presets"  # source checkout
+
+
+def preset_dirs(extra: str | os.PathLike | None = None) -> list[Path]:
+    """Folders searched for presets, later ones overriding earlier ones."""
+    dirs = [builtin_presets_dir()]
+    env = os.environ.get(PRESETS_ENV)
+    if env:
+        dirs += [Path(p) for p in env.split(os.pathsep) if p]
+    if extra:
+        dirs.append(Path(extra))
+    for folder in dirs[1:]:
+        if not folder.is_dir():
+            raise ConvcliError(f"presets: {str(folder)!r} is not a folder")
+    return dirs
+
+
+def _preset_files(dirs: list[Path]) -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    for folder in dirs:
+        for path in sorted(folder.iterdir()):
+            if path.suffix in (".toml", ".json") and path.is_file():
+                files[path.stem] = path
+    return files
+
+
+def _read_preset_file(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            import tomllib
+
+            data = tomllib.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConvcliError(f"preset file {str(path)!r}: cannot be read ({reason})") from None
+    if not isinstance(data, dict) or ("matrix" in data) == ("generator" in data):
+        raise ConvcliError(
+            f"preset file {str(path)!r}: needs exactly one of 'matrix' or 'generator'"
+        )
+    if "generator" in data and data["generator"] not in GENERATORS:
+        raise ConvcliError(
+            f"preset file {str(path)!r}: unknown generator {data['generator']!r} "
+            f"(known: {', '.join(GENERATORS)})"
+        )
+    return data
+
+
+@dataclass
+class Preset:
+    name: str
+    description: str
+    path: Path
+    matrix: list | None = None
+    generator: str | None = None
+    params: dict = field(default_factory=dict)
+
+    def build(self, overrides: dict | None = None) -> Kernel:
+        params = dict(self.params)
+        for key, value in (overrides or {}).items():
+            if self.generator is None or key not in params:
+                allowed = ", ".join(params) if params else "none"
+                raise ConvcliError(
+                    f"kernel: preset {self.name!r} has no parameter {key!r} (parameters: {allowed})"
+                )
+            params[key] = value
+        if self.generator is not None:
+            try:
+                matrix = GENERATORS[self.generator](**params)
+            except TypeError as exc:
+                raise ConvcliError(f"preset file {str(self.path)!r}: {exc}") from None
+        else:
+            matrix = self.matrix
+        from .filtering import as_kernel
+
+        return Kernel(self.name, as_kernel(matrix, f"kernel {self.name!r}"), self.description,
+                      "preset", params)
+
+
+def load_presets(extra_dir=None) -> dict[str, Preset]:
+    """All presets by name: the built-in ones, then ``$CONVCLI_PRESETS``, then ``extra_dir``."""
+    presets = {}
+    for name, path in _preset_files(preset_dirs(extra_dir)).items():
+        presets[name] = _preset_from_file(name, path)
+    return presets
+
+
+def _preset_from_file(name: str, path: Path) -> Preset:
+    data = _read_preset_file(path)
+    params = data.get("params", {})
+    if not isinstance(params, dict):
+        raise ConvcliError(f"preset file {str(path)!r}: 'params' must be a table")
+    return Preset(name, str(data.get("description", "")), path, data.get("matrix"),
+                  data.get("generator"), params)
+
+
+def get_preset(name: str, extra_dir=None) -> Preset:
+    if not _NAME_RE.match(name) or name in (".", ".."):
+        raise ConvcliError(f"kernel: {name!r} is not a valid preset name")
+    files = _preset_files(preset_dirs(extra_dir))
+    if name not in files:
+        known = ", ".join(sorted(files))
+        raise ConvcliError(f"kernel: unknown preset {name!r} (known presets: {known})")
+    return _preset_from_file(name, files[name])
+
+
+# ------------------------------------------------------------------- parsing
+
+
+def parse_matrix_text(text: str, where: str):
+    """Rows split by ``;`` or newlines, values by ``,`` or whitespace; ``#`` starts a comment."""
+    import numpy as np
+
+    rows = []
+    for raw in re.split(r"[;\n]", text):
+        line = raw.split("#", 1)[0].strip().strip("[]").strip()
+        if not line:
+            continue
+        cells = [c for c in re.split(r"[,\s]+", line) if c]
+        try:
+            rows.append([float(c) for c in cells])
+        except ValueError:
+            bad = next(c for c in cells if not _is_float(c))
+            raise ConvcliError(f"{where}: {bad!r} is not a number") from None
+    if not rows:
+        raise ConvcliError(f"{where}: the matrix is empty")
+    widths = {len(r) for r in rows}
+    if len(widths) != 1:
+        raise ConvcliError(
+            f"{where}: rows have different lengths ({', '.join(str(len(r)) for r in rows)})"
+        )
+    return np.array(rows, dtype=np.float64)
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def load_kernel_file(path: Path):
+    import numpy as np
+
+    where = f"kernel file {str(path)!r}"
+    if path.is_dir():
+        raise ConvcliError(f"{where}: is a folder, not a file")
+    if path.suffix.lower() == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ConvcliError(f"{where}: not a readable .npy array ({exc})") from None
+        if array.dtype.kind not in "biuf":
+            raise ConvcliError(f"{where}: must hold numbers, got dtype {array.dtype}")
+        return array
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConvcliError(f"{where}: cannot be read ({exc})") from None
+    return parse_matrix_text(text, where)
+
+
+def _parse_params(text: str) -> dict:
+    params = {}
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ConvcliError(f"kernel: parameters are written name=value, got {item!r}")
+        params[key.strip()] = value.strip()
+    return params
+
+
+def parse_kernel(spec: str, *, presets_dir=None, defaults: dict | None = None) -> Kernel:
+    """Resolve a kernel spec (see the module docstring) into a :class:`Kernel`.
+
+    ``defaults`` supplies parameter values that the spec does not set (the
+    ``upsample`` command passes the stride as the size of ``nearest``).
+    """
+    from .filtering import as_kernel
+
+    spec = str(spec).strip()
+    if not spec:
+        raise ConvcliError("kernel: the kernel spec is empty")
+    path = Path(spec)
+    # A matrix never holds a path separator and a preset name never holds one
+    # either, so anything with one (or a kernel-file suffix) is a file.
+    if path.suffix.lower() in (".npy", ".txt", ".csv", ".tsv") or "/" in spec or os.sep in spec:
+        if not path.exists():
+            raise ConvcliError(f"kernel file {spec!r}: does not exist")
+        matrix = as_kernel(load_kernel_file(path), f"kernel file {spec!r}")
+        return Kernel(path.stem, matrix, f"from {spec}", str(path))
+    if _NUMBER_START.match(spec) or (":" not in spec and re.search(r"[;,\s]", spec)):
+        return Kernel("custom", as_kernel(parse_matrix_text(spec, "kernel"), "kernel"),
+                      "inline matrix", "inline")
+    name, _, param_text = spec.partition(":")
+    preset = get_preset(name.strip(), presets_dir)
+    overrides = {k: v for k, v in (defaults or {}).items() if k in preset.params}
+    overrides.update(_parse_params(param_text))
+    return preset.build(overrides)

@@ -1,0 +1,91 @@
+"""Max, mean and min pooling, exact to PyTorch's ``max_pool2d`` and ``avg_pool2d``."""
+
+from __future__ import annotations
+
+from .errors import ConvcliError
+from .filtering import as_image
+from .geometry import as_pair, pool_output_size
+
+POOL_OPS = ("max", "mean", "min")
+
+
+def pool2d(image, size=2, *, stride=None, padding=0, dilation=1, ceil_mode=False, op="max",
+           count_include_pad=True):
+    """Pool an H x W (x C) image over windows, each channel on its own.
+
+    ``op``: ``max`` (PyTorch's ``F.max_pool2d``), ``mean`` (``F.avg_pool2d``) or
+    ``min`` (``-F.max_pool2d(-x)``).  ``size``, ``stride``, ``padding``,
+    ``dilation``: int or ``(height, width)``; ``stride`` defaults to ``size``.
+    Padding counts as minus infinity for max, plus infinity for min, and as
+    zeros for mean, where ``count_include_pad`` decides whether padded cells
+    count in the divisor.  Padding must be at most half the window.  Dilation
+    is for max and min only (``avg_pool2d`` has none).
+
+    Output size per axis::
+
+        out = floor((in + 2*padding - dilation*(size - 1) - 1) / stride) + 1
+
+    with ``ceil`` instead of ``floor`` under ``ceil_mode``, where a last
+    window that would start in the right padding is dropped
+    (``(out - 1)*stride >= in + padding`` means ``out -= 1``).
+
+    >>> import numpy as np
+    >>> pool2d(np.arange(16.).reshape(4, 4), 2).tolist()
+    [[5.0, 7.0], [13.0, 15.0]]
+    """
+    import numpy as np
+
+    if op not in POOL_OPS:
+        raise ConvcliError(f"op: expected one of {', '.join(POOL_OPS)}, got {op!r}")
+    x = as_image(image)
+    size = as_pair(size, "size", minimum=1)
+    stride = size if stride is None else as_pair(stride, "stride", minimum=1)
+    padding = as_pair(padding, "padding", minimum=0)
+    dilation = as_pair(dilation, "dilation", minimum=1)
+    if op == "mean" and dilation != (1, 1):
+        raise ConvcliError("dilation: mean pooling has no dilation (as PyTorch's avg_pool2d)")
+    out_h, out_w = pool_output_size(x.shape[:2], size, stride, padding, dilation, ceil_mode)
+    (kh, kw), (sy, sx), (ph, pw), (dy, dx) = size, stride, padding, dilation
+    height, width = x.shape[:2]
+    # Pad far enough on the bottom/right for the last (ceil_mode) window.
+    extra_h = max(0, (out_h - 1) * sy + dy * (kh - 1) + 1 - height - ph)
+    extra_w = max(0, (out_w - 1) * sx + dx * (kw - 1) + 1 - width - pw)
+    widths = [(ph, extra_h), (pw, extra_w)] + [(0, 0)] * (x.ndim - 2)
+
+    if op == "mean":
+        padded = np.pad(x, widths)
+    else:
+        source = -x if op == "min" else x
+        padded = np.pad(source, widths, constant_values=-np.inf)
+
+    out = None
+    for m in range(kh):
+        for n in range(kw):
+            view = padded[m * dy: m * dy + sy * (out_h - 1) + 1: sy,
+                          n * dx: n * dx + sx * (out_w - 1) + 1: sx]
+            if out is None:
+                out = view.astype(np.float32, copy=True)
+            elif op == "mean":
+                out += view
+            else:
+                np.maximum(out, view, out=out)
+
+    if op == "min":
+        np.negative(out, out=out)
+    elif op == "mean":
+        div_h = _divisor(height, kh, sy, ph, out_h, count_include_pad)
+        div_w = _divisor(width, kw, sx, pw, out_w, count_include_pad)
+        divisor = np.outer(div_h, div_w).astype(np.float32)
+        out /= divisor.reshape(divisor.shape + (1,) * (x.ndim - 2))
+    return out
+
+
+def _divisor(length, kernel, stride, padding, count, count_include_pad):
+    """Cells per window along one axis, as PyTorch's avg_pool2d counts them."""
+    import numpy as np
+
+    start = np.arange(count) * stride - padding
+    end = np.minimum(start + kernel, length + padding)
+    if count_include_pad:
+        return end - start
+    return np.minimum(end, length) - np.maximum(start, 0)
