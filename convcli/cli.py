@@ -20,8 +20,10 @@ class ConvcliGroup(typer.core.TyperGroup):
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
-            super().main(args=args, prog_name=prog_name, complete_var=complete_var,
-                         standalone_mode=False, **extra)
+            code = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                                standalone_mode=False, **extra)
+            if isinstance(code, int) and code:  # a typer.Exit raised by a command
+                sys.exit(code)
         except ConvcliError as exc:
             _fail(str(exc), exc.exit_code)
         except typer.TyperException as exc:  # Typer's usage errors (ClickException)
@@ -64,11 +66,29 @@ app = typer.Typer(
 
 # ------------------------------------------------------------- shared options
 
-OutputOpt = Annotated[Optional[Path], typer.Option(
-    "-o", "--output", help="Output file; the format comes from the extension "
-    "(.png .tif .jpg .bmp .webp .npy). Default: INPUT's folder, named after INPUT and the operation.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object per image instead of a line of text.")]
-QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing on stdout.")]
+InputsArg = Annotated[list[str], typer.Argument(
+    metavar="INPUT...", show_default=False,
+    help="Image files (.png .jpg .tif ...), .npy arrays, folders, quoted glob patterns "
+    "('photos/*.jpg'), or - for standard input.")]
+OutputOpt = Annotated[Optional[str], typer.Option(
+    "-o", "--output", metavar="PATH",
+    help="Output file (format from the extension: .png .tif .jpg .bmp .webp .npy), a folder "
+    "(with several inputs; created if missing), or - for standard output. Default: next to "
+    "each input, named INPUT-KERNEL.EXT.")]
+TemplateOpt = Annotated[Optional[str], typer.Option(
+    "--output-template", metavar="TEMPLATE",
+    help="Name each output from fields {stem} {ext} {name} {parent} {op} {kernel}, "
+    "e.g. 'out/{stem}-edges.png'.")]
+RecursiveOpt = Annotated[bool, typer.Option("-r", "--recursive", help="Descend into subfolders of folder inputs (-o mirrors them).")]
+OverwriteOpt = Annotated[bool, typer.Option(
+    "--overwrite", help="Replace existing outputs. Without it they are skipped, so a rerun continues "
+    "where it stopped (a single output named with -o is always replaced). Inputs are never overwritten.")]
+JobsOpt = Annotated[Optional[int], typer.Option("-j", "--jobs", min=1, help="Worker processes for several images. Default: the number of cores.")]
+FailFastOpt = Annotated[bool, typer.Option("--fail-fast", help="Stop at the first image that fails.")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="List what would be written and the output sizes; touch nothing.")]
+FormatOpt = Annotated[str, typer.Option("--format", metavar="png|tif|jpg|bmp|webp|npy", help="Format written to standard output with -o -.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object per image (JSON Lines), failures included.")]
+QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing on stdout (errors still go to stderr).")]
 GrayOpt = Annotated[bool, typer.Option("--gray", help="Convert to one luma channel (0.299 R + 0.587 G + 0.114 B) first.")]
 MapOpt = Annotated[str, typer.Option(
     "--map", metavar="auto|clip|abs|normalize|offset",
@@ -80,7 +100,7 @@ DepthOpt = Annotated[Optional[str], typer.Option(
     help="Bits per sample of the output: 8, 16 (PNG/TIFF, one channel) or float (TIFF, one channel). "
     "Default: the input's depth when the format holds it, else 8.")]
 MaxPixelsOpt = Annotated[int, typer.Option(
-    "--max-pixels", help="Refuse images with more pixels than this, before decoding them.")]
+    "--max-pixels", min=1, help="Refuse images with more pixels than this, before decoding them.")]
 CompressOpt = Annotated[int, typer.Option(
     "--compress-level", min=0, max=9, help="PNG compression level, 0 (fastest) to 9 (smallest).")]
 StrideOpt = Annotated[str, typer.Option("-s", "--stride", metavar="N|WxH", help="Step between windows: N, or WIDTHxHEIGHT (2x1 is 2 across, 1 down).")]
@@ -89,8 +109,10 @@ ModeOpt = Annotated[str, typer.Option(
     "--mode", metavar="correlation|convolution",
     help="correlation (PyTorch's conv2d) or convolution (the kernel rotated 180 degrees, as scipy.signal.convolve2d).")]
 PresetsOpt = Annotated[Optional[Path], typer.Option(
-    "--presets", metavar="DIR", envvar="CONVCLI_PRESETS_DIR",
-    help="A folder of extra presets (.toml or .json), also read from $CONVCLI_PRESETS.")]
+    "--presets", metavar="DIR",
+    help="A folder of extra presets (.toml or .json); $CONVCLI_PRESETS is read too.")]
+
+DEFAULT_MAX_PIXELS = 200_000_000
 
 
 def _pair(text: str, option: str, minimum: int):
@@ -105,12 +127,30 @@ def _check_choice(value: str, choices, option: str) -> str:
     return value
 
 
+def _run(operation, inputs, *, output, template, recursive, overwrite, jobs, fail_fast, dry_run,
+         stream_format, gray, depth, max_pixels, compress_level, json_out, quiet):
+    from .runner import RunOptions, run
+
+    _check_choice(operation.value_map, ("clip", "abs", "normalize", "offset"), "--map")
+    _check_choice(stream_format, ("png", "tif", "tiff", "jpg", "jpeg", "bmp", "webp", "npy"), "--format")
+    if depth is not None:
+        _check_choice(depth, ("8", "16", "float"), "--depth")
+    options = RunOptions(output=output, template=template, recursive=recursive,
+                         overwrite=overwrite, jobs=jobs, fail_fast=fail_fast, dry_run=dry_run,
+                         stream_format=stream_format, gray=gray, depth=depth,
+                         max_pixels=max_pixels, compress_level=compress_level, json=json_out,
+                         quiet=quiet)
+    code = run(operation, inputs, options)
+    if code:
+        raise typer.Exit(code)
+
+
 # ------------------------------------------------------------------- filter
 
 
 @app.command("filter")
 def filter_command(
-    input: Annotated[Path, typer.Argument(help="Image file (.png .jpg .tif ...) or .npy array.", show_default=False)],
+    inputs: InputsArg,
     kernel: Annotated[str, typer.Option(
         "-k", "--kernel", metavar="SPEC",
         help="A preset (sobel-vertical, gaussian:size=7,sigma=1.5; see 'convcli kernels'), an inline "
@@ -126,24 +166,33 @@ def filter_command(
     mode: ModeOpt = "correlation",
     gray: GrayOpt = False,
     output: OutputOpt = None,
+    template: TemplateOpt = None,
+    recursive: RecursiveOpt = False,
+    overwrite: OverwriteOpt = False,
+    jobs: JobsOpt = None,
+    fail_fast: FailFastOpt = False,
+    dry_run: DryRunOpt = False,
+    stream_format: FormatOpt = "png",
     value_map: MapOpt = "auto",
     depth: DepthOpt = None,
     presets: PresetsOpt = None,
-    max_pixels: MaxPixelsOpt = 200_000_000,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     compress_level: CompressOpt = 6,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ):
-    """Filter an image with a kernel: cross-correlation (PyTorch's conv2d) or true convolution.
+    """Filter images with a kernel: cross-correlation (PyTorch's conv2d) or true convolution.
 
     Each channel is filtered on its own. The output size per side is
     floor((in + pad_before + pad_after - dilation*(k - 1) - 1) / stride) + 1.
 
     Example: convcli filter sample_images/duck.png -k sobel-vertical -o edges.png
     """
-    from .filtering import check_mode, filter2d
+    from .filtering import check_mode
+    from .geometry import pair_json
     from .kernels import parse_kernel
     from .padding import check_pad_mode
+    from .runner import Operation
 
     check_pad_mode(pad_mode)
     check_mode(mode)
@@ -153,26 +202,19 @@ def filter_command(
     padding_arg = pad_word if pad_word in ("same", "valid") else _pair(padding, "--padding", 0)
     kern = parse_kernel(kernel, presets_dir=presets)
     if value_map == "auto":
-        import numpy as np
-
-        total = float(np.abs(kern.matrix).sum())
+        total = float(abs(kern.matrix).sum())
         value_map = "abs" if abs(float(kern.matrix.sum())) <= 1e-6 * total else "clip"
-
-    def run(data):
-        from .geometry import resolve_padding
-
-        sides = resolve_padding(padding_arg, data.shape[:2], kern.size, stride_hw, dilation_hw)
-        result = filter2d(data, kern.matrix, stride=stride_hw, padding=sides, dilation=dilation_hw,
-                          pad_mode=pad_mode, mode=mode)
-        return result, {"padding": _sides_json(sides)}
-
-    params = {
-        "kernel": _kernel_json(kern), "mode": mode, "stride": _xy(stride_hw),
-        "dilation": _xy(dilation_hw), "pad_mode": pad_mode,
-    }
-    _run_image_command("filter", kern.name, input, output, run, params, gray=gray,
-                       value_map=value_map, depth=depth, max_pixels=max_pixels,
-                       compress_level=compress_level, json_out=json_out, quiet=quiet)
+    operation = Operation(
+        "filter", kern.name,
+        {"kernel": kern.matrix, "stride": stride_hw, "padding": padding_arg,
+         "dilation": dilation_hw, "pad_mode": pad_mode, "mode": mode},
+        {"kernel": _kernel_json(kern), "mode": mode, "stride": pair_json(stride_hw),
+         "dilation": pair_json(dilation_hw), "pad_mode": pad_mode},
+        value_map)
+    _run(operation, inputs, output=output, template=template, recursive=recursive,
+         overwrite=overwrite, jobs=jobs, fail_fast=fail_fast, dry_run=dry_run,
+         stream_format=stream_format, gray=gray, depth=depth, max_pixels=max_pixels,
+         compress_level=compress_level, json_out=json_out, quiet=quiet)
 
 
 # --------------------------------------------------------------------- pool
@@ -180,7 +222,7 @@ def filter_command(
 
 @app.command("pool")
 def pool_command(
-    input: Annotated[Path, typer.Argument(help="Image file or .npy array.", show_default=False)],
+    inputs: InputsArg,
     op: Annotated[str, typer.Option("--op", metavar="max|mean|min", help="max, mean, or min (= -maxpool(-x)).")] = "max",
     size: Annotated[str, typer.Option("-k", "--size", metavar="N|WxH", help="Window size.")] = "2",
     stride: Annotated[Optional[str], typer.Option("-s", "--stride", metavar="N|WxH", help="Step between windows. Default: the window size, as in PyTorch.")] = None,
@@ -190,49 +232,56 @@ def pool_command(
     count_include_pad: Annotated[bool, typer.Option("--count-include-pad/--no-count-include-pad", help="Mean only: count padded cells in the divisor (PyTorch's default).")] = True,
     gray: GrayOpt = False,
     output: OutputOpt = None,
+    template: TemplateOpt = None,
+    recursive: RecursiveOpt = False,
+    overwrite: OverwriteOpt = False,
+    jobs: JobsOpt = None,
+    fail_fast: FailFastOpt = False,
+    dry_run: DryRunOpt = False,
+    stream_format: FormatOpt = "png",
     value_map: MapOpt = "auto",
     depth: DepthOpt = None,
-    max_pixels: MaxPixelsOpt = 200_000_000,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     compress_level: CompressOpt = 6,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ):
-    """Pool an image: max, mean or min over windows, exact to PyTorch's max_pool2d / avg_pool2d.
+    """Pool images: max, mean or min over windows, exact to PyTorch's max_pool2d / avg_pool2d.
 
     The output size per side is floor((in + 2*padding - dilation*(size - 1) - 1) / stride) + 1
     (ceil with --ceil-mode, dropping a last window that would start in the right padding).
 
     Example: convcli pool sample_images/duck.png --op max -k 2 -o small.png
     """
-    from .pooling import POOL_OPS, pool2d
+    from .geometry import check_pool_padding, pair_json, sides_json, size_json
+    from .pooling import POOL_OPS
+    from .runner import Operation
 
     _check_choice(op, POOL_OPS, "--op")
     size_hw = _pair(size, "--size", 1)
     stride_hw = size_hw if stride is None else _pair(stride, "--stride", 1)
     padding_hw = _pair(padding, "--padding", 0)
     dilation_hw = _pair(dilation, "--dilation", 1)
-    from .geometry import check_pool_padding
-
     check_pool_padding(size_hw, padding_hw, "--padding")
     if op == "mean" and dilation_hw != (1, 1):
         raise ConvcliError("--dilation: mean pooling has no dilation (as PyTorch's avg_pool2d)")
-
-    def run(data):
-        return pool2d(data, size_hw, stride=stride_hw, padding=padding_hw, dilation=dilation_hw,
-                      ceil_mode=ceil_mode, op=op, count_include_pad=count_include_pad), {}
-
-    params = {
-        "op": op, "window": _size(size_hw), "stride": _xy(stride_hw),
-        "padding": _sides_json((padding_hw[0], padding_hw[0], padding_hw[1], padding_hw[1])),
-        "dilation": _xy(dilation_hw), "ceil_mode": ceil_mode,
+    report = {
+        "op": op, "window": size_json(size_hw), "stride": pair_json(stride_hw),
+        "padding": sides_json((padding_hw[0], padding_hw[0], padding_hw[1], padding_hw[1])),
+        "dilation": pair_json(dilation_hw), "ceil_mode": ceil_mode,
     }
     if op == "mean":
-        params["count_include_pad"] = count_include_pad
-    tag = f"{op}pool{size_hw[1]}" if size_hw[0] == size_hw[1] else f"{op}pool{size_hw[1]}x{size_hw[0]}"
-    _run_image_command("pool", tag, input, output, run, params, gray=gray,
-                       value_map="clip" if value_map == "auto" else value_map, depth=depth,
-                       max_pixels=max_pixels, compress_level=compress_level,
-                       json_out=json_out, quiet=quiet)
+        report["count_include_pad"] = count_include_pad
+    window = str(size_hw[1]) if size_hw[0] == size_hw[1] else f"{size_hw[1]}x{size_hw[0]}"
+    operation = Operation(
+        "pool", f"{op}pool{window}",
+        {"size": size_hw, "stride": stride_hw, "padding": padding_hw, "dilation": dilation_hw,
+         "ceil_mode": ceil_mode, "op": op, "count_include_pad": count_include_pad},
+        report, "clip" if value_map == "auto" else value_map)
+    _run(operation, inputs, output=output, template=template, recursive=recursive,
+         overwrite=overwrite, jobs=jobs, fail_fast=fail_fast, dry_run=dry_run,
+         stream_format=stream_format, gray=gray, depth=depth, max_pixels=max_pixels,
+         compress_level=compress_level, json_out=json_out, quiet=quiet)
 
 
 # ----------------------------------------------------------------- upsample
@@ -240,7 +289,7 @@ def pool_command(
 
 @app.command("upsample")
 def upsample_command(
-    input: Annotated[Path, typer.Argument(help="Image file or .npy array.", show_default=False)],
+    inputs: InputsArg,
     kernel: Annotated[str, typer.Option(
         "-k", "--kernel", metavar="SPEC",
         help="As for filter. The presets nearest and bilinear take their factor from the stride.")] = "bilinear",
@@ -255,15 +304,22 @@ def upsample_command(
     mode: ModeOpt = "correlation",
     gray: GrayOpt = False,
     output: OutputOpt = None,
+    template: TemplateOpt = None,
+    recursive: RecursiveOpt = False,
+    overwrite: OverwriteOpt = False,
+    jobs: JobsOpt = None,
+    fail_fast: FailFastOpt = False,
+    dry_run: DryRunOpt = False,
+    stream_format: FormatOpt = "png",
     value_map: MapOpt = "auto",
     depth: DepthOpt = None,
     presets: PresetsOpt = None,
-    max_pixels: MaxPixelsOpt = 200_000_000,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     compress_level: CompressOpt = 6,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ):
-    """Upsample by transposed convolution (PyTorch's conv_transpose2d).
+    """Upsample images by transposed convolution (PyTorch's conv_transpose2d).
 
     Each input pixel scatters the kernel, scaled by its value, into the output at
     stride steps; overlaps add up. The output size per side is
@@ -272,9 +328,9 @@ def upsample_command(
     Example: convcli upsample sample_images/duck.png -o big.png   (bilinear, exactly 2x)
     """
     from .filtering import check_mode
-    from .geometry import check_output_padding
+    from .geometry import check_output_padding, pair_json, sides_json
     from .kernels import parse_kernel
-    from .transposed import conv_transpose2d
+    from .runner import Operation
 
     check_mode(mode)
     stride_hw = _pair(stride, "--stride", 1)
@@ -283,25 +339,24 @@ def upsample_command(
     check_output_padding(out_pad_hw, stride_hw, dilation_hw, "--output-padding")
     scale = f"{stride_hw[1]}x{stride_hw[0]}"
     kern = parse_kernel(kernel, presets_dir=presets, defaults={"factor": scale})
-    if padding is None:
-        padding_hw = _exact_scale_padding(kern, stride_hw, dilation_hw) if kern.source == "preset" \
-            and kern.name in ("nearest", "bilinear") else (0, 0)
-    else:
+    if padding is not None:
         padding_hw = _pair(padding, "--padding", 0)
-
-    def run(data):
-        return conv_transpose2d(data, kern.matrix, stride=stride_hw, padding=padding_hw,
-                                output_padding=out_pad_hw, dilation=dilation_hw, mode=mode), {}
-
-    params = {
-        "kernel": _kernel_json(kern), "mode": mode, "stride": _xy(stride_hw),
-        "padding": _sides_json((padding_hw[0], padding_hw[0], padding_hw[1], padding_hw[1])),
-        "output_padding": _xy(out_pad_hw), "dilation": _xy(dilation_hw),
-    }
-    _run_image_command("upsample", f"up-{kern.name}", input, output, run, params, gray=gray,
-                       value_map="clip" if value_map == "auto" else value_map, depth=depth,
-                       max_pixels=max_pixels, compress_level=compress_level,
-                       json_out=json_out, quiet=quiet)
+    elif kern.source == "preset" and kern.name in ("nearest", "bilinear"):
+        padding_hw = _exact_scale_padding(kern, stride_hw, dilation_hw)
+    else:
+        padding_hw = (0, 0)
+    operation = Operation(
+        "upsample", f"up-{kern.name}",
+        {"kernel": kern.matrix, "stride": stride_hw, "padding": padding_hw,
+         "output_padding": out_pad_hw, "dilation": dilation_hw, "mode": mode},
+        {"kernel": _kernel_json(kern), "mode": mode, "stride": pair_json(stride_hw),
+         "padding": sides_json((padding_hw[0], padding_hw[0], padding_hw[1], padding_hw[1])),
+         "output_padding": pair_json(out_pad_hw), "dilation": pair_json(dilation_hw)},
+        "clip" if value_map == "auto" else value_map)
+    _run(operation, inputs, output=output, template=template, recursive=recursive,
+         overwrite=overwrite, jobs=jobs, fail_fast=fail_fast, dry_run=dry_run,
+         stream_format=stream_format, gray=gray, depth=depth, max_pixels=max_pixels,
+         compress_level=compress_level, json_out=json_out, quiet=quiet)
 
 
 def _exact_scale_padding(kern, stride_hw, dilation_hw):
@@ -374,13 +429,15 @@ def _print_kernel(console, preset, kern=None):
     kern = kern or preset.build()
     params = ", ".join(f"{k}={v}" for k, v in kern.params.items())
     title = f"[bold]{kern.name}[/bold]" + (f" ({params})" if params else "")
-    table = Table(show_header=False, title=title, title_justify="left", caption=kern.description,
-                  caption_justify="left")
+    table = Table(show_header=False, title=title, title_justify="left")
     for _ in range(kern.size[1]):
         table.add_column(justify="right")
     for row in kern.matrix.tolist():
         table.add_row(*(_number(v) for v in row))
     console.print(table)
+    if kern.description:
+        console.print(kern.description, highlight=False, markup=False)
+    console.print()
 
 
 def _number(value: float) -> str:
@@ -397,83 +454,15 @@ app.command("shape")(shape_command)
 # ------------------------------------------------------------------ helpers
 
 
-def _xy(pair):
-    return {"x": pair[1], "y": pair[0]}
-
-
-def _size(pair):
-    return {"width": pair[1], "height": pair[0]}
-
-
-def _sides_json(sides):
-    top, bottom, left, right = sides
-    return {"top": top, "bottom": bottom, "left": left, "right": right}
-
-
 def _kernel_json(kern, with_matrix=False):
-    data = {"name": kern.name, "source": kern.source, "size": _size(kern.size)}
+    from .geometry import size_json
+
+    data = {"name": kern.name, "source": kern.source, "size": size_json(kern.size)}
     if kern.params:
         data["params"] = kern.params
     if with_matrix:
         data["matrix"] = kern.matrix.tolist()
     return data
-
-
-def _default_output(input_path: Path, tag: str) -> Path:
-    suffix = input_path.suffix.lower() if input_path.suffix.lower() in (
-        ".png", ".tif", ".tiff", ".npy", ".bmp", ".webp") else ".png"
-    return input_path.with_name(f"{input_path.stem}-{tag}{suffix}")
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve() or (b.exists() and a.samefile(b))
-    except OSError:
-        return False
-
-
-def _run_image_command(operation, tag, input_path, output, run, params, *, gray, value_map,
-                       depth, max_pixels, compress_level, json_out, quiet):
-    """Load, check the output, compute, write atomically, report: shared by every image command."""
-    from .geometry import format_size
-    from .imagefile import check_output_folder, choose_depth, encode, load_image, write_atomic
-
-    if value_map not in ("clip", "abs", "normalize", "offset"):
-        raise ConvcliError(f"--map: expected auto, clip, abs, normalize or offset, got {value_map!r}")
-    output = output if output is not None else _default_output(input_path, tag)
-    if _same_file(input_path, output):
-        raise ConvcliError(f"output {str(output)!r}: is the input file; choose another name with -o")
-    check_output_folder(output)
-    loaded = load_image(input_path, gray=gray, max_pixels=max_pixels)
-    out_depth = choose_depth(output, depth, loaded.depth, loaded.channels)
-    result, extra = run(loaded.data)
-    alpha = "none"
-    alpha_data = None
-    if loaded.alpha is not None:
-        if result.shape[:2] == loaded.size:
-            alpha, alpha_data = "carried", loaded.alpha
-        else:
-            alpha = "dropped"
-    payload = encode(result, alpha_data, output, depth=out_depth, value_map=value_map)
-    write_atomic(output, payload, compress_level=compress_level)
-
-    if quiet:
-        return
-    in_size, out_size = loaded.size, result.shape[:2]
-    if json_out:
-        import json
-
-        record = {
-            "input": str(input_path), "output": str(output), "operation": operation,
-            "input_size": _size(in_size), "output_size": _size(out_size),
-            "channels": int(result.shape[2]), **params, **extra,
-            "map": None if out_depth == "float" else value_map, "depth": out_depth, "alpha": alpha,
-        }
-        typer.echo(json.dumps(record))
-    else:
-        note = " (alpha dropped: the size changed)" if alpha == "dropped" else ""
-        typer.echo(f"{input_path}: {format_size(in_size)} -> {format_size(out_size)}, "
-                   f"wrote {output}{note}")
 
 
 def main():

@@ -8,6 +8,7 @@ off on load (it is carried over, never filtered).
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,13 +61,17 @@ def _check_readable(path: Path) -> None:
         raise ConvcliError(f"input {str(path)!r}: permission denied")
 
 
-def load_npy(path: Path, name: str | None = None):
+STDIN = "-"
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def load_npy(source, name: str):
     """A numeric, finite, 2-D or 3-D array from ``.npy`` (pickles are never loaded)."""
     import numpy as np
 
-    where = f"input {name or str(path)!r}"
+    where = f"input {name!r}"
     try:
-        array = np.load(path, allow_pickle=False)
+        array = np.load(source, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
         raise ConvcliError(f"{where}: not a readable .npy array ({_describe(exc)})") from None
     if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
@@ -82,36 +87,52 @@ def load_npy(path: Path, name: str | None = None):
 
 
 def load_image(path, *, gray: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> LoadedImage:
-    """Load an image file or ``.npy`` array as float32 H x W x C plus alpha."""
+    """Load an image file or ``.npy`` array as float32 H x W x C plus alpha.
+
+    ``path`` ``"-"`` reads standard input (an image, or ``.npy`` by its magic bytes).
+    """
+    import io
+
     import numpy as np
 
-    path = Path(path)
-    _check_readable(path)
-    if path.suffix.lower() == ".npy":
-        data = load_npy(path)
+    if str(path) == STDIN:
+        blob = sys.stdin.buffer.read()
+        name = "<stdin>"
+        if not blob:
+            raise ConvcliError("input '-': standard input is empty")
+        source = io.BytesIO(blob)
+        is_npy = blob.startswith(_NPY_MAGIC)
+    else:
+        path = Path(path)
+        _check_readable(path)
+        name = str(path)
+        source = path
+        is_npy = path.suffix.lower() == ".npy"
+    if is_npy:
+        data = load_npy(source, name)
         if data.ndim == 2:
             data = data[:, :, None]
         loaded = LoadedImage(data, None, "float", "NPY")
     else:
-        loaded = _load_with_pillow(path, max_pixels)
+        loaded = _load_with_pillow(source, name, max_pixels)
     if gray and loaded.channels >= 3:
         weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
         loaded.data = (loaded.data[:, :, :3] @ weights)[:, :, None]
     return loaded
 
 
-def _load_with_pillow(path: Path, max_pixels: int | None) -> LoadedImage:
+def _load_with_pillow(source, name: str, max_pixels: int | None) -> LoadedImage:
     import warnings
 
     import numpy as np
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    where = f"input {str(path)!r}"
+    where = f"input {name!r}"
     Image.MAX_IMAGE_PIXELS = None  # the limit is checked below, before decoding
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            image = Image.open(source)
             width, height = image.size
             if max_pixels is not None and width * height > max_pixels:
                 raise ConvcliError(
@@ -127,7 +148,7 @@ def _load_with_pillow(path: Path, max_pixels: int | None) -> LoadedImage:
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError) as exc:
         raise ConvcliError(f"{where}: cannot be decoded ({_describe(exc)})") from None
 
-    fmt = image.format or path.suffix.lstrip(".").upper()
+    fmt = image.format or "?"
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         data = np.asarray(image, dtype=np.float32) / 65535.0
@@ -270,29 +291,43 @@ def encode(data, alpha, path, *, depth: str, value_map: str):
     raise ConvcliError(f"output {str(path)!r}: {pixels.shape[2]} channels cannot be written as {fmt}; use .npy")
 
 
+def _save(handle, payload, fmt: str, compress_level: int | None) -> None:
+    import numpy as np
+
+    if fmt == "NPY":
+        np.save(handle, np.asarray(payload, dtype=np.float32), allow_pickle=False)
+        return
+    options = {}
+    if fmt == "PNG" and compress_level is not None:
+        options["compress_level"] = compress_level
+    if fmt in ("JPEG", "WEBP"):
+        options["quality"] = 95
+    payload.save(handle, format=fmt, **options)
+
+
+def write_stream(stream, payload, fmt: str, *, compress_level: int | None = None) -> None:
+    """Encode fully in memory, then write to ``stream`` (stdout) in one go."""
+    import io
+
+    buffer = io.BytesIO()
+    _save(buffer, payload, fmt, compress_level)
+    stream.write(buffer.getvalue())
+    stream.flush()
+
+
 def write_atomic(path, payload, *, compress_level: int | None = None) -> None:
     """Write to a temporary file in the target folder, then rename over the target.
 
     A reader never sees a half-written file, and a failed write leaves the
     previous file (if any) untouched and no temporary file behind.
     """
-    import numpy as np
-
     path = Path(path)
     fmt, _ = output_format(path)
     check_output_folder(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            if fmt == "NPY":
-                np.save(handle, np.asarray(payload, dtype=np.float32), allow_pickle=False)
-            else:
-                options = {}
-                if fmt == "PNG" and compress_level is not None:
-                    options["compress_level"] = compress_level
-                if fmt in ("JPEG", "WEBP"):
-                    options["quality"] = 95
-                payload.save(handle, format=fmt, **options)
+            _save(handle, payload, fmt, compress_level)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
