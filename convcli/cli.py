@@ -66,10 +66,19 @@ app = typer.Typer(
 
 # ------------------------------------------------------------- shared options
 
-InputsArg = Annotated[list[str], typer.Argument(
+InputsArg = Annotated[Optional[list[str]], typer.Argument(
     metavar="INPUT...", show_default=False,
     help="Image files (.png .jpg .tif ...), .npy arrays, folders, quoted glob patterns "
     "('photos/*.jpg'), or - for standard input.")]
+MatrixOpt = Annotated[Optional[str], typer.Option(
+    "--matrix", metavar="MATRIX",
+    help="Use a small matrix instead of an image: inline ('1 2 3; 4 5 6') or a .txt/.csv/.npy "
+    "file. The result is printed as a table (or written with -o .npy/.csv/.txt).")]
+ExplainOpt = Annotated[bool, typer.Option(
+    "--explain", help="With --matrix: show the padded input, the kernel, the window of one output "
+    "value and its computation term by term, and the output-size formula with the numbers.")]
+AtOpt = Annotated[Optional[str], typer.Option(
+    "--at", metavar="ROW,COL", help="The output position --explain works out (0-based). Default: 0,0.")]
 OutputOpt = Annotated[Optional[str], typer.Option(
     "-o", "--output", metavar="PATH",
     help="Output file (format from the extension: .png .tif .jpg .bmp .webp .npy), a folder "
@@ -128,9 +137,22 @@ def _check_choice(value: str, choices, option: str) -> str:
 
 
 def _run(operation, inputs, *, output, template, recursive, overwrite, jobs, fail_fast, dry_run,
-         stream_format, gray, depth, max_pixels, compress_level, json_out, quiet):
+         stream_format, gray, depth, max_pixels, compress_level, json_out, quiet,
+         matrix=None, explain=False, at=None):
     from .runner import RunOptions, run
 
+    if matrix is not None:
+        if inputs:
+            raise ConvcliError("--matrix: give a matrix or INPUT files, not both")
+        from .matrix_cli import run_matrix
+
+        run_matrix(operation, matrix, output=output, explain=explain, at=at, json_out=json_out,
+                   quiet=quiet)
+        return
+    if explain or at is not None:
+        raise ConvcliError("--explain and --at work on a small matrix given with --matrix")
+    if not inputs:
+        raise ConvcliError("missing INPUT: name image files, a folder, - for stdin, or use --matrix")
     _check_choice(operation.value_map, ("clip", "abs", "normalize", "offset"), "--map")
     _check_choice(stream_format, ("png", "tif", "tiff", "jpg", "jpeg", "bmp", "webp", "npy"), "--format")
     if depth is not None:
@@ -150,7 +172,7 @@ def _run(operation, inputs, *, output, template, recursive, overwrite, jobs, fai
 
 @app.command("filter")
 def filter_command(
-    inputs: InputsArg,
+    inputs: InputsArg = None,
     kernel: Annotated[str, typer.Option(
         "-k", "--kernel", metavar="SPEC",
         help="A preset (sobel-vertical, gaussian:size=7,sigma=1.5; see 'convcli kernels'), an inline "
@@ -180,6 +202,9 @@ def filter_command(
     compress_level: CompressOpt = 6,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
+    matrix: MatrixOpt = None,
+    explain: ExplainOpt = False,
+    at: AtOpt = None,
 ):
     """Filter images with a kernel: cross-correlation (PyTorch's conv2d) or true convolution.
 
@@ -214,7 +239,8 @@ def filter_command(
     _run(operation, inputs, output=output, template=template, recursive=recursive,
          overwrite=overwrite, jobs=jobs, fail_fast=fail_fast, dry_run=dry_run,
          stream_format=stream_format, gray=gray, depth=depth, max_pixels=max_pixels,
-         compress_level=compress_level, json_out=json_out, quiet=quiet)
+         compress_level=compress_level, json_out=json_out, quiet=quiet, matrix=matrix,
+         explain=explain, at=at)
 
 
 # --------------------------------------------------------------------- pool
@@ -222,7 +248,7 @@ def filter_command(
 
 @app.command("pool")
 def pool_command(
-    inputs: InputsArg,
+    inputs: InputsArg = None,
     op: Annotated[str, typer.Option("--op", metavar="max|mean|min", help="max, mean, or min (= -maxpool(-x)).")] = "max",
     size: Annotated[str, typer.Option("-k", "--size", metavar="N|WxH", help="Window size.")] = "2",
     stride: Annotated[Optional[str], typer.Option("-s", "--stride", metavar="N|WxH", help="Step between windows. Default: the window size, as in PyTorch.")] = None,
@@ -245,6 +271,9 @@ def pool_command(
     compress_level: CompressOpt = 6,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
+    matrix: MatrixOpt = None,
+    explain: ExplainOpt = False,
+    at: AtOpt = None,
 ):
     """Pool images: max, mean or min over windows, exact to PyTorch's max_pool2d / avg_pool2d.
 
@@ -281,7 +310,8 @@ def pool_command(
     _run(operation, inputs, output=output, template=template, recursive=recursive,
          overwrite=overwrite, jobs=jobs, fail_fast=fail_fast, dry_run=dry_run,
          stream_format=stream_format, gray=gray, depth=depth, max_pixels=max_pixels,
-         compress_level=compress_level, json_out=json_out, quiet=quiet)
+         compress_level=compress_level, json_out=json_out, quiet=quiet, matrix=matrix,
+         explain=explain, at=at)
 
 
 # ----------------------------------------------------------------- upsample
@@ -289,7 +319,7 @@ def pool_command(
 
 @app.command("upsample")
 def upsample_command(
-    inputs: InputsArg,
+    inputs: InputsArg = None,
     kernel: Annotated[str, typer.Option(
         "-k", "--kernel", metavar="SPEC",
         help="As for filter. The presets nearest and bilinear take their factor from the stride.")] = "bilinear",
@@ -318,6 +348,9 @@ def upsample_command(
     compress_level: CompressOpt = 6,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
+    matrix: MatrixOpt = None,
+    explain: ExplainOpt = False,
+    at: AtOpt = None,
 ):
     """Upsample images by transposed convolution (PyTorch's conv_transpose2d).
 
@@ -356,7 +389,8 @@ def upsample_command(
     _run(operation, inputs, output=output, template=template, recursive=recursive,
          overwrite=overwrite, jobs=jobs, fail_fast=fail_fast, dry_run=dry_run,
          stream_format=stream_format, gray=gray, depth=depth, max_pixels=max_pixels,
-         compress_level=compress_level, json_out=json_out, quiet=quiet)
+         compress_level=compress_level, json_out=json_out, quiet=quiet, matrix=matrix,
+         explain=explain, at=at)
 
 
 def _exact_scale_padding(kern, stride_hw, dilation_hw):

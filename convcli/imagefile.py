@@ -316,18 +316,28 @@ def write_stream(stream, payload, fmt: str, *, compress_level: int | None = None
 
 
 def write_atomic(path, payload, *, compress_level: int | None = None) -> None:
-    """Write to a temporary file in the target folder, then rename over the target.
+    """Encode ``payload`` into ``path`` atomically (see :func:`atomic_write`)."""
+    fmt, _ = output_format(path)
+    atomic_write(path, lambda handle: _save(handle, payload, fmt, compress_level))
 
-    A reader never sees a half-written file, and a failed write leaves the
-    previous file (if any) untouched and no temporary file behind.
+
+def write_atomic_bytes(path, data: bytes) -> None:
+    atomic_write(path, lambda handle: handle.write(data))
+
+
+def atomic_write(path, write) -> None:
+    """Call ``write(handle)`` on a temporary file in the target folder, then rename it over the target.
+
+    A reader never sees a half-written file, and a failed write (a full disk,
+    an exception, Ctrl-C) leaves the previous file, if any, untouched and no
+    temporary file behind.
     """
     path = Path(path)
-    fmt, _ = output_format(path)
     check_output_folder(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            _save(handle, payload, fmt, compress_level)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())

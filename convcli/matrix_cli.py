@@ -1,0 +1,201 @@
+"""Small matrices in, numbers out: the ``--matrix`` and ``--explain`` side of the image commands."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .errors import ConvcliError
+from .geometry import format_size
+
+
+def load_matrix(spec: str):
+    """An inline matrix (``"1 2; 3 4"``) or a text/CSV/.npy matrix file, as a 2-D float32 array."""
+    import numpy as np
+
+    from .kernels import load_kernel_file, parse_matrix_text
+
+    path = Path(spec)
+    if path.suffix.lower() in (".txt", ".csv", ".tsv", ".npy") or path.is_file():
+        if not path.exists():
+            raise ConvcliError(f"--matrix: file {spec!r} does not exist")
+        array = np.asarray(load_kernel_file(path), dtype=np.float64)
+        where = f"--matrix file {spec!r}"
+    else:
+        array = parse_matrix_text(spec, "--matrix")
+        where = "--matrix"
+    if array.ndim != 2 or array.size == 0:
+        raise ConvcliError(f"{where}: must be a non-empty 2-D matrix")
+    if not np.isfinite(array).all():
+        raise ConvcliError(f"{where}: holds NaN or infinite values")
+    return array.astype(np.float32)
+
+
+def parse_position(text: str | None) -> tuple[int, int]:
+    if text is None:
+        return (0, 0)
+    match = re.fullmatch(r"\s*(\d+)\s*,\s*(\d+)\s*", text)
+    if not match:
+        raise ConvcliError(f"--at: expected ROW,COL (0-based, e.g. 1,2), got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def run_matrix(operation, spec: str, *, output: str | None, explain: bool, at: str | None,
+               json_out: bool, quiet: bool) -> None:
+    from .explain import check_position, check_small
+
+    x = load_matrix(spec)
+    position = parse_position(at)
+    if explain:
+        check_small(x.shape)
+    result, extra = operation.apply(x[:, :, None])
+    result = result[:, :, 0]
+    if explain or at is not None:
+        check_position(position, result.shape)
+    if output is not None:
+        write_matrix(output, result)
+    if quiet:
+        return
+    if json_out:
+        import json
+
+        record = {
+            "input": "matrix", "output": output, "operation": operation.name,
+            "input_size": {"width": x.shape[1], "height": x.shape[0]},
+            "output_size": {"width": result.shape[1], "height": result.shape[0]},
+            **operation.report, **extra, "result": result.tolist(),
+        }
+        if explain:
+            step = explain_step(operation, x, position, extra)
+            record["explain"] = {"at": {"row": position[0], "col": position[1]},
+                                 "terms": step.terms, "value": step.value, "equation": step.equation}
+        print(json.dumps(record))
+        return
+    render(operation, x, result, position, extra, explain, output)
+
+
+def write_matrix(output: str, result) -> None:
+    import io
+
+    import numpy as np
+
+    from .imagefile import write_atomic_bytes
+
+    suffix = Path(output).suffix.lower()
+    buffer = io.BytesIO()
+    if suffix == ".npy":
+        np.save(buffer, result.astype(np.float32), allow_pickle=False)
+    elif suffix in (".csv", ".txt"):
+        np.savetxt(buffer, result, delimiter="," if suffix == ".csv" else " ", fmt="%.9g")
+    else:
+        raise ConvcliError(f"output {output!r}: a matrix is written as .npy, .csv or .txt")
+    write_atomic_bytes(output, buffer.getvalue())
+
+
+def explain_step(operation, x, position, extra):
+    from . import explain as ex
+
+    kw = operation.kwargs
+    if operation.name == "filter":
+        sides = tuple(extra["padding"][k] for k in ("top", "bottom", "left", "right"))
+        return ex.explain_filter(x, kw["kernel"], stride=kw["stride"], sides=sides,
+                                 dilation=kw["dilation"], pad_mode=kw["pad_mode"],
+                                 mode=kw["mode"], at=position)
+    if operation.name == "pool":
+        return ex.explain_pool(x.tolist(), size=kw["size"], stride=kw["stride"],
+                               padding=kw["padding"], dilation=kw["dilation"],
+                               ceil_mode=kw["ceil_mode"], op=kw["op"],
+                               count_include_pad=kw["count_include_pad"], at=position)
+    return ex.explain_transposed(x.tolist(), kw["kernel"], stride=kw["stride"],
+                                 padding=kw["padding"], output_padding=kw["output_padding"],
+                                 dilation=kw["dilation"], mode=kw["mode"], at=position)
+
+
+def size_formula(operation, x_shape, extra) -> list[str]:
+    """The output-size formula per axis with the numbers put in."""
+    kw = operation.kwargs
+    lines = []
+    for axis, name in ((0, "height"), (1, "width")):
+        n = x_shape[axis]
+        if operation.name == "filter":
+            k = kw["kernel"].shape[axis]
+            s, d = kw["stride"][axis], kw["dilation"][axis]
+            pad = extra["padding"]
+            before, after = (pad["top"], pad["bottom"]) if axis == 0 else (pad["left"], pad["right"])
+            value = (n + before + after - d * (k - 1) - 1) // s + 1
+            lines.append(f"{name}: floor(({n} + {before} + {after} - {d}*({k}-1) - 1) / {s}) + 1 = {value}")
+        elif operation.name == "pool":
+            from .geometry import pool_output_length
+
+            k, s = kw["size"][axis], kw["stride"][axis]
+            p, d = kw["padding"][axis], kw["dilation"][axis]
+            rounding = "ceil" if kw["ceil_mode"] else "floor"
+            value = pool_output_length(n, k, s, p, d, kw["ceil_mode"])
+            text = f"{name}: {rounding}(({n} + 2*{p} - {d}*({k}-1) - 1) / {s}) + 1"
+            if kw["ceil_mode"]:
+                raw = -(-(n + 2 * p - d * (k - 1) - 1) // s) + 1
+                if raw != value:
+                    text += f" = {raw}; the last window would start in the right padding, so it is dropped:"
+            lines.append(f"{text} {value}" if text.endswith(":") else f"{text} = {value}")
+        else:
+            k = kw["kernel"].shape[axis]
+            s, p = kw["stride"][axis], kw["padding"][axis]
+            op, d = kw["output_padding"][axis], kw["dilation"][axis]
+            value = (n - 1) * s - 2 * p + d * (k - 1) + op + 1
+            lines.append(f"{name}: ({n} - 1)*{s} - 2*{p} + {d}*({k}-1) + {op} + 1 = {value}")
+    return lines
+
+
+def _table(grid, *, marked=(), highlight=None, row_labels=None, col_labels=None):
+    from rich.table import Table
+
+    from .explain import number
+
+    table = Table(show_header=col_labels is not None, show_lines=False, pad_edge=True)
+    if row_labels is not None:
+        table.add_column("", style="dim", justify="right")
+    for j in range(len(grid[0])):
+        table.add_column(col_labels[j] if col_labels else "", justify="right", style=None)
+    for i, row in enumerate(grid):
+        cells = []
+        for j, value in enumerate(row):
+            text = "" if value is None else number(value)
+            if (i, j) in marked:
+                text = f"[bold reverse]\\[{text or ' '}][/]"
+            elif highlight == (i, j):
+                text = f"[bold reverse]\\[{text}][/]"
+            cells.append(text)
+        table.add_row(*(([row_labels[i]] if row_labels else []) + cells))
+    return table
+
+
+def render(operation, x, result, position, extra, explain, output) -> None:
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    in_size, out_size = format_size(x.shape), format_size(result.shape)
+    if explain:
+        step = explain_step(operation, x, position, extra)
+        oy, ox = step.grid_origin
+        rows = [str(oy + i) for i in range(len(step.grid))]
+        cols = [str(ox + j) for j in range(len(step.grid[0]))]
+        console.print(step.title, markup=False)
+        console.print(_table(step.grid, marked=step.marked, row_labels=rows, col_labels=cols))
+        if step.kernel is not None:
+            console.print(f"kernel {len(step.kernel[0])}x{len(step.kernel)}: {step.kernel_note}",
+                          markup=False)
+            console.print(_table(step.kernel))
+        console.print(f"[bold]{step.equation}[/]", markup=True)
+        for note in step.notes:
+            console.print(f"note: {note}", markup=False)
+        console.print()
+        console.print("output size:", markup=False)
+        for line in size_formula(operation, x.shape, extra):
+            console.print(f"  {line}", markup=False)
+    highlight = position if explain else None
+    console.print(f"output {out_size} (from {in_size})", markup=False)
+    console.print(_table(result.tolist(), highlight=highlight,
+                         row_labels=[str(i) for i in range(result.shape[0])],
+                         col_labels=[str(j) for j in range(result.shape[1])]))
+    if output is not None:
+        console.print(f"wrote {output}", markup=False)
