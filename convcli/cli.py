@@ -110,6 +110,10 @@ DepthOpt = Annotated[Optional[str], typer.Option(
     "Default: the input's depth when the format holds it, else 8.")]
 MaxPixelsOpt = Annotated[int, typer.Option(
     "--max-pixels", min=1, help="Refuse images with more pixels than this, before decoding them.")]
+MaxMemoryOpt = Annotated[Optional[str], typer.Option(
+    "--max-memory", metavar="SIZE",
+    help="Refuse an image whose working memory would exceed SIZE (512M, 4G), from its header, "
+    "before decoding. Default: half of this machine's memory.")]
 CompressOpt = Annotated[int, typer.Option(
     "--compress-level", min=0, max=9, help="PNG compression level, 0 (fastest) to 9 (smallest).")]
 StrideOpt = Annotated[str, typer.Option("-s", "--stride", metavar="N|WxH", help="Step between windows: N, or WIDTHxHEIGHT (2x1 is 2 across, 1 down).")]
@@ -137,7 +141,7 @@ def _check_choice(value: str, choices, option: str) -> str:
 
 
 def _run(operation, inputs, *, output, template, recursive, overwrite, jobs, fail_fast, dry_run,
-         stream_format, gray, depth, max_pixels, compress_level, json_out, quiet,
+         stream_format, gray, depth, max_pixels, max_memory, compress_level, json_out, quiet,
          matrix=None, explain=False, at=None):
     from .runner import RunOptions, run
 
@@ -157,10 +161,18 @@ def _run(operation, inputs, *, output, template, recursive, overwrite, jobs, fai
     _check_choice(stream_format, ("png", "tif", "tiff", "jpg", "jpeg", "bmp", "webp", "npy"), "--format")
     if depth is not None:
         _check_choice(depth, ("8", "16", "float"), "--depth")
+    from .imagefile import parse_bytes, physical_memory
+
+    if max_memory is not None:
+        memory_limit = parse_bytes(max_memory)
+    else:
+        total = physical_memory()
+        memory_limit = total // 2 if total else None
     options = RunOptions(output=output, template=template, recursive=recursive,
                          overwrite=overwrite, jobs=jobs, fail_fast=fail_fast, dry_run=dry_run,
                          stream_format=stream_format, gray=gray, depth=depth,
-                         max_pixels=max_pixels, compress_level=compress_level, json=json_out,
+                         max_pixels=max_pixels, max_memory=memory_limit,
+                         compress_level=compress_level, json=json_out,
                          quiet=quiet)
     code = run(operation, inputs, options)
     if code:
@@ -199,6 +211,7 @@ def filter_command(
     depth: DepthOpt = None,
     presets: PresetsOpt = None,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    max_memory: MaxMemoryOpt = None,
     compress_level: CompressOpt = 6,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -238,7 +251,7 @@ def filter_command(
         value_map)
     _run(operation, inputs, output=output, template=template, recursive=recursive,
          overwrite=overwrite, jobs=jobs, fail_fast=fail_fast, dry_run=dry_run,
-         stream_format=stream_format, gray=gray, depth=depth, max_pixels=max_pixels,
+         stream_format=stream_format, gray=gray, depth=depth, max_pixels=max_pixels, max_memory=max_memory,
          compress_level=compress_level, json_out=json_out, quiet=quiet, matrix=matrix,
          explain=explain, at=at)
 
@@ -268,6 +281,7 @@ def pool_command(
     value_map: MapOpt = "auto",
     depth: DepthOpt = None,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    max_memory: MaxMemoryOpt = None,
     compress_level: CompressOpt = 6,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -309,7 +323,7 @@ def pool_command(
         report, "clip" if value_map == "auto" else value_map)
     _run(operation, inputs, output=output, template=template, recursive=recursive,
          overwrite=overwrite, jobs=jobs, fail_fast=fail_fast, dry_run=dry_run,
-         stream_format=stream_format, gray=gray, depth=depth, max_pixels=max_pixels,
+         stream_format=stream_format, gray=gray, depth=depth, max_pixels=max_pixels, max_memory=max_memory,
          compress_level=compress_level, json_out=json_out, quiet=quiet, matrix=matrix,
          explain=explain, at=at)
 
@@ -345,6 +359,7 @@ def upsample_command(
     depth: DepthOpt = None,
     presets: PresetsOpt = None,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    max_memory: MaxMemoryOpt = None,
     compress_level: CompressOpt = 6,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -388,7 +403,7 @@ def upsample_command(
         "clip" if value_map == "auto" else value_map)
     _run(operation, inputs, output=output, template=template, recursive=recursive,
          overwrite=overwrite, jobs=jobs, fail_fast=fail_fast, dry_run=dry_run,
-         stream_format=stream_format, gray=gray, depth=depth, max_pixels=max_pixels,
+         stream_format=stream_format, gray=gray, depth=depth, max_pixels=max_pixels, max_memory=max_memory,
          compress_level=compress_level, json_out=json_out, quiet=quiet, matrix=matrix,
          explain=explain, at=at)
 

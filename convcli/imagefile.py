@@ -31,6 +31,24 @@ DEPTHS = ("8", "16", "float")
 DEFAULT_MAX_PIXELS = 200_000_000
 
 
+def physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def parse_bytes(text: str, option: str = "--max-memory") -> int:
+    """``512M``, ``4G``, ``1.5GiB``, ``1000000`` -> bytes (K/M/G/T are powers of 1024)."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", str(text), re.IGNORECASE)
+    if not match or float(match.group(1)) <= 0:
+        raise ConvcliError(f"{option}: expected a size such as 512M or 4G, got {text!r}")
+    scale = 1024 ** " KMGT".index(match.group(2).upper() or " ")
+    return int(float(match.group(1)) * scale)
+
+
 @dataclass
 class LoadedImage:
     data: object  # float32 array, H x W x C
@@ -86,10 +104,13 @@ def load_npy(source, name: str):
     return array
 
 
-def load_image(path, *, gray: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> LoadedImage:
+def load_image(path, *, gray: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+               before_decode=None) -> LoadedImage:
     """Load an image file or ``.npy`` array as float32 H x W x C plus alpha.
 
     ``path`` ``"-"`` reads standard input (an image, or ``.npy`` by its magic bytes).
+    ``before_decode(height, width, channels)`` is called once the header is read and
+    before the pixels are decoded; it may raise to refuse the image.
     """
     import io
 
@@ -109,19 +130,34 @@ def load_image(path, *, gray: bool = False, max_pixels: int | None = DEFAULT_MAX
         source = path
         is_npy = path.suffix.lower() == ".npy"
     if is_npy:
+        if before_decode is not None and source is path:
+            _check_npy_header(path, name, before_decode, gray)
         data = load_npy(source, name)
         if data.ndim == 2:
             data = data[:, :, None]
         loaded = LoadedImage(data, None, "float", "NPY")
     else:
-        loaded = _load_with_pillow(source, name, max_pixels)
+        loaded = _load_with_pillow(source, name, max_pixels, before_decode, gray)
     if gray and loaded.channels >= 3:
         weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
         loaded.data = (loaded.data[:, :, :3] @ weights)[:, :, None]
     return loaded
 
 
-def _load_with_pillow(source, name: str, max_pixels: int | None) -> LoadedImage:
+def _check_npy_header(path: Path, name: str, before_decode, gray: bool) -> None:
+    import numpy as np
+
+    try:
+        header = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise ConvcliError(f"input {name!r}: not a readable .npy array ({_describe(exc)})") from None
+    if header.ndim in (2, 3):
+        channels = 1 if header.ndim == 2 or gray else header.shape[2]
+        before_decode(header.shape[0], header.shape[1], channels)
+
+
+def _load_with_pillow(source, name: str, max_pixels: int | None, before_decode=None,
+                      gray: bool = False) -> LoadedImage:
     import warnings
 
     import numpy as np
@@ -139,6 +175,9 @@ def _load_with_pillow(source, name: str, max_pixels: int | None) -> LoadedImage:
                     f"{where}: {width}x{height} is {width * height:,} pixels, over the limit of "
                     f"{max_pixels:,} (--max-pixels)"
                 )
+            if before_decode is not None:
+                bands = [b for b in image.getbands() if b not in ("A", "a")] or ["L"]
+                before_decode(height, width, 1 if gray else min(len(bands), 3))
             image.load()
             image = ImageOps.exif_transpose(image)
     except ConvcliError:

@@ -86,6 +86,7 @@ class RunOptions:
     gray: bool = False
     depth: str | None = None
     max_pixels: int | None = None
+    max_memory: int | None = None  # bytes; None: no limit
     compress_level: int = 6
     json: bool = False
     quiet: bool = False
@@ -274,7 +275,19 @@ def _process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
             raise ConvcliError(f"output {task.output!r}: cannot create its folder ({exc.strerror})") from None
     if not to_stdout:
         check_output_folder(task.output)
-    loaded = load_image(task.input, gray=opts.gray, max_pixels=opts.max_pixels)
+    def check_memory(height, width, channels):
+        if opts.max_memory is None:
+            return
+        need = estimate_memory((height, width), op.output_size((height, width)), channels)
+        if need > opts.max_memory:
+            raise ConvcliError(
+                f"input {task.input!r}: {width}x{height} with {channels} channel(s) needs about "
+                f"{need / 2**20:,.0f} MiB of working memory, over the limit of "
+                f"{opts.max_memory / 2**20:,.0f} MiB (--max-memory)"
+            )
+
+    loaded = load_image(task.input, gray=opts.gray, max_pixels=opts.max_pixels,
+                        before_decode=check_memory)
     depth = choose_depth(out_name, opts.depth, loaded.depth, loaded.channels)
     result, extra = op.apply(loaded.data)
     alpha, alpha_data = "none", None
@@ -299,6 +312,13 @@ def _process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
     target = "stdout" if to_stdout else task.output
     line = f"{task.input}: {format_size(loaded.size)} -> {format_size(result.shape[:2])}, wrote {target}{note}"
     return Outcome(task, "done", record, line)
+
+
+def estimate_memory(input_hw, output_hw, channels: int) -> int:
+    """Bytes of working memory for one image: the float32 input, its padded copy and
+    the decoded pixels (about three input-sized arrays), the result and the
+    encoded output (about two output-sized arrays)."""
+    return 4 * channels * (3 * input_hw[0] * input_hw[1] + 2 * output_hw[0] * output_hw[1])
 
 
 def _size(pair):
@@ -433,6 +453,7 @@ class Reporter:
 
     def __init__(self, opts: RunOptions, *, to_stderr: bool, batch: bool, total: int):
         self.opts = opts
+        self.batch = batch
         self.stream = sys.stderr if to_stderr else sys.stdout
         self.total = total
         self.waiting: dict[int, Outcome] = {}
@@ -475,6 +496,8 @@ class Reporter:
             self._emit(self.waiting.pop(index))
 
     def _emit(self, outcome: Outcome) -> None:
+        if outcome.status == "failed" and not self.batch and not self.opts.json:
+            return  # a single image's error is raised as a usage error, printed once by the CLI
         if self.opts.quiet:
             if outcome.status == "failed" and not self.opts.json:
                 self._print(outcome.line, sys.stderr)
