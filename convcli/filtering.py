@@ -29,6 +29,8 @@ def as_kernel(kernel, name: str = "kernel"):
         raise ConvcliError(f"{name}: is empty ({array.shape[1]}x{array.shape[0]})")
     if not np.isfinite(array).all():
         raise ConvcliError(f"{name}: holds NaN or infinite values")
+    if np.abs(array).max() > np.finfo(np.float32).max:
+        raise ConvcliError(f"{name}: holds values too large for float32 (over 3.4e38)")
     return array.astype(np.float32)
 
 

@@ -90,7 +90,7 @@ def load_npy(source, name: str):
     where = f"input {name!r}"
     try:
         array = np.load(source, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
+    except Exception as exc:  # a malformed header can raise almost anything
         raise ConvcliError(f"{where}: not a readable .npy array ({_describe(exc)})") from None
     if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
         raise ConvcliError(f"{where}: must hold numbers, got dtype {array.dtype}")
@@ -149,9 +149,9 @@ def _check_npy_header(path: Path, name: str, before_decode, gray: bool) -> None:
 
     try:
         header = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
+    except Exception as exc:  # a malformed header can raise almost anything
         raise ConvcliError(f"input {name!r}: not a readable .npy array ({_describe(exc)})") from None
-    if header.ndim in (2, 3):
+    if header.ndim in (2, 3) and header.size and header.dtype.kind in "biuf":
         channels = 1 if header.ndim == 2 or gray else header.shape[2]
         before_decode(header.shape[0], header.shape[1], channels)
 
@@ -184,7 +184,7 @@ def _load_with_pillow(source, name: str, max_pixels: int | None, before_decode=N
         raise
     except UnidentifiedImageError:
         raise ConvcliError(f"{where}: not an image file Pillow can read") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError) as exc:
+    except Exception as exc:  # decoders of malformed files raise many kinds of errors
         raise ConvcliError(f"{where}: cannot be decoded ({_describe(exc)})") from None
 
     fmt = image.format or "?"
@@ -223,7 +223,7 @@ def read_size(path) -> tuple[int, int]:
 
         try:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # a malformed header can raise almost anything
             raise ConvcliError(f"input {str(path)!r}: not a readable .npy array ({_describe(exc)})") from None
         if array.ndim not in (2, 3):
             raise ConvcliError(f"input {str(path)!r}: must be H x W or H x W x C, got shape {array.shape}")
@@ -235,7 +235,7 @@ def read_size(path) -> tuple[int, int]:
             width, height = image.size
     except UnidentifiedImageError:
         raise ConvcliError(f"input {str(path)!r}: not an image file Pillow can read") from None
-    except OSError as exc:
+    except Exception as exc:  # a malformed header can raise almost anything
         raise ConvcliError(f"input {str(path)!r}: cannot be read ({_describe(exc)})") from None
     return height, width
 

@@ -270,7 +270,7 @@ def load_kernel_file(path: Path):
     if path.suffix.lower() == ".npy":
         try:
             array = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # a malformed header can raise almost anything
             raise ConvcliError(f"{where}: not a readable .npy array ({exc})") from None
         if array.dtype.kind not in "biuf":
             raise ConvcliError(f"{where}: must hold numbers, got dtype {array.dtype}")

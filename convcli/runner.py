@@ -257,6 +257,8 @@ def process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
 
 
 def _failed(task: Task, message: str) -> Outcome:
+    if repr(task.input) not in message:  # say which image, in a batch above all
+        message = f"input {task.input!r}: {message}"
     record = {"input": task.input, "output": task.output, "error": message}
     return Outcome(task, "failed", record, f"convcli: error: {message}")
 
