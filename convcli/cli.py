@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
+import click
 import typer
 
 from .errors import ConvcliError
@@ -26,16 +27,14 @@ class ConvcliGroup(typer.core.TyperGroup):
                 sys.exit(code)
         except ConvcliError as exc:
             _fail(str(exc), exc.exit_code)
-        except typer.TyperException as exc:  # Typer's usage errors (ClickException)
-            if type(exc).__name__ == "NoArgsIsHelpError":
-                sys.exit(2)  # Typer has printed the help already
-            _fail(_usage_message(exc), getattr(exc, "exit_code", 2))
-        except typer.Abort:
+        except click.exceptions.NoArgsIsHelpError:
+            sys.exit(2)  # the help is printed already
+        except click.ClickException as exc:
+            _fail(_usage_message(exc), exc.exit_code)
+        except (click.Abort, KeyboardInterrupt):
             _fail("interrupted", 130)
-        except typer.Exit as exc:
+        except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            _fail("interrupted", 130)
         except BrokenPipeError:
             sys.stderr.close()
             sys.exit(1)
@@ -305,7 +304,7 @@ def pool_command(
     stride_hw = size_hw if stride is None else _pair(stride, "--stride", 1)
     padding_hw = _pair(padding, "--padding", 0)
     dilation_hw = _pair(dilation, "--dilation", 1)
-    check_pool_padding(size_hw, padding_hw, "--padding")
+    check_pool_padding(size_hw, padding_hw, "--padding", dilation_hw)
     if op == "mean" and dilation_hw != (1, 1):
         raise ConvcliError("--dilation: mean pooling has no dilation (as PyTorch's avg_pool2d)")
     report = {

@@ -159,37 +159,40 @@ def conv_output_size(input_hw: Pair, kernel_hw: Pair, stride: Pair, sides: Sides
 
 def pool_output_length(length: int, kernel: int, stride: int, padding: int,
                        dilation: int = 1, ceil_mode: bool = False) -> int:
-    """PyTorch's pooling output length.
+    """PyTorch's pooling output length (``pooling_output_shape`` in ATen's Pool.h).
 
-    ``floor_or_ceil((in + 2*padding - dilation*(k-1) - 1) / stride) + 1``; with
+    ``floor((in + 2*padding - dilation*(k-1) - 1 [+ stride - 1 under ceil_mode]) / stride) + 1``,
+    the division rounding down even for a negative numerator; with
     ``ceil_mode`` the last window is dropped when it would start in the right
-    padding, i.e. when ``(out - 1) * stride >= in + padding``.
+    padding, i.e. when ``(out - 1) * stride >= in + padding``.  The result
+    may be below 1; callers decide whether that is an error.
     """
     span = length + 2 * padding - dilation * (kernel - 1) - 1
-    if span < 0:
-        return 0
     if ceil_mode:
-        out = -(-span // stride) + 1
+        out = (span + stride - 1) // stride + 1
         if (out - 1) * stride >= length + padding:
             out -= 1
     else:
         out = span // stride + 1
-    return out
+    return max(out, 0)
 
 
-def check_pool_padding(kernel_hw: Pair, padding: Pair, name: str = "padding") -> None:
-    """PyTorch refuses pooling padding over half the window (``pad <= k // 2``)."""
-    for axis, k, p in (("height", kernel_hw[0], padding[0]), ("width", kernel_hw[1], padding[1])):
-        if p > k // 2:
+def check_pool_padding(kernel_hw: Pair, padding: Pair, name: str = "padding",
+                       dilation: Pair = (1, 1)) -> None:
+    """PyTorch refuses padding over half the effective window: ``pad <= ((k-1)*d + 1) // 2``."""
+    for axis, k, p, d in zip(("height", "width"), kernel_hw, padding, dilation):
+        limit = ((k - 1) * d + 1) // 2
+        if p > limit:
+            window = f"window {k}" + (f" with dilation {d}" if d != 1 else "")
             raise ConvcliError(
                 f"{name}: pooling padding must be at most half the window "
-                f"({axis}: window {k}, so padding <= {k // 2}), got {p}"
+                f"({axis}: {window}, so padding <= {limit}), got {p}"
             )
 
 
 def pool_output_size(input_hw: Pair, kernel_hw: Pair, stride: Pair, padding: Pair,
                      dilation: Pair = (1, 1), ceil_mode: bool = False) -> Pair:
-    check_pool_padding(kernel_hw, padding)
+    check_pool_padding(kernel_hw, padding, dilation=dilation)
     out = tuple(
         pool_output_length(input_hw[i], kernel_hw[i], stride[i], padding[i], dilation[i], ceil_mode)
         for i in (0, 1)
