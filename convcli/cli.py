@@ -114,7 +114,8 @@ MaxMemoryOpt = Annotated[Optional[str], typer.Option(
     help="Refuse an image whose working memory would exceed SIZE (512M, 4G), from its header, "
     "before decoding. Default: half of this machine's memory.")]
 CompressOpt = Annotated[int, typer.Option(
-    "--compress-level", min=0, max=9, help="PNG compression level, 0 (fastest) to 9 (smallest).")]
+    "--compress-level", min=0, max=9,
+    help="PNG compression: 0 stores, 1-3 are fast (ISA-L deflate), 4-9 smaller and slower (zlib).")]
 StrideOpt = Annotated[str, typer.Option("-s", "--stride", metavar="N|WxH", help="Step between windows: N, or WIDTHxHEIGHT (2x1 is 2 across, 1 down).")]
 DilationOpt = Annotated[str, typer.Option("-d", "--dilation", metavar="N|WxH", help="Spacing between kernel taps: N or WIDTHxHEIGHT.")]
 ModeOpt = Annotated[str, typer.Option(
@@ -211,7 +212,7 @@ def filter_command(
     presets: PresetsOpt = None,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     max_memory: MaxMemoryOpt = None,
-    compress_level: CompressOpt = 6,
+    compress_level: CompressOpt = 1,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     matrix: MatrixOpt = None,
@@ -281,7 +282,7 @@ def pool_command(
     depth: DepthOpt = None,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     max_memory: MaxMemoryOpt = None,
-    compress_level: CompressOpt = 6,
+    compress_level: CompressOpt = 1,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     matrix: MatrixOpt = None,
@@ -359,7 +360,7 @@ def upsample_command(
     presets: PresetsOpt = None,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     max_memory: MaxMemoryOpt = None,
-    compress_level: CompressOpt = 6,
+    compress_level: CompressOpt = 1,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     matrix: MatrixOpt = None,

@@ -272,26 +272,31 @@ def choose_depth(path, requested: str | None, source_depth: str, channels: int) 
     return depth
 
 
-def map_values(data, value_map: str):
-    """Map float results to [0, 1] for 8/16-bit files.
+def map_values(data, value_map: str, bounds: tuple[float, float] | None = None):
+    """Map float results to [0, 1] for 8/16-bit files; returns a new float32 array.
 
     ``clip``: clamp to [0, 1].  ``abs``: the magnitude, clamped (signed edge
     responses show as bright edges on black).  ``normalize``: stretch
-    min..max to 0..1.  ``offset``: add 0.5, then clamp (zero becomes mid-grey).
+    min..max (of ``bounds``, else of ``data``) to 0..1.  ``offset``: add 0.5,
+    then clamp (zero becomes mid-grey).
     """
     import numpy as np
 
     if value_map == "clip":
-        return np.clip(data, 0.0, 1.0)
+        return np.clip(data, 0.0, 1.0, dtype=np.float32)
     if value_map == "abs":
-        return np.clip(np.abs(data), 0.0, 1.0)
+        out = np.abs(data, dtype=np.float32)
+        return np.minimum(out, 1.0, out=out)
     if value_map == "offset":
-        return np.clip(data + 0.5, 0.0, 1.0)
+        out = np.add(data, 0.5, dtype=np.float32)
+        return np.clip(out, 0.0, 1.0, out=out)
     if value_map == "normalize":
-        low, high = float(data.min()), float(data.max())
+        low, high = bounds if bounds is not None else (float(data.min()), float(data.max()))
         if high - low <= 0:
-            return np.zeros_like(data)
-        return (data - low) / (high - low)
+            return np.zeros(data.shape, dtype=np.float32)
+        out = np.subtract(data, low, dtype=np.float32)
+        out *= np.float32(1.0 / (high - low))
+        return np.clip(out, 0.0, 1.0, out=out)
     raise ConvcliError(f"map: expected clip, abs, normalize or offset, got {value_map!r}")
 
 
@@ -305,29 +310,41 @@ def check_output_folder(path) -> None:
         raise ConvcliError(f"output {str(path)!r}: folder {str(Path(path).parent)!r} is not writable")
 
 
+_ENCODE_BAND_ROWS = 256
+
+
 def encode(data, alpha, path, *, depth: str, value_map: str):
-    """Turn a float H x W x C result into what gets written: ndarray (npy) or a PIL image."""
+    """Turn a float H x W x C result into the array that gets written.
+
+    ``.npy``: the raw float32 result.  Float TIFF: float32 H x W.  16-bit:
+    uint16 H x W.  8-bit: uint8 H x W x C (alpha appended where the format holds
+    it).  Mapping and rounding go band by band, so no float copy of the whole
+    image is made.
+    """
     import numpy as np
 
     fmt, _ = output_format(path)
     if fmt == "NPY":
         return data[:, :, 0] if data.shape[2] == 1 else data
-    from PIL import Image
-
     if depth == "float":
-        return Image.fromarray(np.ascontiguousarray(data[:, :, 0], dtype=np.float32))
-    mapped = map_values(data, value_map)
-    if depth == "16":
-        pixels = np.rint(mapped[:, :, 0] * 65535.0).astype(np.uint16)
-        return Image.fromarray(pixels)  # mode I;16
-    pixels = np.rint(mapped * 255.0).astype(np.uint8)
-    if alpha is not None and fmt in ("PNG", "TIFF", "WEBP"):
-        pixels = np.concatenate([pixels, np.rint(alpha * 255.0).astype(np.uint8)[:, :, None]], axis=2)
-    if pixels.shape[2] == 1:
-        return Image.fromarray(pixels[:, :, 0])  # L
-    if pixels.shape[2] in (2, 3, 4):
-        return Image.fromarray(pixels)  # LA, RGB, RGBA
-    raise ConvcliError(f"output {str(path)!r}: {pixels.shape[2]} channels cannot be written as {fmt}; use .npy")
+        return np.ascontiguousarray(data[:, :, 0], dtype=np.float32)
+    with_alpha = alpha is not None and fmt in ("PNG", "TIFF", "WEBP") and depth == "8"
+    channels = data.shape[2] + (1 if with_alpha else 0)
+    if depth == "8" and channels > 4:
+        raise ConvcliError(f"output {str(path)!r}: {channels} channels cannot be written as {fmt}; use .npy")
+    scale, dtype = (65535.0, np.uint16) if depth == "16" else (255.0, np.uint8)
+    pixels = np.empty(data.shape[:2] + ((1,) if depth == "16" else (channels,)), dtype=dtype)
+    bounds = (float(data.min()), float(data.max())) if value_map == "normalize" else None
+    source = data[:, :, :1] if depth == "16" else data  # 16-bit files hold one channel
+    for start in range(0, data.shape[0], _ENCODE_BAND_ROWS):
+        rows = slice(start, start + _ENCODE_BAND_ROWS)
+        band = map_values(source[rows], value_map, bounds)
+        band *= scale
+        np.rint(band, out=band)
+        pixels[rows, :, : band.shape[2]] = band
+    if with_alpha:
+        pixels[:, :, -1] = np.rint(alpha * 255.0)
+    return pixels[:, :, 0] if pixels.shape[2] == 1 else pixels
 
 
 def _save(handle, payload, fmt: str, compress_level: int | None) -> None:
@@ -336,12 +353,15 @@ def _save(handle, payload, fmt: str, compress_level: int | None) -> None:
     if fmt == "NPY":
         np.save(handle, np.asarray(payload, dtype=np.float32), allow_pickle=False)
         return
-    options = {}
-    if fmt == "PNG" and compress_level is not None:
-        options["compress_level"] = compress_level
-    if fmt in ("JPEG", "WEBP"):
-        options["quality"] = 95
-    payload.save(handle, format=fmt, **options)
+    if fmt == "PNG":
+        from .pngwrite import encode_png
+
+        handle.write(encode_png(payload, 1 if compress_level is None else compress_level))
+        return
+    from PIL import Image
+
+    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    Image.fromarray(payload).save(handle, format=fmt, **options)
 
 
 def write_stream(stream, payload, fmt: str, *, compress_level: int | None = None) -> None:
