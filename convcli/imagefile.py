@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConvcliError
@@ -49,20 +49,55 @@ def parse_bytes(text: str, option: str = "--max-memory") -> int:
     return int(float(match.group(1)) * scale)
 
 
+_LUMA = (0.299, 0.587, 0.114)
+
+
 @dataclass
 class LoadedImage:
-    data: object  # float32 array, H x W x C
-    alpha: object | None  # float32 array H x W in [0, 1], or None
+    """Pixels as stored (uint8, uint16 or float32, H x W x C) and how to read them as floats.
+
+    ``data`` converts the whole image to float32 once; :meth:`rows` converts
+    only some rows, so a banded pipeline never holds a float copy of the image.
+    """
+
+    raw: object  # H x W x C array: uint8, uint16 or float32, alpha split off
+    scale: float  # raw / scale gives values in [0, 1] for 8/16-bit sources
+    alpha: object | None  # H x W uint8/uint16 alpha, or None
     depth: str  # "8", "16" or "float": what the source held
     format: str
+    gray: bool = False  # convert to luma when read
+    _data: object = field(default=None, repr=False)
 
     @property
     def size(self) -> tuple[int, int]:
-        return tuple(self.data.shape[:2])
+        return tuple(self.raw.shape[:2])
 
     @property
     def channels(self) -> int:
-        return self.data.shape[2]
+        return 1 if self.gray and self.raw.shape[2] >= 3 else self.raw.shape[2]
+
+    @property
+    def data(self):
+        """The whole image as float32 H x W x C."""
+        if self._data is None:
+            self._data = self.rows(slice(None))
+        return self._data
+
+    def rows(self, index):
+        """Rows (a slice or an index array) as float32 H' x W x C."""
+        import numpy as np
+
+        part = np.asarray(self.raw[index], dtype=np.float32)
+        if self.scale != 1:
+            part *= np.float32(1.0 / self.scale)
+        if self.gray and part.shape[2] >= 3:
+            part = (part[:, :, :3] @ np.array(_LUMA, dtype=np.float32))[:, :, None]
+        return part
+
+    def alpha_float(self):
+        import numpy as np
+
+        return None if self.alpha is None else np.asarray(self.alpha, dtype=np.float32) / self.scale
 
 
 def _describe(exc: BaseException) -> str:
@@ -106,15 +141,13 @@ def load_npy(source, name: str):
 
 def load_image(path, *, gray: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS,
                before_decode=None) -> LoadedImage:
-    """Load an image file or ``.npy`` array as float32 H x W x C plus alpha.
+    """Load an image file or ``.npy`` array; see :class:`LoadedImage` for the float view.
 
     ``path`` ``"-"`` reads standard input (an image, or ``.npy`` by its magic bytes).
     ``before_decode(height, width, channels)`` is called once the header is read and
     before the pixels are decoded; it may raise to refuse the image.
     """
     import io
-
-    import numpy as np
 
     if str(path) == STDIN:
         blob = sys.stdin.buffer.read()
@@ -135,12 +168,10 @@ def load_image(path, *, gray: bool = False, max_pixels: int | None = DEFAULT_MAX
         data = load_npy(source, name)
         if data.ndim == 2:
             data = data[:, :, None]
-        loaded = LoadedImage(data, None, "float", "NPY")
+        loaded = LoadedImage(data, 1.0, None, "float", "NPY")
     else:
         loaded = _load_with_pillow(source, name, max_pixels, before_decode, gray)
-    if gray and loaded.channels >= 3:
-        weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        loaded.data = (loaded.data[:, :, :3] @ weights)[:, :, None]
+    loaded.gray = gray
     return loaded
 
 
@@ -190,10 +221,11 @@ def _load_with_pillow(source, name: str, max_pixels: int | None, before_decode=N
     fmt = image.format or "?"
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        data = np.asarray(image, dtype=np.float32) / 65535.0
-        return LoadedImage(data[:, :, None], None, "16", fmt)
+        pixels = np.asarray(image)
+        pixels = pixels.astype(np.uint16 if pixels.max(initial=0) <= 65535 else np.float32)
+        return LoadedImage(pixels[:, :, None], 65535.0, None, "16", fmt)
     if mode == "F":
-        return LoadedImage(np.asarray(image, dtype=np.float32)[:, :, None], None, "float", fmt)
+        return LoadedImage(np.asarray(image, dtype=np.float32)[:, :, None], 1.0, None, "float", fmt)
     if mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     elif mode in ("1", "L"):
@@ -204,14 +236,14 @@ def _load_with_pillow(source, name: str, max_pixels: int | None, before_decode=N
         image = image.convert("RGBA")
     elif mode != "RGB":
         image = image.convert("RGB")
-    array = np.asarray(image, dtype=np.float32) / 255.0
-    if array.ndim == 2:
-        array = array[:, :, None]
+    pixels = np.asarray(image)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
     alpha = None
     if image.mode in ("LA", "RGBA"):
-        alpha = array[:, :, -1].copy()
-        array = array[:, :, :-1]
-    return LoadedImage(np.ascontiguousarray(array), alpha, "8", fmt)
+        alpha = pixels[:, :, -1]
+        pixels = pixels[:, :, :-1]
+    return LoadedImage(pixels, 255.0, alpha, "8", fmt)
 
 
 def read_size(path) -> tuple[int, int]:
@@ -314,37 +346,46 @@ _ENCODE_BAND_ROWS = 256
 
 
 def encode(data, alpha, path, *, depth: str, value_map: str):
-    """Turn a float H x W x C result into the array that gets written.
-
-    ``.npy``: the raw float32 result.  Float TIFF: float32 H x W.  16-bit:
-    uint16 H x W.  8-bit: uint8 H x W x C (alpha appended where the format holds
-    it).  Mapping and rounding go band by band, so no float copy of the whole
-    image is made.
-    """
-    import numpy as np
-
+    """Turn a float H x W x C result into the array that gets written (see :func:`encode_bands`)."""
     fmt, _ = output_format(path)
     if fmt == "NPY":
         return data[:, :, 0] if data.shape[2] == 1 else data
     if depth == "float":
+        import numpy as np
+
         return np.ascontiguousarray(data[:, :, 0], dtype=np.float32)
+    bounds = (float(data.min()), float(data.max())) if value_map == "normalize" else None
+    bands = ((start, data[start: start + _ENCODE_BAND_ROWS])
+             for start in range(0, data.shape[0], _ENCODE_BAND_ROWS))
+    return encode_bands(bands, data.shape, alpha, path, depth=depth, value_map=value_map,
+                        bounds=bounds)
+
+
+def encode_bands(bands, shape, alpha, path, *, depth: str, value_map: str, bounds=None):
+    """8/16-bit pixels from float result bands ``(first row, rows)`` of an H x W x C result.
+
+    8-bit: uint8 H x W x C (alpha, a float H x W in [0, 1], appended where the
+    format holds it).  16-bit: uint16 H x W.  Only one band is ever held as
+    floats.  ``normalize`` needs ``bounds`` (the result's min and max).
+    """
+    import numpy as np
+
+    fmt, _ = output_format(path)
+    height, width, result_channels = shape
     with_alpha = alpha is not None and fmt in ("PNG", "TIFF", "WEBP") and depth == "8"
-    channels = data.shape[2] + (1 if with_alpha else 0)
-    if depth == "8" and channels > 4:
+    channels = 1 if depth == "16" else result_channels + (1 if with_alpha else 0)
+    if channels > 4:
         raise ConvcliError(f"output {str(path)!r}: {channels} channels cannot be written as {fmt}; use .npy")
     scale, dtype = (65535.0, np.uint16) if depth == "16" else (255.0, np.uint8)
-    pixels = np.empty(data.shape[:2] + ((1,) if depth == "16" else (channels,)), dtype=dtype)
-    bounds = (float(data.min()), float(data.max())) if value_map == "normalize" else None
-    source = data[:, :, :1] if depth == "16" else data  # 16-bit files hold one channel
-    for start in range(0, data.shape[0], _ENCODE_BAND_ROWS):
-        rows = slice(start, start + _ENCODE_BAND_ROWS)
-        band = map_values(source[rows], value_map, bounds)
+    pixels = np.empty((height, width, channels), dtype=dtype)
+    for start, rows in bands:
+        band = map_values(rows[:, :, :1] if depth == "16" else rows, value_map, bounds)
         band *= scale
         np.rint(band, out=band)
-        pixels[rows, :, : band.shape[2]] = band
+        pixels[start: start + band.shape[0], :, : band.shape[2]] = band
     if with_alpha:
         pixels[:, :, -1] = np.rint(alpha * 255.0)
-    return pixels[:, :, 0] if pixels.shape[2] == 1 else pixels
+    return pixels[:, :, 0] if channels == 1 else pixels
 
 
 def _save(handle, payload, fmt: str, compress_level: int | None) -> None:
@@ -354,9 +395,9 @@ def _save(handle, payload, fmt: str, compress_level: int | None) -> None:
         np.save(handle, np.asarray(payload, dtype=np.float32), allow_pickle=False)
         return
     if fmt == "PNG":
-        from .pngwrite import encode_png
+        from .pngwrite import write_png
 
-        handle.write(encode_png(payload, 1 if compress_level is None else compress_level))
+        write_png(handle, payload, 1 if compress_level is None else compress_level)
         return
     from PIL import Image
 

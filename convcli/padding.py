@@ -31,22 +31,46 @@ def pad2d(image, sides: Sides, mode: str = "zeros", value: float = 0.0):
 
     check_pad_mode(mode)
     top, bottom, left, right = sides
-    height, width = image.shape[:2]
-    if mode == "reflect":
-        if max(top, bottom) >= height or max(left, right) >= width:
-            raise ConvcliError(
-                f"padding: reflect padding must be smaller than the input side "
-                f"(input {width}x{height}, padding top/bottom/left/right {top}/{bottom}/{left}/{right})"
-            )
-    elif mode == "circular":
-        if max(top, bottom) > height or max(left, right) > width:
-            raise ConvcliError(
-                f"padding: circular padding must be at most the input side "
-                f"(input {width}x{height}, padding top/bottom/left/right {top}/{bottom}/{left}/{right})"
-            )
+    check_pad_sizes(image.shape[:2], sides, mode)
     if not any(sides):
         return image
     widths = [(top, bottom), (left, right)] + [(0, 0)] * (image.ndim - 2)
     if mode == "zeros":
         return np.pad(image, widths, mode="constant", constant_values=value)
     return np.pad(image, widths, mode=_NUMPY_MODE[mode])
+
+
+def pad_rows(length: int, start: int, stop: int, mode: str):
+    """Source rows for padded rows ``start..stop`` (padded coordinates shifted so that
+    row 0 is the first input row), and a mask of the rows that are zeros padding.
+
+    The banded pipeline uses it to build a band of a padded image from the
+    unpadded one, with exactly the values :func:`pad2d` would give.
+    """
+    import numpy as np
+
+    index = np.arange(start, stop)
+    outside = (index < 0) | (index >= length)
+    if mode == "reflect":
+        index = np.abs(index)
+        index = np.where(index >= length, 2 * (length - 1) - index, index)
+    elif mode == "circular":
+        index = index % length
+    else:  # replicate, and zeros (whose rows are masked afterwards)
+        index = np.clip(index, 0, length - 1)
+    return index, (outside if mode == "zeros" else np.zeros_like(outside))
+
+
+def check_pad_sizes(size, sides: Sides, mode: str) -> None:
+    """Refuse the padding PyTorch refuses for ``mode`` on an input of ``size`` (H, W)."""
+    height, width = size
+    top, bottom, left, right = sides
+    limit = {"reflect": 1, "circular": 0}.get(mode)
+    if limit is None:
+        return
+    if max(top, bottom) > height - limit or max(left, right) > width - limit:
+        rule = "smaller than" if mode == "reflect" else "at most"
+        raise ConvcliError(
+            f"padding: {mode} padding must be {rule} the input side "
+            f"(input {width}x{height}, padding top/bottom/left/right {top}/{bottom}/{left}/{right})"
+        )

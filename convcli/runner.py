@@ -73,6 +73,39 @@ class Operation:
         return conv_transpose2d(data, kw.pop("kernel"), **kw), {}
 
 
+    def bands(self, loaded, band_rows: int = 64):
+        """A filter's result as float bands computed from the stored pixels.
+
+        Returns ``(output (height, width), extra report, iterator of (first row,
+        rows))``; each band reads only the input rows (and padding) it needs, so
+        memory stays at a few bands whatever the image size.
+        """
+        from .filtering import filter2d
+        from .geometry import resolve_padding, sides_json
+        from .padding import check_pad_sizes, pad_rows
+
+        kw = self.kwargs
+        kernel, (sy, sx), (dy, dx) = kw["kernel"], kw["stride"], kw["dilation"]
+        size = loaded.size
+        sides = resolve_padding(kw["padding"], size, kernel.shape, kw["stride"], kw["dilation"])
+        check_pad_sizes(size, sides, kw["pad_mode"])
+        out_hw = self.output_size(size)
+        top, _, left, right = sides
+
+        def generate():
+            for first in range(0, out_hw[0], band_rows):
+                last = min(first + band_rows, out_hw[0])
+                start = first * sy - top  # in input rows; negative inside the top padding
+                stop = (last - 1) * sy + dy * (kernel.shape[0] - 1) + 1 - top
+                index, zeros = pad_rows(size[0], start, stop, kw["pad_mode"])
+                rows = loaded.rows(index)
+                rows[zeros] = 0
+                yield first, filter2d(rows, kernel, stride=(sy, sx), padding=(0, 0, left, right),
+                                      dilation=(dy, dx), pad_mode=kw["pad_mode"], mode=kw["mode"])
+
+        return out_hw, {"padding": sides_json(sides)}, generate()
+
+
 @dataclass
 class RunOptions:
     output: str | None = None  # -o: a file, a folder, or "-" for stdout
@@ -264,7 +297,7 @@ def _failed(task: Task, message: str) -> Outcome:
 
 
 def _process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
-    from .imagefile import (check_output_folder, choose_depth, encode, load_image,
+    from .imagefile import (check_output_folder, choose_depth, encode, encode_bands, load_image,
                             output_format, write_atomic, write_stream)
 
     to_stdout = task.output == STDOUT
@@ -291,14 +324,25 @@ def _process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
     loaded = load_image(task.input, gray=opts.gray, max_pixels=opts.max_pixels,
                         before_decode=check_memory)
     depth = choose_depth(out_name, opts.depth, loaded.depth, loaded.channels)
-    result, extra = op.apply(loaded.data)
+    streaming = (op.name == "filter" and depth in ("8", "16") and op.value_map != "normalize"
+                 and output_format(out_name)[0] != "NPY")
+    if streaming:  # band by band from the stored pixels: no float copy of the whole image
+        out_hw, extra, bands = op.bands(loaded)
+        out_shape = out_hw + (loaded.channels,)
+    else:
+        result, extra = op.apply(loaded.data)
+        out_shape = result.shape
     alpha, alpha_data = "none", None
     if loaded.alpha is not None:
-        if result.shape[:2] == loaded.size:
-            alpha, alpha_data = "carried", loaded.alpha
+        if out_shape[:2] == loaded.size:
+            alpha, alpha_data = "carried", loaded.alpha_float()
         else:
             alpha = "dropped"
-    payload = encode(result, alpha_data, out_name, depth=depth, value_map=op.value_map)
+    if streaming:
+        payload = encode_bands(bands, out_shape, alpha_data, out_name, depth=depth,
+                               value_map=op.value_map)
+    else:
+        payload = encode(result, alpha_data, out_name, depth=depth, value_map=op.value_map)
     if to_stdout:
         write_stream(sys.stdout.buffer, payload, output_format(out_name)[0],
                      compress_level=opts.compress_level)
@@ -306,13 +350,13 @@ def _process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
         write_atomic(task.output, payload, compress_level=opts.compress_level)
     record = {
         "input": task.input, "output": task.output, "operation": op.name,
-        "input_size": _size(loaded.size), "output_size": _size(result.shape[:2]),
-        "channels": int(result.shape[2]), **op.report, **extra,
+        "input_size": _size(loaded.size), "output_size": _size(out_shape[:2]),
+        "channels": int(out_shape[2]), **op.report, **extra,
         "map": None if depth == "float" else op.value_map, "depth": depth, "alpha": alpha,
     }
     note = " (alpha dropped: the size changed)" if alpha == "dropped" else ""
     target = "stdout" if to_stdout else task.output
-    line = f"{task.input}: {format_size(loaded.size)} -> {format_size(result.shape[:2])}, wrote {target}{note}"
+    line = f"{task.input}: {format_size(loaded.size)} -> {format_size(out_shape[:2])}, wrote {target}{note}"
     return Outcome(task, "done", record, line)
 
 
