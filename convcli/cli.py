@@ -140,9 +140,19 @@ def _check_choice(value: str, choices, option: str) -> str:
     return value
 
 
-def _run(operation, inputs, *, output, template, recursive, overwrite, jobs, fail_fast, dry_run,
+_SHARED = ("inputs", "output", "template", "recursive", "overwrite", "jobs", "fail_fast", "dry_run",
+           "stream_format", "gray", "depth", "max_pixels", "max_memory", "compress_level",
+           "json_out", "quiet", "matrix", "explain", "at")
+
+
+def _shared_options(arguments: dict) -> dict:
+    """The options every image command shares, picked from its arguments."""
+    return {name: arguments[name] for name in _SHARED}
+
+
+def _run(operation, *, inputs, output, template, recursive, overwrite, jobs, fail_fast, dry_run,
          stream_format, gray, depth, max_pixels, max_memory, compress_level, json_out, quiet,
-         matrix=None, explain=False, at=None):
+         matrix, explain, at):
     from .runner import RunOptions, run
 
     if matrix is not None:
@@ -249,11 +259,7 @@ def filter_command(
         {"kernel": _kernel_json(kern), "mode": mode, "stride": pair_json(stride_hw),
          "dilation": pair_json(dilation_hw), "pad_mode": pad_mode},
         value_map)
-    _run(operation, inputs, output=output, template=template, recursive=recursive,
-         overwrite=overwrite, jobs=jobs, fail_fast=fail_fast, dry_run=dry_run,
-         stream_format=stream_format, gray=gray, depth=depth, max_pixels=max_pixels, max_memory=max_memory,
-         compress_level=compress_level, json_out=json_out, quiet=quiet, matrix=matrix,
-         explain=explain, at=at)
+    _run(operation, **_shared_options(locals()))
 
 
 # --------------------------------------------------------------------- pool
@@ -321,11 +327,7 @@ def pool_command(
         {"size": size_hw, "stride": stride_hw, "padding": padding_hw, "dilation": dilation_hw,
          "ceil_mode": ceil_mode, "op": op, "count_include_pad": count_include_pad},
         report, "clip" if value_map == "auto" else value_map)
-    _run(operation, inputs, output=output, template=template, recursive=recursive,
-         overwrite=overwrite, jobs=jobs, fail_fast=fail_fast, dry_run=dry_run,
-         stream_format=stream_format, gray=gray, depth=depth, max_pixels=max_pixels, max_memory=max_memory,
-         compress_level=compress_level, json_out=json_out, quiet=quiet, matrix=matrix,
-         explain=explain, at=at)
+    _run(operation, **_shared_options(locals()))
 
 
 # ----------------------------------------------------------------- upsample
@@ -401,11 +403,7 @@ def upsample_command(
          "padding": sides_json((padding_hw[0], padding_hw[0], padding_hw[1], padding_hw[1])),
          "output_padding": pair_json(out_pad_hw), "dilation": pair_json(dilation_hw)},
         "clip" if value_map == "auto" else value_map)
-    _run(operation, inputs, output=output, template=template, recursive=recursive,
-         overwrite=overwrite, jobs=jobs, fail_fast=fail_fast, dry_run=dry_run,
-         stream_format=stream_format, gray=gray, depth=depth, max_pixels=max_pixels, max_memory=max_memory,
-         compress_level=compress_level, json_out=json_out, quiet=quiet, matrix=matrix,
-         explain=explain, at=at)
+    _run(operation, **_shared_options(locals()))
 
 
 def _exact_scale_padding(kern, stride_hw, dilation_hw):
