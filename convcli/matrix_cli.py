@@ -16,7 +16,7 @@ def load_matrix(spec: str):
     from .kernels import load_kernel_file, parse_matrix_text
 
     path = Path(spec)
-    if path.suffix.lower() in (".txt", ".csv", ".tsv", ".npy") or path.is_file():
+    if ";" not in spec and (path.suffix.lower() in (".txt", ".csv", ".tsv", ".npy") or _is_file(path)):
         if not path.exists():
             raise ConvcliError(f"--matrix: file {spec!r} does not exist")
         array = np.asarray(load_kernel_file(path), dtype=np.float64)
@@ -29,6 +29,13 @@ def load_matrix(spec: str):
     if not np.isfinite(array).all():
         raise ConvcliError(f"{where}: holds NaN or infinite values")
     return array.astype(np.float32)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a long inline matrix is no valid file name
+        return False
 
 
 def parse_position(text: str | None) -> tuple[int, int]:
