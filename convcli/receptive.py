@@ -1,0 +1,250 @@
+"""Layer stacks: output sizes, receptive fields, jumps and starts, explained.
+
+Pure Python (no numpy) so that ``convcli shape`` starts instantly.
+
+Per axis, with the effective kernel ``k' = dilation*(k - 1) + 1`` and the
+values of the layer's input (receptive field ``r``, jump ``j``, start ``c``),
+the standard recurrences (Araujo, Norris & Sim, "Computing Receptive Fields of
+Convolutional Neural Networks", Distill 2019) give, for conv and pool::
+
+    r_out = r + (k' - 1) * j
+    j_out = j * stride
+    c_out = c + ((k' - 1) / 2 - pad_before) * j
+
+starting from ``r = 1, j = 1, c = 0`` on the input (coordinate 0 is the centre
+of the first pixel).  A transposed convolution is a stride-1 convolution over
+its input with ``stride - 1`` zeros stuffed between pixels, so its jump is
+``j / stride`` and its first output's window is centred on input index
+``(padding - (k' - 1) / 2) / stride``.  How many real inputs a window covers
+depends on the output's phase; the receptive field reported is the largest
+over the phases: ``r + (span of input indices hit) * j``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .errors import ConvcliError
+from .geometry import (Pair, conv_output_length, format_pair, format_size, parse_pair,
+                       pool_output_length, same_padding, tconv_output_length)
+
+OPS = ("conv", "pool", "tconv")
+_KEYS = {
+    "conv": ("k", "s", "p", "d"),
+    "pool": ("k", "s", "p", "d", "ceil"),
+    "tconv": ("k", "s", "p", "op", "d"),
+}
+
+
+@dataclass
+class Layer:
+    op: str
+    kernel: Pair
+    stride: Pair
+    padding: Pair | str  # (height, width), or "same" (conv only)
+    dilation: Pair = (1, 1)
+    output_padding: Pair = (0, 0)
+    ceil_mode: bool = False
+    text: str = ""
+
+    def describe(self) -> str:
+        parts = [f"k={format_pair(self.kernel)}"]
+        default_stride = self.kernel if self.op == "pool" else (1, 1)
+        if self.stride != default_stride:
+            parts.append(f"s={format_pair(self.stride)}")
+        if self.padding != (0, 0):
+            parts.append(f"p={self.padding if isinstance(self.padding, str) else format_pair(self.padding)}")
+        if self.op == "tconv" and self.output_padding != (0, 0):
+            parts.append(f"op={format_pair(self.output_padding)}")
+        if self.dilation != (1, 1):
+            parts.append(f"d={format_pair(self.dilation)}")
+        if self.ceil_mode:
+            parts.append("ceil")
+        return f"{self.op}:" + ",".join(parts)
+
+
+@dataclass
+class Axis:
+    """One axis of one layer's result."""
+
+    size: int
+    field: float
+    jump: float
+    start: float
+    pad_before: int
+    pad_after: int
+    formula: str
+
+
+@dataclass
+class LayerResult:
+    layer: Layer
+    height: Axis
+    width: Axis
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def output_size(self) -> Pair:
+        return self.height.size, self.width.size
+
+    @property
+    def sides(self) -> tuple[int, int, int, int]:
+        return (self.height.pad_before, self.height.pad_after,
+                self.width.pad_before, self.width.pad_after)
+
+
+def parse_layer(text: str, position: int) -> Layer:
+    """``conv:k=3,s=1,p=0,d=1``, ``pool:k=2,s=2,p=0,ceil``, ``tconv:k=4,s=2,p=1,op=0,d=1``."""
+    where = f"layer {position} ({text})"
+    op, _, rest = text.strip().partition(":")
+    op = op.strip().lower()
+    if op not in OPS:
+        raise ConvcliError(f"{where}: unknown layer type {op!r}; use conv, pool or tconv")
+    values: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, sep, value = item.partition("=")
+        key = key.strip().lower()
+        if key not in _KEYS[op]:
+            raise ConvcliError(f"{where}: unknown setting {key!r} for {op} "
+                               f"(known: {', '.join(_KEYS[op])})")
+        if key in values:
+            raise ConvcliError(f"{where}: {key} is given twice")
+        if key == "ceil":
+            if sep and value.strip().lower() not in ("1", "true", "yes", "on"):
+                if value.strip().lower() in ("0", "false", "no", "off"):
+                    continue
+                raise ConvcliError(f"{where}: ceil takes no value (or true/false), got {value!r}")
+            values["ceil"] = "1"
+            continue
+        if not sep or not value.strip():
+            raise ConvcliError(f"{where}: {key} needs a value, as {key}=3 or {key}=3x2")
+        values[key] = value.strip()
+    if "k" not in values:
+        raise ConvcliError(f"{where}: the kernel size k= is required")
+
+    def pair(key: str, minimum: int, default: Pair) -> Pair:
+        if key not in values:
+            return default
+        try:
+            return parse_pair(values[key], key, minimum=minimum)
+        except ConvcliError as exc:
+            raise ConvcliError(f"{where}: {exc}") from None
+
+    kernel = pair("k", 1, (1, 1))
+    stride = pair("s", 1, kernel if op == "pool" else (1, 1))
+    padding: Pair | str
+    if op == "conv" and values.get("p", "").lower() in ("same", "valid"):
+        padding = "same" if values["p"].lower() == "same" else (0, 0)
+    else:
+        padding = pair("p", 0, (0, 0))
+    return Layer(op, kernel, stride, padding, pair("d", 1, (1, 1)), pair("op", 0, (0, 0)),
+                 "ceil" in values, text.strip())
+
+
+def _axis(layer: Layer, axis: int, length: int, field: float, jump: float, start: float,
+          name: str, where: str) -> Axis:
+    k, s, d = layer.kernel[axis], layer.stride[axis], layer.dilation[axis]
+    k_eff = d * (k - 1) + 1
+    if layer.op == "conv":
+        if layer.padding == "same":
+            before, after = same_padding(length, k, s, d)
+        else:
+            before = after = layer.padding[axis]
+        size = conv_output_length(length, k, s, before, after, d)
+        pads = f"2*{before}" if before == after else f"{before} + {after}"
+        formula = f"{name}: floor(({length} + {pads} - {d}*({k}-1) - 1) / {s}) + 1 = {size}"
+        return Axis(size, field + (k_eff - 1) * jump, jump * s,
+                    start + ((k_eff - 1) / 2 - before) * jump, before, after, formula)
+    if layer.op == "pool":
+        p = layer.padding[axis]
+        limit = ((k - 1) * d + 1) // 2
+        if p > limit:
+            raise ConvcliError(f"{where}: pooling padding must be at most half the window "
+                               f"({name}: window {k}, dilation {d}, so padding <= {limit}), got {p}")
+        size = pool_output_length(length, k, s, p, d, layer.ceil_mode)
+        span = length + 2 * p - d * (k - 1) - 1
+        if layer.ceil_mode:
+            raw = (span + s - 1) // s + 1
+            formula = f"{name}: ceil(({length} + 2*{p} - {d}*({k}-1) - 1) / {s}) + 1 = {raw}"
+            if raw != size:
+                formula += (f"; the last window would start at {(raw - 1) * s} >= {length} + {p}, "
+                            f"in the right padding, so it is dropped: {size}")
+        else:
+            formula = f"{name}: floor(({length} + 2*{p} - {d}*({k}-1) - 1) / {s}) + 1 = {size}"
+        return Axis(size, field + (k_eff - 1) * jump, jump * s,
+                    start + ((k_eff - 1) / 2 - p) * jump, p, p, formula)
+    # transposed convolution
+    p, op = layer.padding[axis], layer.output_padding[axis]
+    if op >= s and op >= d:
+        raise ConvcliError(f"{where}: output padding must be smaller than the stride or the "
+                           f"dilation ({name}: stride {s}, dilation {d}), got {op}")
+    size = tconv_output_length(length, k, s, p, op, d)
+    formula = f"{name}: ({length} - 1)*{s} - 2*{p} + {d}*({k}-1) + {op} + 1 = {size}"
+    span = 0
+    for phase in range(s):  # inputs i with i*s == y + p - m*d, for outputs y of this phase
+        hits = [(phase + p - m * d) // s for m in range(k) if (phase + p - m * d) % s == 0]
+        if hits:
+            span = max(span, max(hits) - min(hits))
+    return Axis(size, field + span * jump, jump / s, start + (p - (k_eff - 1) / 2) / s * jump,
+                p, p, formula)
+
+
+def run_stack(input_hw: Pair, layers: list[Layer]) -> list[LayerResult]:
+    """Every layer's output size, receptive field, jump and start; raises on an impossible layer."""
+    results = []
+    size = input_hw
+    state = [(1.0, 1.0, 0.0), (1.0, 1.0, 0.0)]  # (field, jump, start) for height, width
+    for position, layer in enumerate(layers, start=1):
+        where = f"layer {position} ({layer.text or layer.describe()})"
+        axes = [_axis(layer, i, size[i], *state[i], name, where)
+                for i, name in ((0, "height"), (1, "width"))]
+        if min(a.size for a in axes) < 1:
+            raise ConvcliError(
+                f"{where}: the output would be {max(axes[1].size, 0)}x{max(axes[0].size, 0)} from a "
+                f"{format_size(size)} input; the (dilated) window must fit the padded input"
+            )
+        results.append(LayerResult(layer, axes[0], axes[1]))
+        size = (axes[0].size, axes[1].size)
+        state = [(a.field, a.jump, a.start) for a in axes]
+    return results
+
+
+def number(value: float) -> int | float:
+    """JSON-friendly: whole numbers as ints."""
+    return int(value) if float(value).is_integer() else round(float(value), 6)
+
+
+def to_json(input_hw: Pair, results: list[LayerResult]) -> dict:
+    layers = []
+    for result in results:
+        layer = result.layer
+        top, bottom, left, right = result.sides
+        entry = {
+            "op": layer.op, "spec": layer.describe(),
+            "kernel": {"width": layer.kernel[1], "height": layer.kernel[0]},
+            "stride": {"x": layer.stride[1], "y": layer.stride[0]},
+            "padding": {"top": top, "bottom": bottom, "left": left, "right": right},
+            "dilation": {"x": layer.dilation[1], "y": layer.dilation[0]},
+        }
+        if layer.op == "pool":
+            entry["ceil_mode"] = layer.ceil_mode
+        if layer.op == "tconv":
+            entry["output_padding"] = {"x": layer.output_padding[1], "y": layer.output_padding[0]}
+        entry.update({
+            "output_size": {"width": result.width.size, "height": result.height.size},
+            "receptive_field": {"width": number(result.width.field), "height": number(result.height.field)},
+            "jump": {"x": number(result.width.jump), "y": number(result.height.jump)},
+            "start": {"x": number(result.width.start), "y": number(result.height.start)},
+        })
+        layers.append(entry)
+    final = results[-1].output_size if results else input_hw
+    return {"input_size": {"width": input_hw[1], "height": input_hw[0]}, "layers": layers,
+            "output_size": {"width": final[1], "height": final[0]}}
+
+
+def parse_size(text: str) -> Pair | None:
+    """``WIDTHxHEIGHT`` or ``N``; None when the text is not a size (it may be a file)."""
+    if re.fullmatch(r"\s*\d+\s*(?:[xX×]\s*\d+\s*)?", text):
+        return parse_pair(text, "SIZE", minimum=1)
+    return None

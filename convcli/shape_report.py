@@ -1,0 +1,117 @@
+"""``convcli shape`` without Typer: the report as plain text, and a fast path for the command.
+
+``convcli shape`` is meant to answer instantly, and importing Typer, click and
+Rich costs more than the arithmetic by far.  :func:`fast_main` parses the
+shape command's own small set of arguments by hand and prints the report;
+anything it does not recognise (``--help``, a misspelt option) goes to the
+Typer command, which gives the usual help and errors.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from .errors import ConvcliError
+
+_VALUE_OPTIONS = {"-k": "kernel", "--kernel": "kernel", "-s": "stride", "--stride": "stride",
+                  "-p": "padding", "--padding": "padding", "-d": "dilation", "--dilation": "dilation"}
+_FLAGS = {"--json": "json", "--explain": "explain"}
+
+
+def render(input_hw, results, explain: bool = False) -> str:
+    """The table (one row per layer), the formulas with ``explain``, and the final size."""
+    from .geometry import format_size
+    from .receptive import number
+
+    def pair(a, b):
+        return f"{number(a)}, {number(b)}"
+
+    header = ("#", "layer", "output", "receptive field", "jump (x, y)", "start (x, y)")
+    rows = [("", "input", format_size(input_hw), "1x1", "1, 1", "0, 0")]
+    for position, result in enumerate(results, start=1):
+        w, h = result.width, result.height
+        text = result.layer.describe()
+        if result.layer.padding == "same":
+            top, bottom, left, right = result.sides
+            text += f" (pad t{top} b{bottom} l{left} r{right})"
+        rows.append((str(position), text, format_size(result.output_size),
+                     f"{number(w.field)}x{number(h.field)}", pair(w.jump, h.jump), pair(w.start, h.start)))
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    left_aligned = {1}
+
+    def line(cells):
+        return "│ " + " │ ".join(c.ljust(widths[i]) if i in left_aligned else c.rjust(widths[i])
+                                 for i, c in enumerate(cells)) + " │"
+
+    rule = "─┼─".join("─" * w for w in widths)
+    out = ["┌─" + "─┬─".join("─" * w for w in widths) + "─┐", line(header), "├─" + rule + "─┤"]
+    out += [line(row) for row in rows]
+    out.append("└─" + "─┴─".join("─" * w for w in widths) + "─┘")
+    if explain:
+        for position, result in enumerate(results, start=1):
+            out.append(f"layer {position} ({result.layer.describe()}):")
+            out.append(f"  {result.width.formula}")
+            out.append(f"  {result.height.formula}")
+    final = results[-1].output_size if results else input_hw
+    out.append(f"{format_size(input_hw)} -> {format_size(final)}")
+    return "\n".join(out)
+
+
+def run(size: str, layers: list[str], *, kernel=None, stride="1", padding="0", dilation="1",
+        json_out=False, explain=False) -> str:
+    """The whole ``convcli shape`` computation; returns what to print."""
+    from .receptive import parse_layer, parse_size, run_stack, to_json
+
+    input_hw = parse_size(size)
+    if input_hw is None:
+        from .imagefile import read_size  # only an image path pays for Pillow
+
+        input_hw = read_size(size)
+    if layers and kernel is not None:
+        raise ConvcliError("-k/--kernel: give either LAYER specs or -k/-s/-p/-d, not both")
+    if not layers:
+        if kernel is None:
+            raise ConvcliError("shape: name at least one LAYER (conv:k=3) or a kernel with -k")
+        layers = [f"conv:k={kernel},s={stride},p={padding},d={dilation}"]
+    stack = [parse_layer(text, position) for position, text in enumerate(layers, start=1)]
+    results = run_stack(input_hw, stack)
+    if json_out:
+        return json.dumps(to_json(input_hw, results))
+    return render(input_hw, results, explain)
+
+
+def fast_main(args: list[str]) -> int | None:
+    """Run ``shape`` from its arguments; None when Typer should handle them instead."""
+    options: dict = {}
+    positional: list[str] = []
+    items = iter(args)
+    for item in items:
+        if item in _FLAGS:
+            options[_FLAGS[item]] = True
+        elif item in _VALUE_OPTIONS or item.split("=", 1)[0] in _VALUE_OPTIONS and "=" in item:
+            name, _, value = item.partition("=")
+            if not value:
+                value = next(items, None)
+                if value is None:
+                    return None
+            options[_VALUE_OPTIONS[name]] = value
+        elif item.startswith("-") and item != "-" and not item[1:2].isdigit():
+            return None  # --help, or something for Typer to explain
+        else:
+            positional.append(item)
+    if not positional:
+        return None
+    try:
+        text = run(positional[0], positional[1:], kernel=options.get("kernel"),
+                   stride=options.get("stride", "1"), padding=options.get("padding", "0"),
+                   dilation=options.get("dilation", "1"), json_out=options.get("json", False),
+                   explain=options.get("explain", False))
+    except ConvcliError as exc:
+        print(f"convcli: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    try:
+        print(text)
+    except BrokenPipeError:
+        return 1
+    return 0
