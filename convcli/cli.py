@@ -475,8 +475,8 @@ def _print_kernel(console, preset, kern=None):
 
     kern = kern or preset.build()
     params = ", ".join(f"{k}={v}" for k, v in kern.params.items())
-    title = f"[bold]{kern.name}[/bold]" + (f" ({params})" if params else "")
-    table = Table(show_header=False, title=title, title_justify="left")
+    console.print(f"[bold]{kern.name}[/bold]" + (f" ({params})" if params else ""))
+    table = Table(show_header=False)
     for _ in range(kern.size[1]):
         table.add_column(justify="right")
     for row in kern.matrix.tolist():
