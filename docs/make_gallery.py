@@ -51,9 +51,9 @@ SECTIONS = [
         (op, f"pool {DUCK} --op {op} -k 4 -o {IMAGES}/duck-{op}pool4.png") for op in ("max", "mean", "min")
     ]),
     ("Transposed convolution (upsample x2)", [
-        ("bilinear (default)", f"upsample {BADGE} -o {IMAGES}/badge-up-bilinear.png"),
-        ("nearest", f"upsample {BADGE} -k nearest -o {IMAGES}/badge-up-nearest.png"),
-        ("3x3 ones, stride 2: checkerboard", f"upsample {BADGE} -k '1,1,1;1,1,1;1,1,1' -s 2 -p 1 --map normalize -o {IMAGES}/badge-up-checkerboard.png"),
+        ("bilinear (default)", f"upsample {DUCK} -o {IMAGES}/duck-up-bilinear.png"),
+        ("nearest", f"upsample {DUCK} -k nearest -o {IMAGES}/duck-up-nearest.png"),
+        ("3x3 ones, stride 2: checkerboard", f"upsample {DUCK} -k '1,1,1;1,1,1;1,1,1' -s 2 -p 1 --map normalize -o {IMAGES}/duck-up-checkerboard.png"),
     ]),
 ]
 
