@@ -92,18 +92,37 @@ class Operation:
         out_hw = self.output_size(size)
         top, _, left, right = sides
 
-        def generate():
-            for first in range(0, out_hw[0], band_rows):
-                last = min(first + band_rows, out_hw[0])
-                start = first * sy - top  # in input rows; negative inside the top padding
-                stop = (last - 1) * sy + dy * (kernel.shape[0] - 1) + 1 - top
-                index, zeros = pad_rows(size[0], start, stop, kw["pad_mode"])
-                rows = loaded.rows(index)
-                rows[zeros] = 0
-                yield first, filter2d(rows, kernel, stride=(sy, sx), padding=(0, 0, left, right),
-                                      dilation=(dy, dx), pad_mode=kw["pad_mode"], mode=kw["mode"])
+        def band(first):
+            last = min(first + band_rows, out_hw[0])
+            start = first * sy - top  # in input rows; negative inside the top padding
+            stop = (last - 1) * sy + dy * (kernel.shape[0] - 1) + 1 - top
+            index, zeros = pad_rows(size[0], start, stop, kw["pad_mode"])
+            rows = loaded.rows(index)
+            rows[zeros] = 0
+            return first, filter2d(rows, kernel, stride=(sy, sx), padding=(0, 0, left, right),
+                                   dilation=(dy, dx), pad_mode=kw["pad_mode"], mode=kw["mode"])
 
-        return out_hw, {"padding": sides_json(sides)}, generate()
+        firsts = range(0, out_hw[0], band_rows)
+        return out_hw, {"padding": sides_json(sides)}, ordered_threads(band, firsts)
+
+
+def ordered_threads(func, items, workers: int | None = None):
+    """``map(func, items)`` on a few threads (numpy releases the GIL), in order, holding at
+    most two results per thread ahead of the consumer."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                          else os.cpu_count() or 1)
+    items = iter(items)
+    with ThreadPoolExecutor(workers) as pool:
+        pending = deque(pool.submit(func, item) for _, item in zip(range(2 * workers), items))
+        while pending:
+            result = pending.popleft().result()
+            for item in items:
+                pending.append(pool.submit(func, item))
+                break
+            yield result
 
 
 @dataclass
