@@ -345,6 +345,11 @@ def check_output_folder(path) -> None:
 _ENCODE_BAND_ROWS = 256
 
 
+def holds_alpha(path, depth: str) -> bool:
+    """Whether convcli writes an alpha channel into this output (8-bit PNG, TIFF, WebP)."""
+    return output_format(path)[0] in ("PNG", "TIFF", "WEBP") and depth == "8"
+
+
 def encode(data, alpha, path, *, depth: str, value_map: str):
     """Turn a float H x W x C result into the array that gets written (see :func:`encode_bands`)."""
     fmt, _ = output_format(path)
@@ -372,7 +377,7 @@ def encode_bands(bands, shape, alpha, path, *, depth: str, value_map: str, bound
 
     fmt, _ = output_format(path)
     height, width, result_channels = shape
-    with_alpha = alpha is not None and fmt in ("PNG", "TIFF", "WEBP") and depth == "8"
+    with_alpha = alpha is not None and holds_alpha(path, depth)
     channels = 1 if depth == "16" else result_channels + (1 if with_alpha else 0)
     if channels > 4:
         raise ConvcliError(f"output {str(path)!r}: {channels} channels cannot be written as {fmt}; use .npy")

@@ -316,8 +316,8 @@ def _failed(task: Task, message: str) -> Outcome:
 
 
 def _process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
-    from .imagefile import (check_output_folder, choose_depth, encode, encode_bands, load_image,
-                            output_format, write_atomic, write_stream)
+    from .imagefile import (check_output_folder, choose_depth, encode, encode_bands, holds_alpha,
+                            load_image, output_format, write_atomic, write_stream)
 
     to_stdout = task.output == STDOUT
     out_name = f"-.{opts.stream_format}" if to_stdout else task.output
@@ -351,12 +351,14 @@ def _process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
     else:
         result, extra = op.apply(loaded.data)
         out_shape = result.shape
-    alpha, alpha_data = "none", None
+    alpha, alpha_data, note = "none", None, ""
     if loaded.alpha is not None:
-        if out_shape[:2] == loaded.size:
-            alpha, alpha_data = "carried", loaded.alpha_float()
+        if out_shape[:2] != loaded.size:
+            alpha, note = "dropped", " (alpha dropped: the size changed)"
+        elif not holds_alpha(out_name, depth):
+            alpha, note = "dropped", " (alpha dropped: the output format holds none)"
         else:
-            alpha = "dropped"
+            alpha, alpha_data = "carried", loaded.alpha_float()
     if streaming:
         payload = encode_bands(bands, out_shape, alpha_data, out_name, depth=depth,
                                value_map=op.value_map)
@@ -373,7 +375,6 @@ def _process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
         "channels": int(out_shape[2]), **op.report, **extra,
         "map": None if depth == "float" else op.value_map, "depth": depth, "alpha": alpha,
     }
-    note = " (alpha dropped: the size changed)" if alpha == "dropped" else ""
     target = "stdout" if to_stdout else task.output
     line = f"{task.input}: {format_size(loaded.size)} -> {format_size(out_shape[:2])}, wrote {target}{note}"
     return Outcome(task, "done", record, line)
