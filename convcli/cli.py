@@ -116,6 +116,15 @@ MaxMemoryOpt = Annotated[Optional[str], typer.Option(
 CompressOpt = Annotated[int, typer.Option(
     "--compress-level", min=0, max=9,
     help="PNG compression: 0 stores, 1-3 are fast (ISA-L deflate), 4-9 smaller and slower (zlib).")]
+ChunkOpt = Annotated[Optional[str], typer.Option(
+    "--chunk", metavar="N|WxH",
+    help="Process .npy, TIFF and .zarr images (to .npy, TIFF or .zarr) in blocks of this many input "
+    "pixels with Dask, exactly as in memory. Without it, only images over --max-memory go in blocks "
+    "(of 2048). Needs the dask extra.")]
+SchedulerOpt = Annotated[Optional[str], typer.Option(
+    "--scheduler", metavar="ADDRESS|local",
+    help="Send each image as a task to a running Dask scheduler (tcp://10.0.0.5:8786), or 'local' to "
+    "start a cluster on this machine. Paths must be reachable by every worker. Needs the dask extra.")]
 StrideOpt = Annotated[str, typer.Option("-s", "--stride", metavar="N|WxH", help="Step between windows: N, or WIDTHxHEIGHT (2x1 is 2 across, 1 down).")]
 DilationOpt = Annotated[str, typer.Option("-d", "--dilation", metavar="N|WxH", help="Spacing between kernel taps: N or WIDTHxHEIGHT.")]
 ModeOpt = Annotated[str, typer.Option(
@@ -142,7 +151,7 @@ def _check_choice(value: str, choices, option: str) -> str:
 
 _SHARED = ("inputs", "output", "template", "recursive", "overwrite", "jobs", "fail_fast", "dry_run",
            "stream_format", "gray", "depth", "max_pixels", "max_memory", "compress_level",
-           "json_out", "quiet", "matrix", "explain", "at")
+           "json_out", "quiet", "matrix", "explain", "at", "chunk", "scheduler")
 
 
 def _shared_options(arguments: dict) -> dict:
@@ -152,7 +161,7 @@ def _shared_options(arguments: dict) -> dict:
 
 def _run(operation, *, inputs, output, template, recursive, overwrite, jobs, fail_fast, dry_run,
          stream_format, gray, depth, max_pixels, max_memory, compress_level, json_out, quiet,
-         matrix, explain, at):
+         matrix, explain, at, chunk, scheduler):
     from .runner import RunOptions, run
 
     if matrix is not None:
@@ -163,6 +172,15 @@ def _run(operation, *, inputs, output, template, recursive, overwrite, jobs, fai
         run_matrix(operation, matrix, output=output, explain=explain, at=at, json_out=json_out,
                    quiet=quiet)
         return
+    chunk_hw = None
+    if chunk is not None:
+        chunk_hw = _pair(chunk, "--chunk", 1)
+        from .chunked import dask_installed
+
+        if not dask_installed():
+            raise ConvcliError("--chunk needs the dask extra: pip install 'convcli[dask]'")
+    if scheduler is not None and not scheduler.strip():
+        raise ConvcliError("--scheduler: expected a scheduler address (tcp://HOST:PORT) or 'local'")
     if explain or at is not None:
         raise ConvcliError("--explain and --at work on a small matrix given with --matrix")
     if not inputs:
@@ -183,7 +201,7 @@ def _run(operation, *, inputs, output, template, recursive, overwrite, jobs, fai
                          stream_format=stream_format, gray=gray, depth=depth,
                          max_pixels=max_pixels, max_memory=memory_limit,
                          compress_level=compress_level, json=json_out,
-                         quiet=quiet)
+                         quiet=quiet, chunk=chunk_hw, scheduler=scheduler)
     code = run(operation, inputs, options)
     if code:
         raise typer.Exit(code)
@@ -228,6 +246,8 @@ def filter_command(
     matrix: MatrixOpt = None,
     explain: ExplainOpt = False,
     at: AtOpt = None,
+    chunk: ChunkOpt = None,
+    scheduler: SchedulerOpt = None,
 ):
     """Filter images with a kernel: cross-correlation (PyTorch's conv2d) or true convolution.
 
@@ -294,6 +314,8 @@ def pool_command(
     matrix: MatrixOpt = None,
     explain: ExplainOpt = False,
     at: AtOpt = None,
+    chunk: ChunkOpt = None,
+    scheduler: SchedulerOpt = None,
 ):
     """Pool images: max, mean or min over windows, exact to PyTorch's max_pool2d / avg_pool2d.
 
@@ -368,6 +390,8 @@ def upsample_command(
     matrix: MatrixOpt = None,
     explain: ExplainOpt = False,
     at: AtOpt = None,
+    chunk: ChunkOpt = None,
+    scheduler: SchedulerOpt = None,
 ):
     """Upsample images by transposed convolution (PyTorch's conv_transpose2d).
 

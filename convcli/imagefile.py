@@ -292,13 +292,14 @@ def choose_depth(path, requested: str | None, source_depth: str, channels: int) 
         if requested not in depths:
             raise ConvcliError(f"depth: {fmt} files hold depth {' or '.join(depths)}, not {requested}")
         depth = requested
-    elif source_depth in depths:
+    elif source_depth in depths and (channels == 1 or source_depth == "8" or fmt == "NPY"):
         depth = source_depth
-    else:
+    else:  # the format cannot hold the source's depth (for this many channels): 8-bit
         depth = depths[0]
     if depth in ("16", "float") and fmt != "NPY" and channels != 1:
+        name = "16-bit" if depth == "16" else "32-bit float"
         raise ConvcliError(
-            f"depth: Pillow writes {depth}-bit {fmt} with one channel only; use --gray, "
+            f"depth: convcli writes {name} {fmt} with one channel only; use --gray, "
             f"--depth 8, or a .npy output for {channels} channels"
         )
     return depth

@@ -142,6 +142,8 @@ class RunOptions:
     compress_level: int = 6
     json: bool = False
     quiet: bool = False
+    chunk: tuple[int, int] | None = None  # --chunk: (height, width) of the blocks of a huge image
+    scheduler: str | None = None  # --scheduler: a Dask scheduler's address, or "local"
 
 
 @dataclass
@@ -177,7 +179,7 @@ def expand_inputs(inputs: list[str], recursive: bool) -> tuple[list[str], bool]:
             paths.append(item)
             continue
         path = Path(item)
-        if path.is_dir():
+        if path.is_dir() and path.suffix.lower() != ".zarr":  # a Zarr array is a folder, and one image
             batch = True
             pattern = "**/*" if recursive else "*"
             found = sorted(p for p in path.glob(pattern)
@@ -299,8 +301,16 @@ def _key(path: str) -> str:
 
 
 def process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
-    """Load, compute, write atomically; never raises for a bad image (returns 'failed')."""
+    """Load, compute, write atomically; never raises for a bad image (returns 'failed').
+
+    An ``.npy``/TIFF/``.zarr`` image too large for ``--max-memory`` (or any,
+    with ``--chunk``) goes to :mod:`convcli.chunked` when dask is installed.
+    """
+    from .chunked import process_chunked, wants_chunked
+
     try:
+        if wants_chunked(op, task, opts):
+            return process_chunked(op, task, opts)
         return _process(op, task, opts)
     except ConvcliError as exc:
         return _failed(task, str(exc))
@@ -337,7 +347,7 @@ def _process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
             raise ConvcliError(
                 f"input {task.input!r}: {width}x{height} with {channels} channel(s) needs about "
                 f"{need / 2**20:,.0f} MiB of working memory, over the limit of "
-                f"{opts.max_memory / 2**20:,.0f} MiB (--max-memory)"
+                f"{opts.max_memory / 2**20:,.0f} MiB (--max-memory){_chunk_hint(task)}"
             )
 
     loaded = load_image(task.input, gray=opts.gray, max_pixels=opts.max_pixels,
@@ -378,6 +388,19 @@ def _process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
     target = "stdout" if to_stdout else task.output
     line = f"{task.input}: {format_size(loaded.size)} -> {format_size(out_shape[:2])}, wrote {target}{note}"
     return Outcome(task, "done", record, line)
+
+
+def _chunk_hint(task: Task) -> str:
+    """How an image over --max-memory could still be processed, in chunks."""
+    from .chunked import CHUNK_INPUTS, CHUNK_OUTPUTS, dask_installed
+
+    if Path(task.input).suffix.lower() not in CHUNK_INPUTS:
+        return ""
+    if not dask_installed():
+        return "; pip install 'convcli[dask]' to process .npy and TIFF images in chunks"
+    if Path(task.output).suffix.lower() not in CHUNK_OUTPUTS:
+        return "; write .npy, .tif or .zarr to process it in chunks"
+    return ""
 
 
 def estimate_memory(input_hw, output_hw, channels: int) -> int:
@@ -448,7 +471,11 @@ def run(op: Operation, inputs: list[str], opts: RunOptions) -> int:
         for outcome in sorted(outcomes, key=lambda o: o.task.index):
             report.add(outcome)
         try:
-            if jobs == 1 or not batch:
+            if opts.scheduler and pending:
+                from .distributed import run_on_cluster
+
+                run_on_cluster(op, pending, opts, opts.scheduler, outcomes, report)
+            elif jobs == 1 or not batch:
                 for task in pending:
                     outcome = process(op, task, opts)
                     outcomes.append(outcome)

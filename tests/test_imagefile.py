@@ -311,3 +311,15 @@ def test_written_file_permissions_follow_umask(tmp_path):
         os.umask(old)
     assert (tmp_path / "o.npy").stat().st_mode & 0o777 == 0o644
     np.testing.assert_array_equal(np.load(tmp_path / "o.npy"), np.zeros((2, 2)))
+
+
+def test_default_depth_falls_back_to_8_bit_when_the_format_cannot_hold_the_source():
+    from convcli.imagefile import choose_depth
+
+    assert choose_depth("out.tif", None, "float", 1) == "float"
+    assert choose_depth("out.tif", None, "float", 3) == "8"  # 3-channel float TIFF is not written
+    assert choose_depth("out.png", None, "16", 1) == "16"
+    assert choose_depth("out.png", None, "16", 3) == "8"
+    assert choose_depth("out.npy", None, "8", 3) == "float"
+    with pytest.raises(ConvcliError, match="32-bit float TIFF with one channel only"):
+        choose_depth("out.tif", "float", "8", 3)

@@ -1,0 +1,261 @@
+"""Image sets on a Dask cluster: ``--scheduler ADDRESS`` or ``--scheduler local``.
+
+Each image is one Dask task, running :func:`convcli.runner.process` on a
+worker, so a worker does exactly what a local worker process does: the same
+output bytes, the same atomic write (a temporary file in the target folder,
+renamed over the target), the same per-image errors as ``failed`` outcomes.
+The client side (skip/overwrite decisions, the ordered report, the progress
+bar, the summary, the exit code) stays in :func:`convcli.runner.run`;
+:func:`run_on_cluster` only replaces the local process pool and feeds
+``report.add`` as futures complete.
+
+Dask is an optional extra (``pip install 'convcli[dask]'``): nothing here
+imports it at module level, and nothing else in convcli imports this module
+unless ``--scheduler`` is given.
+
+Inputs and outputs must be paths every worker can reach (a shared file
+system).  A relative path is taken relative to the client's working folder:
+a worker whose working folder differs gets the absolute path, and the paths
+in its report are turned back into the ones the user typed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from .errors import ConvcliError
+
+LOCAL = "local"
+RETRIES = 2  # a task that raises is run up to 3 times; a lost worker's task is rescheduled too
+CONNECT_TIMEOUT = 10.0  # seconds to reach a scheduler
+MISSING_EXTRA = "--scheduler needs the dask extra: pip install 'convcli[dask]'"
+
+
+def import_distributed():
+    """The ``distributed`` module, or a ConvcliError naming the extra to install."""
+    try:
+        import distributed
+    except ImportError:
+        raise ConvcliError(MISSING_EXTRA) from None
+    return distributed
+
+
+def check_tasks(tasks) -> None:
+    """Refuse what a cluster cannot do: standard input or output."""
+    from .runner import STDIN, STDOUT
+
+    for task in tasks:
+        if task.input == STDIN:
+            raise ConvcliError("--scheduler: standard input cannot be sent to a cluster; "
+                               "name image files every worker can read")
+        if task.output == STDOUT:
+            raise ConvcliError("--scheduler: -o - (standard output) cannot be written by a "
+                               "cluster; name an output file or folder")
+
+
+def connect(scheduler: str, *, workers: int | None = None, timeout: float = CONNECT_TIMEOUT):
+    """A ``(client, cluster or None)`` pair for ``--scheduler``; the caller closes both.
+
+    ``"local"`` starts a LocalCluster on this machine (``workers`` processes
+    of one thread each, bound to 127.0.0.1, no dashboard); anything else is
+    the address of a running ``dask scheduler`` (``tcp://10.0.0.5:8786``).
+    """
+    distributed = import_distributed()
+    cluster = None
+    if scheduler == LOCAL:
+        import warnings
+
+        try:
+            with warnings.catch_warnings():
+                # The scheduler's small HTTP server (health checks; no dashboard) moves off a
+                # busy port 8787 by itself, on 127.0.0.1 like everything else here.
+                warnings.filterwarnings("ignore", message="Port .* is already in use")
+                cluster = distributed.LocalCluster(
+                    n_workers=max(1, workers or os.cpu_count() or 1), threads_per_worker=1,
+                    processes=True, host="127.0.0.1", dashboard_address=None)
+        except Exception as exc:  # noqa: BLE001  (ports, spawn failures: many kinds)
+            raise ConvcliError(f"--scheduler local: cannot start a local Dask cluster ({_describe(exc)})") from None
+        address = cluster
+    else:
+        address = scheduler
+    try:
+        client = distributed.Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        if cluster is not None:
+            cluster.close()
+        raise ConvcliError(f"--scheduler: cannot reach the Dask scheduler at {scheduler!r} "
+                           f"({_describe(exc)})") from None
+    return client, cluster
+
+
+def run_on_cluster(op, pending, opts, scheduler: str, outcomes: list, report, *,
+                   workers: int | None = None, timeout: float = CONNECT_TIMEOUT) -> list:
+    """Process ``pending`` tasks on a Dask cluster; returns (and appends to ``outcomes``) their outcomes.
+
+    Shaped like ``runner._run_pool``: every outcome goes to ``outcomes`` and
+    ``report.add`` as its future completes, so the ordered output, progress bar
+    and summary stay the runner's.  Each task is submitted with
+    ``retries=2, pure=False``; one that still raises (not a bad image, which
+    :func:`process` reports as ``failed``, but a bug or a worker lost three
+    times) becomes a ``failed`` outcome.  ``--fail-fast`` and Ctrl-C cancel the
+    futures that have not finished; images already running on a worker may
+    still complete their (atomic) write, unreported, and a rerun skips them.
+    ``workers`` sizes ``--scheduler local`` (default: the cores, at most the
+    number of images).
+    """
+    check_tasks(pending)
+    if not pending:
+        return []
+    import logging
+
+    cwd = os.getcwd()
+    quiet = _Quiet(logging.getLogger("distributed"))
+    count = workers or opts.jobs or os.cpu_count() or 1
+    added: list = []
+    with quiet:
+        client, cluster = connect(scheduler, workers=min(count, len(pending)), timeout=timeout)
+        distributed = import_distributed()
+        futures = {}
+        try:
+            for task in pending:
+                future = client.submit(process_on_worker, op, task, opts, cwd, retries=RETRIES,
+                                       pure=False, key=f"convcli-{task.index}-{os.urandom(4).hex()}")
+                futures[future] = task
+            for future in distributed.as_completed(futures, loop=client.loop):
+                outcome = _outcome(future, futures[future])
+                outcomes.append(outcome)
+                added.append(outcome)
+                report.add(outcome)
+                if outcome.status == "failed" and opts.fail_fast:
+                    break
+        except KeyboardInterrupt:
+            _stop(client, futures, added, outcomes, report)
+            _close(client, cluster)
+            raise
+        cancelled = _stop(client, futures, added, outcomes, report)
+        _close(client, cluster)
+        if not cancelled:  # every attempt is over: what a killed worker left is garbage
+            _sweep_temporaries(pending)
+    return added
+
+
+def process_on_worker(op, task, opts, cwd: str):
+    """Runs on a worker: :func:`convcli.runner.process` with the client's relative paths resolved."""
+    from .runner import process
+
+    if os.getcwd() == cwd or (os.path.isabs(task.input) and os.path.isabs(task.output)):
+        return process(op, task, opts)
+    local = replace(task, input=os.path.join(cwd, task.input), output=os.path.join(cwd, task.output))
+    outcome = process(op, local, opts)
+    swaps = [(local.input, task.input), (local.output, task.output),
+             (str(Path(local.output).parent), str(Path(task.output).parent))]
+    outcome.task = task
+    outcome.line = _swap(outcome.line, swaps)
+    outcome.record = {key: _swap(value, swaps) if isinstance(value, str) else value
+                      for key, value in outcome.record.items()}
+    return outcome
+
+
+def _swap(text: str, swaps) -> str:
+    for old, new in swaps:
+        text = text.replace(old, new)
+    return text
+
+
+def _outcome(future, task):
+    """The future's Outcome, or a failed one when the task itself raised (or its workers died)."""
+    from .runner import _failed
+
+    try:
+        return future.result()
+    except Exception as exc:  # noqa: BLE001  (anything a remote task raises comes back here)
+        name = type(exc).__name__
+        if name == "KilledWorker":
+            message = "the Dask workers running it died repeatedly (out of memory?)"
+        else:
+            message = f"failed on a Dask worker ({name}: {_describe(exc)})"
+        return _failed(task, message)
+
+
+def _stop(client, futures, added, outcomes, report) -> bool:
+    """Report futures that finished but were not reported yet; cancel the others.
+
+    Returns whether any future was cancelled (its image may still be running).
+    """
+    reported = {o.task.index for o in added}
+    unfinished = []
+    for future, task in futures.items():
+        if task.index in reported:
+            continue
+        if future.status == "finished" or future.status == "error":
+            outcome = _outcome(future, task)
+            outcomes.append(outcome)
+            added.append(outcome)
+            report.add(outcome)
+        else:
+            unfinished.append(future)
+    if unfinished:
+        try:
+            client.cancel(unfinished)
+        except Exception:  # noqa: BLE001  (a closing connection: nothing left to cancel)
+            pass
+    return bool(unfinished)
+
+
+def _close(client, cluster) -> None:
+    try:
+        client.close()
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def _sweep_temporaries(tasks) -> None:
+    """Remove temporary files that a killed worker left half-written for these outputs.
+
+    ``atomic_write`` writes ``.NAME.XXXXXXXX.tmp`` next to the target and renames it;
+    a worker killed mid-write leaves it behind (the target is never half-written,
+    and the task is retried elsewhere).  Called once the batch's futures are all
+    finished or cancelled; one folder listing per output folder.
+    """
+    by_folder: dict[str, set[str]] = {}
+    for task in tasks:
+        path = Path(task.output)
+        by_folder.setdefault(str(path.parent), set()).add(f".{path.name}.")
+    for folder, prefixes in by_folder.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            name = entry.name
+            if name.startswith(".") and name.endswith(".tmp") and any(
+                    name.startswith(p) and len(name) > len(p) + 4 for p in prefixes):
+                try:
+                    os.unlink(entry.path)
+                except OSError:
+                    pass
+
+
+class _Quiet:
+    """Hold ``distributed``'s log at ERROR while convcli drives it (worker restarts are retried)."""
+
+    def __init__(self, logger):
+        self.logger = logger
+        self.level = None
+
+    def __enter__(self):
+        self.level = self.logger.level
+        self.logger.setLevel(max(self.level, 40))
+        return self
+
+    def __exit__(self, *exc):
+        self.logger.setLevel(self.level)
+        return False
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
