@@ -19,7 +19,7 @@ import scipy.signal
 ROOT = Path(__file__).resolve().parent.parent
 PRESET_DIR = ROOT / "presets"
 PRESET_FILES = sorted(p for p in PRESET_DIR.iterdir() if p.suffix in (".toml", ".json"))
-PRESET_NAMES = [p.stem for p in PRESET_FILES]
+PRESET_NAMES = sorted(p.stem for p in PRESET_FILES)
 
 
 def read_preset(path: Path) -> dict:
