@@ -24,6 +24,8 @@ STDOUT = "-"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".npy")
 # Output suffixes that keep the input's extension in default names.
 KEEP_SUFFIXES = (".png", ".tif", ".tiff", ".npy", ".bmp", ".webp")
+# What convcli.chunked reads (its CHUNK_INPUTS, named here so other images never import it).
+CHUNK_INPUTS = (".npy", ".tif", ".tiff", ".zarr")
 TEMPLATE_FIELDS = ("stem", "ext", "parent", "op", "kernel", "name")
 _GLOB_CHARS = set("*?[")
 
@@ -306,11 +308,12 @@ def process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
     An ``.npy``/TIFF/``.zarr`` image too large for ``--max-memory`` (or any,
     with ``--chunk``) goes to :mod:`convcli.chunked` when dask is installed.
     """
-    from .chunked import process_chunked, wants_chunked
-
     try:
-        if wants_chunked(op, task, opts):
-            return process_chunked(op, task, opts)
+        if Path(task.input).suffix.lower() in CHUNK_INPUTS:
+            from .chunked import process_chunked, wants_chunked
+
+            if wants_chunked(op, task, opts):
+                return process_chunked(op, task, opts)
         return _process(op, task, opts)
     except ConvcliError as exc:
         return _failed(task, str(exc))

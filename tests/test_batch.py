@@ -177,12 +177,18 @@ def test_stdout_refused_for_several_images(tmp_path):
     assert result.stdout == b""
 
 
+def _default_sigint():
+    # A shell starts background jobs with SIGINT ignored, and Python keeps an ignored SIGINT
+    # ignored; give convcli the default disposition a terminal's foreground job has.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_leaves_no_partial_files_and_rerun_continues(tmp_path):
     make_images(tmp_path / "in", 24, size=(900, 700))
     proc = subprocess.Popen(CONVCLI + ["filter", "in", "-k", "gaussian:size=9", "-o", "out",
                                        "-j", "2", "--compress-level", "9"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_default_sigint)
     out = tmp_path / "out"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (out.exists() and any(out.glob("*.png"))):
