@@ -372,9 +372,13 @@ def encode_bands(bands, shape, alpha, path, *, depth: str, value_map: str, bound
 
     8-bit: uint8 H x W x C (alpha, a float H x W in [0, 1], appended where the
     format holds it).  16-bit: uint16 H x W.  Only one band is ever held as
-    floats.  ``normalize`` needs ``bounds`` (the result's min and max).
+    floats.  ``normalize`` needs ``bounds`` (the result's min and max).  For
+    PNG the pixels stay bands too (a :class:`convcli.pngwrite.PixelBands`,
+    made as the writer asks for them); other formats get the whole array.
     """
     import numpy as np
+
+    from .pngwrite import PixelBands
 
     fmt, _ = output_format(path)
     height, width, result_channels = shape
@@ -383,15 +387,20 @@ def encode_bands(bands, shape, alpha, path, *, depth: str, value_map: str, bound
     if channels > 4:
         raise ConvcliError(f"output {str(path)!r}: {channels} channels cannot be written as {fmt}; use .npy")
     scale, dtype = (65535.0, np.uint16) if depth == "16" else (255.0, np.uint8)
-    pixels = np.empty((height, width, channels), dtype=dtype)
-    for start, rows in bands:
-        band = map_values(rows[:, :, :1] if depth == "16" else rows, value_map, bounds)
-        band *= scale
-        np.rint(band, out=band)
-        pixels[start: start + band.shape[0], :, : band.shape[2]] = band
-    if with_alpha:
-        pixels[:, :, -1] = np.rint(alpha * 255.0)
-    return pixels[:, :, 0] if channels == 1 else pixels
+
+    def pixel_bands():
+        for start, rows in bands:
+            band = map_values(rows[:, :, :1] if depth == "16" else rows, value_map, bounds)
+            band *= scale
+            np.rint(band, out=band)
+            pixels = np.empty((band.shape[0], width, channels), dtype=dtype)
+            pixels[:, :, : band.shape[2]] = band
+            if with_alpha:
+                pixels[:, :, -1] = np.rint(alpha[start: start + band.shape[0]] * 255.0)
+            yield pixels
+
+    image = PixelBands((height, width, channels), np.dtype(dtype), pixel_bands())
+    return image if fmt == "PNG" else image.materialize()
 
 
 def _save(handle, payload, fmt: str, compress_level: int | None) -> None:
@@ -401,9 +410,13 @@ def _save(handle, payload, fmt: str, compress_level: int | None) -> None:
         np.save(handle, np.asarray(payload, dtype=np.float32), allow_pickle=False)
         return
     if fmt == "PNG":
-        from .pngwrite import write_png
+        from .pngwrite import PixelBands, write_png, write_png_bands
 
-        write_png(handle, payload, 1 if compress_level is None else compress_level)
+        level = 1 if compress_level is None else compress_level
+        if isinstance(payload, PixelBands):
+            write_png_bands(handle, payload, level)
+        else:
+            write_png(handle, payload, level)
         return
     from PIL import Image
 

@@ -70,7 +70,7 @@ def adler32_combine(first: int, second: int, second_length: int) -> int:
     return sum1 | (sum2 << 16)
 
 
-def _band(rows, previous, level: int, last: bool):
+def _band(rows, previous, level: int, last: bool = False):
     """Filter and deflate one band: (raw deflate bytes, Adler-32 of the filtered bytes, length)."""
     filtered = filter_up(rows, previous).reshape(-1)
     module, module_level = _deflate_module(level)
@@ -83,10 +83,31 @@ def _band(rows, previous, level: int, last: bool):
 def _byte_rows(pixels):
     import numpy as np
 
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
     height = pixels.shape[0]
     if pixels.dtype == np.uint16:  # 16-bit samples are stored big-endian
         pixels = pixels.astype(">u2")
     return np.ascontiguousarray(pixels).view(np.uint8).reshape(height, -1)
+
+
+def _threads(threads: int | None) -> int:
+    import os
+
+    if threads is None:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, threads)
+
+
+def _header(handle, height: int, width: int, channels: int, dtype) -> None:
+    import numpy as np
+
+    if dtype not in (np.uint8, np.uint16) or channels not in _COLOUR_TYPE:
+        raise ValueError(f"cannot write {dtype} with {channels} channels as PNG")
+    depth = 16 if dtype == np.uint16 else 8
+    handle.write(_SIGNATURE)
+    handle.write(_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth,
+                                             _COLOUR_TYPE[channels], 0, 0, 0)))
 
 
 def write_png(handle, pixels, level: int = 1, threads: int | None = None) -> None:
@@ -95,36 +116,90 @@ def write_png(handle, pixels, level: int = 1, threads: int | None = None) -> Non
     Each band becomes one IDAT chunk, written as soon as it and the bands
     before it are compressed; only the bands in flight are held in memory.
     """
-    import os
     from concurrent.futures import ThreadPoolExecutor
 
-    import numpy as np
-
-    if pixels.ndim == 2:
-        pixels = pixels[:, :, None]
-    height, width, channels = pixels.shape
-    if pixels.dtype not in (np.uint8, np.uint16) or channels not in _COLOUR_TYPE:
-        raise ValueError(f"cannot write {pixels.dtype} with {channels} channels as PNG")
-    depth = 16 if pixels.dtype == np.uint16 else 8
+    height, width = pixels.shape[:2]
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    _header(handle, height, width, channels, pixels.dtype)
     rows = _byte_rows(pixels)
     per_band = max(1, _BAND_BYTES // rows.shape[1])
     starts = list(range(0, height, per_band))
     jobs = [(rows[a: a + per_band], rows[a - 1] if a else None, level, a == starts[-1])
             for a in starts]
-    if threads is None:
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-    handle.write(_SIGNATURE)
-    handle.write(_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth,
-                                             _COLOUR_TYPE[channels], 0, 0, 0)))
     # zlib header: deflate with a 32 KiB window; FLEVEL 0 (fastest) is only a hint.
     adler, prefix = 1, b"\x78\x01"
-    with ThreadPoolExecutor(max(1, min(threads, len(jobs)))) as pool:
+    with ThreadPoolExecutor(min(_threads(threads), len(jobs))) as pool:
         for data, band_adler, length in pool.map(lambda job: _band(*job), jobs):
             adler = adler32_combine(adler, band_adler, length)
             handle.write(_chunk(b"IDAT", prefix + data))
             prefix = b""
     handle.write(_chunk(b"IDAT", struct.pack(">I", adler)))
+    handle.write(_chunk(b"IEND", b""))
+
+
+class PixelBands:
+    """An H x W x C uint8/uint16 image that exists only as bands of rows, made on demand.
+
+    ``bands`` is an iterable of arrays of whole rows, top to bottom, that
+    together make ``shape``.  :func:`write_png_bands` writes it holding only
+    the bands in flight; :meth:`materialize` makes the whole array (for
+    encoders that need one).
+    """
+
+    def __init__(self, shape, dtype, bands):
+        self.shape = tuple(shape)
+        self.dtype = dtype
+        self.bands = bands
+
+    def materialize(self):
+        import numpy as np
+
+        whole = np.empty(self.shape, dtype=self.dtype)
+        first = 0
+        for band in self.bands:
+            whole[first: first + band.shape[0]] = band.reshape((band.shape[0],) + self.shape[1:])
+            first += band.shape[0]
+        return whole[:, :, 0] if whole.ndim == 3 and whole.shape[2] == 1 else whole
+
+
+def write_png_bands(handle, image: PixelBands, level: int = 1, threads: int | None = None) -> None:
+    """Write a :class:`PixelBands` image as PNG, compressing bands in threads as they come.
+
+    At most two bands per thread are compressed ahead of the file; every band
+    ends with a sync flush and an empty final block closes the stream (as pigz
+    does), so the last band need not be known in advance.
+    """
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    height, width = image.shape[:2]
+    channels = image.shape[2] if len(image.shape) == 3 else 1
+    _header(handle, height, width, channels, image.dtype)
+    workers = _threads(threads)
+    adler, prefix, previous, written = 1, b"\x78\x01", None, 0
+
+    def drain(future):
+        nonlocal adler, prefix
+        data, band_adler, length = future.result()
+        adler = adler32_combine(adler, band_adler, length)
+        handle.write(_chunk(b"IDAT", prefix + data))
+        prefix = b""
+
+    with ThreadPoolExecutor(workers) as pool:
+        pending = deque()
+        for band in image.bands:
+            rows = _byte_rows(band)
+            pending.append(pool.submit(_band, rows, previous, level))
+            previous = rows[-1].copy()
+            written += rows.shape[0]
+            while len(pending) > 2 * workers:
+                drain(pending.popleft())
+        while pending:
+            drain(pending.popleft())
+    if written != height:
+        raise ValueError(f"PNG bands held {written} rows, not {height}")
+    # The final block: empty, fixed Huffman codes (BFINAL=1, BTYPE=01, end-of-block).
+    handle.write(_chunk(b"IDAT", prefix + b"\x03\x00" + struct.pack(">I", adler)))
     handle.write(_chunk(b"IEND", b""))
 
 
