@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import ConvcliError
@@ -767,6 +768,23 @@ def _temporary(path) -> str:
     return tmp
 
 
+@contextmanager
+def _atomic_file(path):
+    """A temporary file's name in ``path``'s folder to write; synced and renamed over ``path``
+    when the block ends, removed if it raises (an OSError becomes a ConvcliError)."""
+    tmp = _temporary(path)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        _finish(tmp, path)
+    except BaseException as exc:
+        _discard(tmp)
+        if isinstance(exc, OSError):
+            raise ConvcliError(f"output {str(path)!r}: cannot be written ({_describe(exc)})") from None
+        raise
+
+
 def _finish(tmp: str, path) -> None:
     from .imagefile import _umask
 
@@ -779,21 +797,12 @@ def _write_npy(path, result, compute) -> None:
     import numpy as np
 
     shape = result.shape[:2] if result.shape[2] == 1 else result.shape
-    tmp = _temporary(path)
-    try:
+    with _atomic_file(path) as tmp:
         target = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
         offset = target.offset
         del target  # the header is written; blocks are written through maps of their own rows
         data = result[:, :, 0] if result.shape[2] == 1 else result
         da.store(data, _NpyWriter(tmp, offset, shape), lock=False, **compute)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        _finish(tmp, path)
-    except BaseException as exc:
-        _discard(tmp)
-        if isinstance(exc, OSError):
-            raise ConvcliError(f"output {str(path)!r}: cannot be written ({_describe(exc)})") from None
-        raise
 
 
 def _write_zarr(path, result, compute) -> None:
@@ -877,18 +886,9 @@ def _write_tiff(path, result, value_map, requested, source_depth, compute):
     photometric = "rgb" if samples in (3, 4) else "minisblack"
     extras = {"extrasamples": [0]} if samples in (2, 4) else {}  # extra samples are data, not alpha
     big = height * width * samples * np.dtype(dtype).itemsize > 2**32 - 2**25
-    tmp = _temporary(path)
-    try:
+    with _atomic_file(path) as tmp:
         tifffile.imwrite(tmp, tiles(), shape=shape, dtype=dtype, tile=(TILE, TILE),
                          photometric=photometric, bigtiff=big, **extras)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        _finish(tmp, path)
-    except BaseException as exc:
-        _discard(tmp)
-        if isinstance(exc, OSError):
-            raise ConvcliError(f"output {str(path)!r}: cannot be written ({_describe(exc)})") from None
-        raise
     return depth, None if depth == "float" else value_map
 
 

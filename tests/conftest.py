@@ -194,3 +194,12 @@ def listing(folder) -> list[str]:
 @pytest.fixture
 def list_folder():
     return listing
+
+
+@pytest.fixture(scope="module")
+def dask_cluster():
+    """A LocalCluster of two one-thread worker processes on 127.0.0.1, one per test module."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        yield cluster

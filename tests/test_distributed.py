@@ -103,11 +103,9 @@ class Collect:
 # ----------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as local:
-        yield local
+@pytest.fixture
+def cluster(dask_cluster):
+    return dask_cluster
 
 
 @pytest.fixture
