@@ -1,0 +1,59 @@
+"""Start-up paths: help without markdown-it and Pygments, and the stand-ins that make it so."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+ENV = {**os.environ, "NO_COLOR": "1", "COLUMNS": "100", "TERM": "dumb"}
+
+
+ENTRY = "import sys; sys.argv[0] = 'convcli'; from convcli.entry import main; main()"
+TYPER = "import sys; sys.argv[0] = 'convcli'; from convcli.cli import main; main()"
+
+
+def python(*args):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=ENV, timeout=60)
+
+
+def test_help_is_what_typer_renders_and_skips_markdown_and_pygments():
+    fast = python("-X", "importtime", "-c", ENTRY, "--help")
+    assert fast.returncode == 0, fast.stderr
+    imported = {line.split("|")[-1].strip() for line in fast.stderr.splitlines() if "|" in line}
+    assert "typer.rich_utils" in imported  # the real Rich help ran
+    assert not {"markdown_it", "pygments", "numpy", "PIL"} & imported
+    plain = python("-c", TYPER, "--help")
+    assert plain.returncode == 0
+    assert fast.stdout == plain.stdout
+    for command in ("filter", "pool", "upsample", "shape", "kernels"):
+        assert command in fast.stdout
+
+
+def test_subcommand_help_is_unchanged():
+    fast = python("-c", ENTRY, "pool", "--help")
+    plain = python("-c", TYPER, "pool", "--help")
+    assert fast.returncode == plain.returncode == 0
+    assert "--ceil-mode" in fast.stdout
+    assert fast.stdout == plain.stdout
+
+
+def test_stand_ins_become_the_real_classes_when_used():
+    code = (
+        "import sys\n"
+        "from convcli.entry import defer_unused_rich_modules\n"
+        "defer_unused_rich_modules()\n"
+        "from rich.markdown import Markdown\n"
+        "assert 'markdown_it' not in sys.modules\n"
+        "made = Markdown('# Title')\n"
+        "import rich.markdown\n"
+        "assert type(made) is rich.markdown.Markdown, type(made)\n"
+        "assert not getattr(sys.modules['rich.markdown'], '_convcli_stand_in', False)\n"
+        "from rich.console import Console\n"
+        "console = Console(width=40, record=True)\n"
+        "console.print(made)\n"
+        "assert 'Title' in console.export_text()\n"
+        "print('ok')\n"
+    )
+    result = python("-c", code)
+    assert result.stdout.splitlines()[-1] == "ok", result.stderr
