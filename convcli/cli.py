@@ -119,8 +119,8 @@ CompressOpt = Annotated[int, typer.Option(
 ChunkOpt = Annotated[Optional[str], typer.Option(
     "--chunk", metavar="N|WxH",
     help="Process .npy, TIFF and .zarr images (to .npy, TIFF or .zarr) in blocks of this many input "
-    "pixels with Dask, exactly as in memory. Without it, only images over --max-memory go in blocks "
-    "(of 2048). Needs the dask extra.")]
+    "pixels with Dask, exactly as in memory. Without it, only such images over --max-memory go in "
+    "blocks (sized to fit the limit, at most 2048). Needs the dask extra.")]
 SchedulerOpt = Annotated[Optional[str], typer.Option(
     "--scheduler", metavar="ADDRESS|local",
     help="Send each image as a task to a running Dask scheduler (tcp://10.0.0.5:8786), or 'local' to "
