@@ -269,3 +269,60 @@ def accumulate_symmetric(acc, views, weights, tmp=None) -> None:
         first = False
     if first:
         acc.fill(0)
+
+
+def take_columns(out, source, step: int, start: int = 0) -> None:
+    """``out[:] = source[:, start::step]`` for H x W x C arrays, moving whole pixels.
+
+    numpy copies a strided H x W x 3 view in runs of 3 floats (slow); seen as one
+    12-byte item per pixel the same copy runs in long loops, about 2.5x faster.
+    """
+    import numpy as np
+
+    channels = source.shape[2]
+    stop = start + step * (out.shape[1] - 1) + 1
+    if channels == 1 or not (_pixels_contiguous(out) and _pixels_contiguous(source)):
+        np.copyto(out, source[:, start:stop:step])
+        return
+    pixel = np.dtype((np.void, channels * source.itemsize))
+    np.copyto(out.view(pixel)[:, :, 0], source.view(pixel)[:, start:stop:step, 0])
+
+
+def put_columns(out, source, step: int, start: int = 0) -> None:
+    """``out[:, start::step] = source`` for H x W x C arrays, moving whole pixels."""
+    import numpy as np
+
+    channels = source.shape[2]
+    stop = start + step * (source.shape[1] - 1) + 1
+    if channels == 1 or not (_pixels_contiguous(out) and _pixels_contiguous(source)):
+        np.copyto(out[:, start:stop:step], source)
+        return
+    pixel = np.dtype((np.void, channels * source.itemsize))
+    np.copyto(out.view(pixel)[:, start:stop:step, 0], source.view(pixel)[:, :, 0])
+
+
+def _pixels_contiguous(array) -> bool:
+    return array.strides[2] == array.itemsize and array.strides[1] % array.itemsize == 0 and \
+        array.strides[1] >= array.shape[2] * array.itemsize
+
+
+def column_phases(block, step: int, offsets):
+    """For column ``offsets`` read at ``step`` (a horizontal stride): ``view(offset, count)``
+    giving ``block[:, offset : offset + step*(count-1) + 1 : step]``.
+
+    With several channels those strided views make numpy loop over runs of C floats, which
+    is slow; so each phase ``offset % step`` is first copied whole pixels at a time into a
+    contiguous array, and the views become plain slices of it.  Same values, same order.
+    """
+    import numpy as np
+
+    channels = block.shape[2]
+    if step == 1 or channels == 1 or not _pixels_contiguous(block):
+        return lambda offset, count: block[:, offset: offset + step * (count - 1) + 1: step]
+    phases = {}
+    for phase in sorted({offset % step for offset in offsets}):
+        width = -(-(block.shape[1] - phase) // step)
+        copy = np.empty((block.shape[0], width, channels), dtype=block.dtype)
+        take_columns(copy, block, step, phase)
+        phases[phase] = copy
+    return lambda offset, count: phases[offset % step][:, offset // step: offset // step + count]

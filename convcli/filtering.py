@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from .errors import ConvcliError
 from .geometry import as_pair, conv_output_size, resolve_padding
-from .engine import (accumulate, accumulate_symmetric, padded_block, row_tiles, run_tiles,
-                     separable_factors)
+from .engine import (accumulate, accumulate_symmetric, column_phases, padded_block, row_tiles,
+                     run_tiles, separable_factors)
 from .padding import check_pad_mode, check_pad_sizes, pad2d
 
 MODES = ("correlation", "convolution")
@@ -196,8 +196,10 @@ def _tiled(x3, k, stride, dilation, sides, pad_mode, out, workers):
         r0, r1, c0, c1 = tile
         th, tw = r1 - r0, c1 - c0
         block = _block_for(x3, tile, top, left, span, stride, pad_mode)
-        views = ((block[m * dy: m * dy + sy * (th - 1) + 1: sy,
-                        n * dx: n * dx + sx * (tw - 1) + 1: sx], w) for m, n, w in taps)
+        # rows: strided slices (each row contiguous); columns: contiguous per stride phase
+        columns = column_phases(block, sx, {n * dx for _, n, _ in taps})
+        views = ((columns(n * dx, tw)[m * dy: m * dy + sy * (th - 1) + 1: sy], w)
+                 for m, n, w in taps)
         accumulate(out[r0:r1, c0:c1], views)
 
     work = out.size * max(1, len(taps))
@@ -235,8 +237,9 @@ def _separable(x3, factors, stride, dilation, sides, pad_mode, out, workers):
             target = acc if r == 0 else part
             if target is None:
                 target = part = np.empty(acc.shape, dtype=np.float32)
-            accumulate_symmetric(target, [vertical[:, n * dx: n * dx + sx * (tw - 1) + 1: sx]
-                                          for n in range(kw)], row, scratch[:, :tw])
+            columns = column_phases(vertical, sx, {n * dx for n in range(kw)})
+            accumulate_symmetric(target, [columns(n * dx, tw) for n in range(kw)], row,
+                                 scratch[:, :tw])
             if r:
                 np.add(acc, part, out=acc)
 

@@ -9,8 +9,11 @@ from .geometry import as_pair, pool_output_size
 POOL_OPS = ("max", "mean", "min")
 
 
+POOL_METHODS = ("auto", "direct")
+
+
 def pool2d(image, size=2, *, stride=None, padding=0, dilation=1, ceil_mode=False, op="max",
-           count_include_pad=True):
+           count_include_pad=True, method="auto", workers=None):
     """Pool an H x W (x C) image over windows, each channel on its own.
 
     ``op``: ``max`` (PyTorch's ``F.max_pool2d``), ``mean`` (``F.avg_pool2d``) or
@@ -29,6 +32,12 @@ def pool2d(image, size=2, *, stride=None, padding=0, dilation=1, ceil_mode=False
     window that would start in the right padding is dropped
     (``(out - 1)*stride >= in + padding`` means ``out -= 1``).
 
+    ``method="direct"`` is the plain reference: the whole image padded, one strided view per
+    window cell.  ``"auto"`` (default) makes the same comparisons and sums in the same order
+    on output row tiles that stay in cache, on ``workers`` threads (default: the usable
+    cores), padding only the tiles that touch the border, and min as ``np.minimum`` with
+    ``+inf`` padding: bit-identical results, without the whole padded copy.
+
     >>> import numpy as np
     >>> pool2d(np.arange(16.).reshape(4, 4), 2).tolist()
     [[5.0, 7.0], [13.0, 15.0]]
@@ -37,6 +46,8 @@ def pool2d(image, size=2, *, stride=None, padding=0, dilation=1, ceil_mode=False
 
     if op not in POOL_OPS:
         raise ConvcliError(f"op: expected one of {', '.join(POOL_OPS)}, got {op!r}")
+    if method not in POOL_METHODS:
+        raise ConvcliError(f"method: expected one of {', '.join(POOL_METHODS)}, got {method!r}")
     x = as_image(image)
     size = as_pair(size, "size", minimum=1)
     stride = size if stride is None else as_pair(stride, "stride", minimum=1)
@@ -45,6 +56,24 @@ def pool2d(image, size=2, *, stride=None, padding=0, dilation=1, ceil_mode=False
     if op == "mean" and dilation != (1, 1):
         raise ConvcliError("dilation: mean pooling has no dilation (as PyTorch's avg_pool2d)")
     out_h, out_w = pool_output_size(x.shape[:2], size, stride, padding, dilation, ceil_mode)
+    if method == "direct":
+        out = _direct(x, size, stride, padding, dilation, op, out_h, out_w)
+    else:
+        out = _tiled(x, size, stride, padding, dilation, op, out_h, out_w, workers)
+    if op == "mean":
+        (kh, kw), (sy, sx), (ph, pw) = size, stride, padding
+        height, width = x.shape[:2]
+        div_h = _divisor(height, kh, sy, ph, out_h, count_include_pad)
+        div_w = _divisor(width, kw, sx, pw, out_w, count_include_pad)
+        divisor = np.outer(div_h, div_w).astype(np.float32)
+        out /= divisor.reshape(divisor.shape + (1,) * (x.ndim - 2))
+    return out
+
+
+def _direct(x, size, stride, padding, dilation, op, out_h, out_w):
+    """The plain reference: pad the whole image, one strided view per window cell."""
+    import numpy as np
+
     (kh, kw), (sy, sx), (ph, pw), (dy, dx) = size, stride, padding, dilation
     height, width = x.shape[:2]
     # Pad far enough on the bottom/right for the last (ceil_mode) window.
@@ -69,15 +98,70 @@ def pool2d(image, size=2, *, stride=None, padding=0, dilation=1, ceil_mode=False
                 out += view
             else:
                 np.maximum(out, view, out=out)
-
     if op == "min":
         np.negative(out, out=out)
-    elif op == "mean":
-        div_h = _divisor(height, kh, sy, ph, out_h, count_include_pad)
-        div_w = _divisor(width, kw, sx, pw, out_w, count_include_pad)
-        divisor = np.outer(div_h, div_w).astype(np.float32)
-        out /= divisor.reshape(divisor.shape + (1,) * (x.ndim - 2))
     return out
+
+
+def _tiled(x, size, stride, padding, dilation, op, out_h, out_w, workers):
+    """The direct path's results on output row tiles, each tile padded only where it touches
+    the border.
+
+    Max and min reduce the window's rows first (whole contiguous rows), then its columns at
+    every column position (contiguous shifted slices), then keep every ``stride``-th column
+    with one copy that moves whole pixels: long inner loops instead of numpy's slow
+    3-float runs over strided RGB pixels.  Max and min are exact, so this equals the direct
+    path bit for bit.  Mean keeps the direct path's order of additions (view by view, row
+    by row), which the chunked pipeline reproduces, so it too is bit-identical.
+    """
+    import numpy as np
+
+    from .engine import padded_block, row_tiles, run_tiles, take_columns
+
+    (kh, kw), (sy, sx), (ph, pw), (dy, dx) = size, stride, padding, dilation
+    x3 = x if x.ndim == 3 else x[:, :, None]
+    out = np.empty((out_h, out_w, x3.shape[2]), dtype=np.float32)
+    fill = {"mean": 0.0, "max": -np.inf, "min": np.inf}[op]
+    combine = {"mean": np.add, "max": np.maximum, "min": np.minimum}[op]
+    span_w = sx * (out_w - 1) + 1  # columns of the window starts
+
+    def reduce(target, views):
+        if len(views) == 1:
+            np.copyto(target, views[0])
+            return
+        combine(views[0], views[1], out=target)  # the direct path's first two steps
+        for view in views[2:]:
+            combine(target, view, out=target)
+
+    def tile_job(tile):
+        r0, r1, _, _ = tile
+        th = r1 - r0
+        rows = (r0 * sy - ph, (r1 - 1) * sy + dy * (kh - 1) + 1 - ph)
+        cols = (-pw, (out_w - 1) * sx + dx * (kw - 1) + 1 - pw)
+        block = padded_block(x3, rows, cols, "zeros", fill)
+        acc = out[r0:r1]
+        if op == "mean":
+            reduce(acc, [block[m * dy: m * dy + sy * (th - 1) + 1: sy,
+                               n * dx: n * dx + span_w: sx] for m in range(kh) for n in range(kw)])
+            return
+        row_views = [block[m * dy: m * dy + sy * (th - 1) + 1: sy] for m in range(kh)]
+        if kh == 1:
+            vertical = row_views[0]
+        else:
+            vertical = np.empty(row_views[0].shape, dtype=np.float32)
+            reduce(vertical, row_views)
+        if sx == 1:
+            reduce(acc, [vertical[:, n * dx: n * dx + span_w] for n in range(kw)])
+            return
+        if kw == 1:
+            take_columns(acc, vertical[:, :span_w], sx)
+            return
+        both = np.empty((th, span_w, x3.shape[2]), dtype=np.float32)
+        reduce(both, [vertical[:, n * dx: n * dx + span_w] for n in range(kw)])
+        take_columns(acc, both, sx)
+
+    run_tiles(tile_job, row_tiles(out_h, out_w, x3.shape[2]), workers, out.size * kh * kw)
+    return out if x.ndim == 3 else out[:, :, 0]
 
 
 def _divisor(length, kernel, stride, padding, count, count_include_pad):

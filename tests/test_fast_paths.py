@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 from convcli import engine, filtering
 from convcli.errors import ConvcliError
 from convcli.filtering import filter2d
+from convcli.pooling import pool2d
+from convcli.transposed import conv_transpose2d
 
 PAD_MODES = ("zeros", "reflect", "replicate", "circular")
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -250,10 +252,117 @@ def test_result_does_not_depend_on_tiles_or_threads():
         np.testing.assert_array_equal(top[:40], whole[:40])
 
 
+# ------------------------------------------------------------------- pool2d
+
+
+@settings(max_examples=120, **SETTINGS)
+@given(
+    data=st.data(),
+    height=st.integers(1, 25), width=st.integers(1, 25),
+    channels=st.sampled_from([None, 1, 3, 4]),
+    size=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+    stride=st.one_of(st.none(), st.tuples(st.integers(1, 3), st.integers(1, 3))),
+    dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)),
+    ceil_mode=st.booleans(), count_include_pad=st.booleans(),
+    op=st.sampled_from(["max", "min", "mean"]),
+)
+def test_pool_fast_path_equals_direct_bit_for_bit(data, height, width, channels, size, stride,
+                                                  dilation, ceil_mode, count_include_pad, op):
+    if op == "mean":
+        dilation = (1, 1)
+    padding = data.draw(st.tuples(st.integers(0, size[0] // 2), st.integers(0, size[1] // 2)),
+                        label="padding")
+    shape = (height, width) if channels is None else (height, width, channels)
+    x = image(shape, data.draw(st.integers(0, 1000), label="seed"))
+    kwargs = dict(stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode, op=op,
+                  count_include_pad=count_include_pad)
+    try:
+        expected = pool2d(x, size, method="direct", **kwargs)
+    except ConvcliError:
+        with pytest.raises(ConvcliError):
+            pool2d(x, size, **kwargs)
+        return
+    with tiny_tiles(data.draw(st.integers(1, 4), label="tile rows")):
+        got = pool2d(x, size, **kwargs)
+    assert got.dtype == np.float32 and got.shape == expected.shape
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("op", ["max", "min", "mean"])
+def test_pool_default_tiles_on_a_tall_image(op):
+    x = image((801, 300, 3), seed=20)
+    for size, stride, padding in ((2, 2, 0), (3, 2, 1), ((2, 3), (3, 1), (1, 1))):
+        expected = pool2d(x, size, stride=stride, padding=padding, op=op, method="direct")
+        assert len(engine.row_tiles(*expected.shape)) > 1
+        for workers in (1, 2):
+            np.testing.assert_array_equal(
+                pool2d(x, size, stride=stride, padding=padding, op=op, workers=workers), expected)
+
+
+def test_pool_method_is_checked():
+    with pytest.raises(ConvcliError, match="method: expected one of"):
+        pool2d(image((4, 4)), 2, method="fft")
+
+
+# --------------------------------------------------------- conv_transpose2d
+
+
+@settings(max_examples=120, **SETTINGS)
+@given(
+    data=st.data(),
+    height=st.integers(1, 15), width=st.integers(1, 15),
+    channels=st.sampled_from([None, 1, 3]),
+    kernel=kernels(),
+    stride=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+    padding=st.tuples(st.integers(0, 4), st.integers(0, 4)),
+    dilation=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    mode=st.sampled_from(["correlation", "convolution"]),
+)
+def test_polyphase_transposed_equals_scatter(data, height, width, channels, kernel, stride,
+                                             padding, dilation, mode):
+    output_padding = data.draw(st.tuples(st.integers(0, max(stride[0], dilation[0]) - 1),
+                                         st.integers(0, max(stride[1], dilation[1]) - 1)),
+                               label="output_padding")
+    shape = (height, width) if channels is None else (height, width, channels)
+    x = image(shape, data.draw(st.integers(0, 1000), label="seed"))
+    kwargs = dict(stride=stride, padding=padding, output_padding=output_padding,
+                  dilation=dilation, mode=mode)
+    try:
+        expected = conv_transpose2d(x, kernel, method="direct", **kwargs)
+    except ConvcliError:
+        with pytest.raises(ConvcliError):
+            conv_transpose2d(x, kernel, **kwargs)
+        return
+    with tiny_tiles(data.draw(st.integers(1, 4), label="tile rows")):
+        for method in ("auto", "polyphase"):
+            got = conv_transpose2d(x, kernel, method=method, **kwargs)
+            assert_close(got, expected, scale_of(x, kernel), f"{method} {kwargs}")
+            # the same products added in the same order: equal, not just close
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_transposed_default_tiles_and_method_check():
+    x = image((300, 200, 3), seed=21)
+    k = np.random.default_rng(22).normal(size=(4, 4))
+    for stride, padding in ((2, 1), (3, 0), ((2, 1), (0, 2))):
+        expected = conv_transpose2d(x, k, stride=stride, padding=padding, method="direct")
+        for workers in (1, 2):
+            np.testing.assert_array_equal(
+                conv_transpose2d(x, k, stride=stride, padding=padding, workers=workers), expected)
+    with pytest.raises(ConvcliError, match="method: expected one of"):
+        conv_transpose2d(x, k, method="fft")
+
+
+# -------------------------------------------------------------------- scipy
+
+
 def test_filter_with_a_preset_does_not_import_scipy():
     code = ("import sys, numpy as np; from convcli import filter2d; "
             "filter2d(np.zeros((64, 64), np.float32), np.ones((3, 3))); "
             "filter2d(np.zeros((64, 64, 3), np.float32), np.ones((31, 31)), method='fft'); "
+            "from convcli import pool2d, conv_transpose2d; "
+            "pool2d(np.zeros((64, 64, 3), np.float32), 2); "
+            "conv_transpose2d(np.zeros((64, 64, 3), np.float32), np.ones((4, 4)), stride=2); "
             "print('scipy' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
