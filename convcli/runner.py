@@ -101,8 +101,10 @@ class Operation:
             index, zeros = pad_rows(size[0], start, stop, kw["pad_mode"])
             rows = loaded.rows(index)
             rows[zeros] = 0
+            # One thread per band: the bands themselves run on ordered_threads.
             return first, filter2d(rows, kernel, stride=(sy, sx), padding=(0, 0, left, right),
-                                   dilation=(dy, dx), pad_mode=kw["pad_mode"], mode=kw["mode"])
+                                   dilation=(dy, dx), pad_mode=kw["pad_mode"], mode=kw["mode"],
+                                   workers=1)
 
         firsts = range(0, out_hw[0], band_rows)
         return out_hw, {"padding": sides_json(sides)}, ordered_threads(band, firsts)
