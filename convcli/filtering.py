@@ -90,7 +90,10 @@ def filter2d(image, kernel, *, stride=1, padding=0, dilation=1, pad_mode="zeros"
     - ``"auto"`` (default): separable when that needs fewer passes than taps, the FFT for
       kernels of at least ``FFT_MIN_TAPS`` non-zero taps (times the stride area), else tiled.
 
-    ``workers``: threads for the tiled and separable paths (default: the usable cores).
+    ``workers``: threads for the tiled, separable and FFT paths (default: the usable cores).
+    The tiled and separable paths give bit-identical results however the image is split
+    into tiles, threads or blocks (convcli.chunked relies on it); the FFT's rounding depends
+    on the image's extent, so chunked results agree with it to float64 rounding only.
     Zero weights are skipped, so a NaN or infinity of the image may spread differently
     between methods; images are expected to be finite.
 
