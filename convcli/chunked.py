@@ -111,17 +111,10 @@ def pool2d_chunked(image, size=2, *, stride=None, padding=0, dilation=1, ceil_mo
     """:func:`convcli.pooling.pool2d` on a dask array; see :func:`filter2d_chunked`."""
     import numpy as np
 
-    from .pooling import POOL_OPS, _divisor
+    from .pooling import _divisor, pool_parameters
 
-    if op not in POOL_OPS:
-        raise ConvcliError(f"op: expected one of {', '.join(POOL_OPS)}, got {op!r}")
+    size, stride, padding, dilation = pool_parameters(op, size, stride, padding, dilation)
     x = _as_source(image, chunk)
-    size = as_pair(size, "size", minimum=1)
-    stride = size if stride is None else as_pair(stride, "stride", minimum=1)
-    padding = as_pair(padding, "padding", minimum=0)
-    dilation = as_pair(dilation, "dilation", minimum=1)
-    if op == "mean" and dilation != (1, 1):
-        raise ConvcliError("dilation: mean pooling has no dilation (as PyTorch's avg_pool2d)")
     height, width = x.shape[:2]
     out_h, out_w = pool_output_size((height, width), size, stride, padding, dilation, ceil_mode)
     (kh, kw), (sy, sx), (ph, pw), (dy, dx) = size, stride, padding, dilation

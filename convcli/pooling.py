@@ -12,6 +12,20 @@ POOL_OPS = ("max", "mean", "min")
 POOL_METHODS = ("auto", "direct")
 
 
+def pool_parameters(op, size, stride, padding, dilation):
+    """``(size, stride, padding, dilation)`` as ``(height, width)`` pairs, checked as PyTorch
+    checks them (stride defaults to the window; mean pooling has no dilation)."""
+    if op not in POOL_OPS:
+        raise ConvcliError(f"op: expected one of {', '.join(POOL_OPS)}, got {op!r}")
+    size = as_pair(size, "size", minimum=1)
+    stride = size if stride is None else as_pair(stride, "stride", minimum=1)
+    padding = as_pair(padding, "padding", minimum=0)
+    dilation = as_pair(dilation, "dilation", minimum=1)
+    if op == "mean" and dilation != (1, 1):
+        raise ConvcliError("dilation: mean pooling has no dilation (as PyTorch's avg_pool2d)")
+    return size, stride, padding, dilation
+
+
 def pool2d(image, size=2, *, stride=None, padding=0, dilation=1, ceil_mode=False, op="max",
            count_include_pad=True, method="auto", workers=None):
     """Pool an H x W (x C) image over windows, each channel on its own.
@@ -44,17 +58,10 @@ def pool2d(image, size=2, *, stride=None, padding=0, dilation=1, ceil_mode=False
     """
     import numpy as np
 
-    if op not in POOL_OPS:
-        raise ConvcliError(f"op: expected one of {', '.join(POOL_OPS)}, got {op!r}")
     if method not in POOL_METHODS:
         raise ConvcliError(f"method: expected one of {', '.join(POOL_METHODS)}, got {method!r}")
+    size, stride, padding, dilation = pool_parameters(op, size, stride, padding, dilation)
     x = as_image(image)
-    size = as_pair(size, "size", minimum=1)
-    stride = size if stride is None else as_pair(stride, "stride", minimum=1)
-    padding = as_pair(padding, "padding", minimum=0)
-    dilation = as_pair(dilation, "dilation", minimum=1)
-    if op == "mean" and dilation != (1, 1):
-        raise ConvcliError("dilation: mean pooling has no dilation (as PyTorch's avg_pool2d)")
     out_h, out_w = pool_output_size(x.shape[:2], size, stride, padding, dilation, ceil_mode)
     if method == "direct":
         out = _direct(x, size, stride, padding, dilation, op, out_h, out_w)
