@@ -203,3 +203,9 @@ def dask_cluster():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   host="127.0.0.1", dashboard_address=None) as cluster:
         yield cluster
+
+
+@pytest.fixture
+def dask_address(dask_cluster):
+    """The address of :func:`dask_cluster`'s scheduler, as ``--scheduler`` takes it."""
+    return dask_cluster.scheduler_address

@@ -103,16 +103,6 @@ class Collect:
 # ----------------------------------------------------------------- fixtures
 
 
-@pytest.fixture
-def cluster(dask_cluster):
-    return dask_cluster
-
-
-@pytest.fixture
-def address(cluster):
-    return cluster.scheduler_address
-
-
 def make_images(folder: Path, count=6, seed=0):
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -147,13 +137,13 @@ def temporaries(folder: Path):
 @pytest.mark.parametrize("make_op,suffix", [(filter_operation, None), (pool_operation, None),
                                             (upsample_operation, ".npy")],
                          ids=["filter", "pool", "upsample-npy"])
-def test_cluster_outputs_are_byte_identical(tmp_path, address, make_op, suffix):
+def test_cluster_outputs_are_byte_identical(tmp_path, dask_address, make_op, suffix):
     op, opts = make_op(), RunOptions(compress_level=1)
     inputs = make_images(tmp_path / "in")
     expected = local_batch(op, tasks_for(inputs, tmp_path / "local", op, suffix), opts)
     tasks = tasks_for(inputs, tmp_path / "cluster", op, suffix)
     report, outcomes = Collect(), []
-    returned = run_on_cluster(op, tasks, opts, address, outcomes, report)
+    returned = run_on_cluster(op, tasks, opts, dask_address, outcomes, report)
     assert returned == outcomes == report.added
     assert sorted(o.task.index for o in outcomes) == list(range(len(inputs)))
     for outcome in outcomes:
@@ -164,14 +154,14 @@ def test_cluster_outputs_are_byte_identical(tmp_path, address, make_op, suffix):
     assert temporaries(tmp_path) == []
 
 
-def test_relative_paths_resolve_on_workers_with_another_working_folder(tmp_path, address, monkeypatch):
+def test_relative_paths_resolve_on_workers_with_another_working_folder(tmp_path, dask_address, monkeypatch):
     make_images(tmp_path / "in", count=3)
     monkeypatch.chdir(tmp_path)  # the workers started elsewhere: their working folder differs
     op, opts = filter_operation("laplacian"), RunOptions()
     inputs = [f"in/img{i:03d}.png" for i in range(3)]
     expected = local_batch(op, tasks_for(inputs, Path("a"), op), opts)
     outcomes = []
-    run_on_cluster(op, tasks_for(inputs, Path("b"), op), opts, address, outcomes, Collect())
+    run_on_cluster(op, tasks_for(inputs, Path("b"), op), opts, dask_address, outcomes, Collect())
     for outcome in sorted(outcomes, key=lambda o: o.task.index):
         local = expected[outcome.task.index]
         assert outcome.record["input"] == local.record["input"] == outcome.task.input
@@ -180,12 +170,12 @@ def test_relative_paths_resolve_on_workers_with_another_working_folder(tmp_path,
         assert Path(outcome.task.output).read_bytes() == Path(local.task.output).read_bytes()
 
 
-def test_bad_images_fail_alone_and_bugs_become_failures(tmp_path, address):
+def test_bad_images_fail_alone_and_bugs_become_failures(tmp_path, dask_address):
     inputs = make_images(tmp_path / "in", count=4)
     Path(inputs[1]).write_bytes(b"not a png at all")
     op, opts = pool_operation(), RunOptions()
     outcomes = []
-    run_on_cluster(op, tasks_for(inputs, tmp_path / "out", op), opts, address, outcomes, Collect())
+    run_on_cluster(op, tasks_for(inputs, tmp_path / "out", op), opts, dask_address, outcomes, Collect())
     status = {o.task.index: o.status for o in outcomes}
     assert status == {0: "done", 1: "failed", 2: "done", 3: "done"}
     failed = next(o for o in outcomes if o.status == "failed")
@@ -194,25 +184,25 @@ def test_bad_images_fail_alone_and_bugs_become_failures(tmp_path, address):
 
     broken = Operation("filter", "broken", {"kernel": np.ones((3, 3))}, {})  # apply raises KeyError
     outcomes = []
-    run_on_cluster(broken, tasks_for(inputs[:1], tmp_path / "out2", broken), opts, address,
+    run_on_cluster(broken, tasks_for(inputs[:1], tmp_path / "out2", broken), opts, dask_address,
                    outcomes, Collect())
     assert [o.status for o in outcomes] == ["failed"]
     assert "failed on a Dask worker (KeyError" in outcomes[0].record["error"]
     assert outcomes[0].line.startswith(f"convcli: error: input {inputs[0]!r}:")
 
 
-def test_fail_fast_stops_the_batch(tmp_path, address):
+def test_fail_fast_stops_the_batch(tmp_path, dask_address):
     inputs = make_images(tmp_path / "in", count=6)
     for path in inputs:
         Path(path).write_bytes(b"broken")
     op, opts = pool_operation(), RunOptions(fail_fast=True)
     outcomes = []
-    run_on_cluster(op, tasks_for(inputs, tmp_path / "out", op), opts, address, outcomes, Collect())
+    run_on_cluster(op, tasks_for(inputs, tmp_path / "out", op), opts, dask_address, outcomes, Collect())
     assert outcomes and all(o.status == "failed" for o in outcomes)
     assert len({o.task.index for o in outcomes}) == len(outcomes)
 
 
-def test_killed_worker_loses_and_duplicates_nothing(tmp_path, address):
+def test_killed_worker_loses_and_duplicates_nothing(tmp_path, dask_address):
     """One worker is SIGKILLed while it holds an image: the task is retried elsewhere."""
     import cloudpickle
 
@@ -243,7 +233,7 @@ def test_killed_worker_loses_and_duplicates_nothing(tmp_path, address):
     thread.start()
     outcomes, report = [], Collect()
     started = time.monotonic()
-    run_on_cluster(op, tasks, RunOptions(), address, outcomes, report)
+    run_on_cluster(op, tasks, RunOptions(), dask_address, outcomes, report)
     thread.join()
     assert killed, ("no worker stalled", [o.line for o in outcomes])
     assert time.monotonic() - started < 45
@@ -256,15 +246,15 @@ def test_killed_worker_loses_and_duplicates_nothing(tmp_path, address):
     assert temporaries(tmp_path) == []
 
 
-def test_interrupt_cancels_pending_and_reraises(tmp_path, address):
+def test_interrupt_cancels_pending_and_reraises(tmp_path, dask_address):
     inputs = make_images(tmp_path / "in", count=6)
     op = filter_operation()
     outcomes, report = [], Collect(interrupt_after=1)
     with pytest.raises(KeyboardInterrupt):
-        run_on_cluster(op, tasks_for(inputs, tmp_path / "out", op), RunOptions(), address,
+        run_on_cluster(op, tasks_for(inputs, tmp_path / "out", op), RunOptions(), dask_address,
                        outcomes, report)
     assert len({o.task.index for o in outcomes}) == len(outcomes) >= 1
-    with distributed.Client(address, set_as_default=False) as client:
+    with distributed.Client(dask_address, set_as_default=False) as client:
         deadline = time.monotonic() + 10
         while client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)) and \
                 time.monotonic() < deadline:

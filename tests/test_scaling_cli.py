@@ -40,16 +40,6 @@ def make_pngs(folder: Path, count=5):
         Image.fromarray(pixels, "RGB").save(folder / f"im{i}.png")
 
 
-@pytest.fixture
-def cluster(dask_cluster):
-    return dask_cluster
-
-
-@pytest.fixture
-def scheduler(cluster):
-    return cluster.scheduler_address
-
-
 def images_computed(cluster) -> int:
     """How many convcli image tasks the cluster's workers have finished so far."""
     prefix = cluster.scheduler.task_prefixes.get("convcli")
@@ -61,15 +51,15 @@ def images_computed(cluster) -> int:
     ["pool", "--op", "mean", "-k", "3", "-s", "2", "--ceil-mode"],
     ["upsample", "-k", "bilinear"],
 ])
-def test_cluster_batch_writes_the_same_bytes_as_the_local_batch(tmp_path, cluster, scheduler, command):
+def test_cluster_batch_writes_the_same_bytes_as_the_local_batch(tmp_path, dask_cluster, dask_address, command):
     make_pngs(tmp_path / "in")
-    before = images_computed(cluster)
+    before = images_computed(dask_cluster)
     local = convcli(*command, tmp_path / "in", "-o", tmp_path / "local", "-j", "2", "--json")
     assert local.returncode == 0, local.stderr
-    remote = convcli(*command, tmp_path / "in", "-o", tmp_path / "remote", "--scheduler", scheduler,
+    remote = convcli(*command, tmp_path / "in", "-o", tmp_path / "remote", "--scheduler", dask_address,
                      "--json")
     assert remote.returncode == 0, remote.stderr
-    assert images_computed(cluster) == before + 5  # each image was a task on the cluster
+    assert images_computed(dask_cluster) == before + 5  # each image was a task on the cluster
     names = sorted(p.name for p in (tmp_path / "local").iterdir())
     assert len(names) == 5 and names == sorted(p.name for p in (tmp_path / "remote").iterdir())
     for name in names:
@@ -81,21 +71,21 @@ def test_cluster_batch_writes_the_same_bytes_as_the_local_batch(tmp_path, cluste
     for a, b in zip(local_lines, remote_lines):
         assert {k: v for k, v in a.items() if k != "output"} == {k: v for k, v in b.items() if k != "output"}
     # a rerun skips every existing output
-    again = convcli(*command, tmp_path / "in", "-o", tmp_path / "remote", "--scheduler", scheduler)
+    again = convcli(*command, tmp_path / "in", "-o", tmp_path / "remote", "--scheduler", dask_address)
     assert again.returncode == 0 and again.stdout.count("skipped") == 5
 
 
-def test_cluster_batch_reports_a_bad_image_and_goes_on(tmp_path, scheduler):
+def test_cluster_batch_reports_a_bad_image_and_goes_on(tmp_path, dask_address):
     make_pngs(tmp_path / "in", count=3)
     (tmp_path / "in" / "broken.png").write_bytes(b"not a png")
-    result = convcli("pool", tmp_path / "in", "-o", tmp_path / "out", "--scheduler", scheduler, "--json")
+    result = convcli("pool", tmp_path / "in", "-o", tmp_path / "out", "--scheduler", dask_address, "--json")
     assert result.returncode == 1
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [Path(r["input"]).name for r in records] == ["broken.png", "im0.png", "im1.png", "im2.png"]
     assert "error" in records[0] and all("error" not in r for r in records[1:])
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "im0-maxpool2.png", "im1-maxpool2.png", "im2-maxpool2.png"]
-    people = convcli("pool", tmp_path / "in", "-o", tmp_path / "again", "--scheduler", scheduler)
+    people = convcli("pool", tmp_path / "in", "-o", tmp_path / "again", "--scheduler", dask_address)
     assert people.returncode == 1
     assert "convcli: error: input " in people.stderr and "broken.png" in people.stderr
     assert "done 3, skipped 0, failed 1 of 4" in people.stderr and "Traceback" not in people.stderr
