@@ -35,6 +35,15 @@ def sides(padding) -> tuple[int, int, int, int]:
     return (int(top), int(bottom), int(left), int(right))
 
 
+def each_channel(reference, x, *args, **kwargs):
+    """``reference`` (a one-channel oracle below) applied to each channel of an H x W x C array,
+    stacked as H' x W' x C; an H x W array is passed straight through."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 2:
+        return reference(x, *args, **kwargs)
+    return np.stack([reference(x[:, :, c], *args, **kwargs) for c in range(x.shape[2])], axis=2)
+
+
 def _rows(x2d) -> list[list[float]]:
     array = np.asarray(x2d, dtype=np.float64)
     if array.ndim != 2:

@@ -10,89 +10,30 @@ library functions.
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
 from PIL import Image
 
+try:
+    from oracles import conv_transpose_reference, each_channel, pool_reference
+except ImportError:  # run from the repository root as a package
+    from tests.oracles import conv_transpose_reference, each_channel, pool_reference
+
 # ------------------------------------------------------------------ oracles
-
-
-def pool_length(n, k, s, p, d, ceil_mode):
-    """PyTorch's pooling_output_shape along one axis."""
-    numerator = n + 2 * p - d * (k - 1) - 1
-    if ceil_mode:
-        out = math.ceil(numerator / s) + 1
-        if (out - 1) * s >= n + p:  # the last window may not start in the right padding
-            out -= 1
-    else:
-        out = numerator // s + 1
-    return out
 
 
 def pool_oracle(x, op, size, stride=None, padding=(0, 0), dilation=(1, 1), ceil_mode=False,
                 count_include_pad=True):
-    """Explicit-loop pooling of an H x W (x C) array; pairs are (y, x)."""
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim == 3:
-        return np.stack([pool_oracle(x[:, :, c], op, size, stride, padding, dilation, ceil_mode,
-                                     count_include_pad) for c in range(x.shape[2])], axis=2)
-    stride = stride or size
-    height, width = x.shape
-    (kh, kw), (sy, sx), (ph, pw), (dy, dx) = size, stride, padding, dilation
-    out_h = pool_length(height, kh, sy, ph, dy, ceil_mode)
-    out_w = pool_length(width, kw, sx, pw, dx, ceil_mode)
-    out = np.zeros((out_h, out_w))
-    for i in range(out_h):
-        for j in range(out_w):
-            if op == "mean":
-                hstart, wstart = i * sy - ph, j * sx - pw
-                hend, wend = min(hstart + kh, height + ph), min(wstart + kw, width + pw)
-                pool_size = (hend - hstart) * (wend - wstart)
-                hstart, wstart = max(hstart, 0), max(wstart, 0)
-                hend, wend = min(hend, height), min(wend, width)
-                total = sum(x[r, c] for r in range(hstart, hend) for c in range(wstart, wend))
-                divisor = pool_size if count_include_pad else (hend - hstart) * (wend - wstart)
-                out[i, j] = total / divisor
-            else:
-                values = []
-                for m in range(kh):
-                    r = i * sy - ph + m * dy
-                    for n in range(kw):
-                        c = j * sx - pw + n * dx
-                        if 0 <= r < height and 0 <= c < width:
-                            values.append(x[r, c])
-                # every tap in the padding (possible with dilation): -inf for max, +inf for min
-                sign = 1 if op == "max" else -1
-                out[i, j] = sign * max((sign * v for v in values), default=-math.inf)
-    return out
+    """Explicit-loop pooling of each channel (tests/oracles.py); pairs are (y, x)."""
+    return each_channel(pool_reference, x, size, stride, padding, dilation, ceil_mode, op,
+                        count_include_pad)
 
 
 def scatter_oracle(x, k, stride=(1, 1), padding=(0, 0), output_padding=(0, 0), dilation=(1, 1)):
-    """conv_transpose2d by its definition: out[i*s - p + m*d] += x[i] * k[m]; pairs are (y, x)."""
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim == 3:
-        return np.stack([scatter_oracle(x[:, :, c], k, stride, padding, output_padding, dilation)
-                         for c in range(x.shape[2])], axis=2)
-    k = np.asarray(k, dtype=np.float64)
-    height, width = x.shape
-    kh, kw = k.shape
-    (sy, sx), (ph, pw), (oy, ox), (dy, dx) = stride, padding, output_padding, dilation
-    out_h = (height - 1) * sy - 2 * ph + dy * (kh - 1) + oy + 1
-    out_w = (width - 1) * sx - 2 * pw + dx * (kw - 1) + ox + 1
-    out = np.zeros((out_h, out_w))
-    for i in range(height):
-        for j in range(width):
-            for m in range(kh):
-                r = i * sy - ph + m * dy
-                if not 0 <= r < out_h:
-                    continue
-                for n in range(kw):
-                    c = j * sx - pw + n * dx
-                    if 0 <= c < out_w:
-                        out[r, c] += x[i, j] * k[m, n]
-    return out
+    """conv_transpose2d by its definition on each channel: out[i*s - p + m*d] += x[i] * k[m]
+    (tests/oracles.py); pairs are (y, x)."""
+    return each_channel(conv_transpose_reference, x, k, stride, padding, output_padding, dilation)
 
 
 def read_image(path):
