@@ -37,8 +37,6 @@ def conv_transpose2d(image, kernel, *, stride=1, padding=0, output_padding=0, di
     >>> conv_transpose2d(np.array([[1., 2.]]), [[1, 1]], stride=2).tolist()
     [[1.0, 1.0, 2.0, 2.0]]
     """
-    import numpy as np
-
     if method not in TCONV_METHODS:
         raise ConvcliError(f"method: expected one of {', '.join(TCONV_METHODS)}, got {method!r}")
     x = as_image(image)
