@@ -56,13 +56,12 @@ nothing changes: such an image is refused by ``--max-memory`` as before.
 from __future__ import annotations
 
 import os
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import ConvcliError
+from .errors import ConvcliError, describe
 from .geometry import (as_pair, conv_output_size, pool_output_size, resolve_padding,
                        sides_json, tconv_output_size)
+from .imagefile import atomic_file, temporary_name
 
 DEFAULT_CHUNK = 2048
 TILE = 256  # the side of a tiled TIFF's tiles
@@ -570,7 +569,7 @@ def read_header(path):
         try:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
         except Exception as exc:  # noqa: BLE001  (a malformed header can raise almost anything)
-            raise ConvcliError(f"input {name!r}: not a readable .npy array ({_describe(exc)})") from None
+            raise ConvcliError(f"input {name!r}: not a readable .npy array ({describe(exc)})") from None
         shape, dtype = array.shape, array.dtype
         del array
     elif suffix in (".tif", ".tiff"):
@@ -665,7 +664,7 @@ def _tiff_layout(path):
     except ConvcliError:
         raise
     except Exception as exc:  # noqa: BLE001  (malformed files raise many kinds of errors)
-        raise ConvcliError(f"input {name!r}: not a TIFF tifffile can read ({_describe(exc)})") from None
+        raise ConvcliError(f"input {name!r}: not a TIFF tifffile can read ({describe(exc)})") from None
     if planar or len(shape) not in (2, 3):
         raise ConvcliError(f"input {name!r}: only single-image TIFFs with interleaved samples "
                            f"can be read in chunks (shape {shape})")
@@ -695,7 +694,7 @@ def _open_zarr_array(path):
     try:
         stored = zarr.open(str(path), mode="r")
     except Exception as exc:  # noqa: BLE001
-        raise ConvcliError(f"input {str(path)!r}: not a readable Zarr array ({_describe(exc)})") from None
+        raise ConvcliError(f"input {str(path)!r}: not a readable Zarr array ({describe(exc)})") from None
     if not hasattr(stored, "shape"):
         raise ConvcliError(f"input {str(path)!r}: is a Zarr group; name one of its arrays")
     return stored
@@ -754,43 +753,12 @@ def process_huge(op, input_path, output_path, *, chunk=DEFAULT_CHUNK, gray: bool
     }
 
 
-def _temporary(path) -> str:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return tmp
-
-
-@contextmanager
-def _atomic_file(path):
-    """A temporary file's name in ``path``'s folder to write; synced and renamed over ``path``
-    when the block ends, removed if it raises (an OSError becomes a ConvcliError)."""
-    tmp = _temporary(path)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        _finish(tmp, path)
-    except BaseException as exc:
-        _discard(tmp)
-        if isinstance(exc, OSError):
-            raise ConvcliError(f"output {str(path)!r}: cannot be written ({_describe(exc)})") from None
-        raise
-
-
-def _finish(tmp: str, path) -> None:
-    from .imagefile import _umask
-
-    os.chmod(tmp, 0o666 & ~_umask())
-    os.replace(tmp, path)
-
-
 def _write_npy(path, result, compute) -> None:
     import dask.array as da
     import numpy as np
 
     shape = result.shape[:2] if result.shape[2] == 1 else result.shape
-    with _atomic_file(path) as tmp:
+    with atomic_file(path) as tmp:
         target = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
         offset = target.offset
         del target  # the header is written; blocks are written through maps of their own rows
@@ -806,13 +774,13 @@ def _write_zarr(path, result, compute) -> None:
     except ImportError:
         raise ConvcliError(f"output {str(path)!r}: .zarr needs zarr: pip install zarr") from None
     data = result[:, :, 0] if result.shape[2] == 1 else result
-    tmp = _temporary(path)
+    tmp = temporary_name(path)
     os.unlink(tmp)  # a folder takes its name
     old = None
     try:
         data.to_zarr(tmp, compute=False).compute(**compute)
         if os.path.exists(path):  # a folder cannot be renamed over a folder: move the old one aside
-            old = _temporary(path)
+            old = temporary_name(path)
             os.unlink(old)  # the name only: the old folder moves there
             os.replace(path, old)
         os.replace(tmp, path)
@@ -822,7 +790,7 @@ def _write_zarr(path, result, compute) -> None:
             os.replace(old, path)
             old = None
         if isinstance(exc, OSError):
-            raise ConvcliError(f"output {str(path)!r}: cannot be written ({_describe(exc)})") from None
+            raise ConvcliError(f"output {str(path)!r}: cannot be written ({describe(exc)})") from None
         raise
     finally:
         if old is not None:
@@ -879,17 +847,10 @@ def _write_tiff(path, result, value_map, requested, source_depth, compute):
     photometric = "rgb" if samples in (3, 4) else "minisblack"
     extras = {"extrasamples": [0]} if samples in (2, 4) else {}  # extra samples are data, not alpha
     big = height * width * samples * np.dtype(dtype).itemsize > 2**32 - 2**25
-    with _atomic_file(path) as tmp:
+    with atomic_file(path) as tmp:
         tifffile.imwrite(tmp, tiles(), shape=shape, dtype=dtype, tile=(TILE, TILE),
                          photometric=photometric, bigtiff=big, **extras)
     return depth, None if depth == "float" else value_map
-
-
-def _discard(tmp: str) -> None:
-    try:
-        os.unlink(tmp)
-    except FileNotFoundError:
-        pass
 
 
 # ------------------------------------------------------------ the CLI's hook
@@ -985,8 +946,3 @@ def process_chunked(op, task, opts):
     line = (f"{task.input}: {format_size(size_in)} -> {format_size(size_out)}, wrote {task.output} "
             f"in {blocks} block{'s' if blocks != 1 else ''}{note}")
     return Outcome(task, "done", record, line)
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -25,7 +25,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from .errors import ConvcliError
+from .errors import ConvcliError, describe
 
 LOCAL = "local"
 RETRIES = 2  # a task that raises is run up to 3 times; a lost worker's task is rescheduled too
@@ -76,7 +76,7 @@ def connect(scheduler: str, *, workers: int | None = None, timeout: float = CONN
                     n_workers=max(1, workers or os.cpu_count() or 1), threads_per_worker=1,
                     processes=True, host="127.0.0.1", dashboard_address=None)
         except Exception as exc:  # noqa: BLE001  (ports, spawn failures: many kinds)
-            raise ConvcliError(f"--scheduler local: cannot start a local Dask cluster ({_describe(exc)})") from None
+            raise ConvcliError(f"--scheduler local: cannot start a local Dask cluster ({describe(exc)})") from None
         address = cluster
     else:
         address = scheduler
@@ -86,7 +86,7 @@ def connect(scheduler: str, *, workers: int | None = None, timeout: float = CONN
         if cluster is not None:
             cluster.close()
         raise ConvcliError(f"--scheduler: cannot reach the Dask scheduler at {scheduler!r} "
-                           f"({_describe(exc)})") from None
+                           f"({describe(exc)})") from None
     return client, cluster
 
 
@@ -175,7 +175,7 @@ def _outcome(future, task):
         if name == "KilledWorker":
             message = "the Dask workers running it died repeatedly (out of memory?)"
         else:
-            message = f"failed on a Dask worker ({name}: {_describe(exc)})"
+            message = f"failed on a Dask worker ({name}: {describe(exc)})"
         return _failed(task, message)
 
 
@@ -254,8 +254,3 @@ class _Quiet:
     def __exit__(self, *exc):
         self.logger.setLevel(self.level)
         return False
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

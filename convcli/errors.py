@@ -12,3 +12,9 @@ class ConvcliError(ValueError):
     def __init__(self, message: str, exit_code: int = 2):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def describe(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name if it has none), for an error line."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConvcliError
+from .errors import ConvcliError, describe
 
 # Output formats by extension: (Pillow format, depths it can hold).
 FORMATS = {
@@ -100,9 +101,6 @@ class LoadedImage:
         return None if self.alpha is None else np.asarray(self.alpha, dtype=np.float32) / self.scale
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def _check_readable(path: Path) -> None:
@@ -126,7 +124,7 @@ def load_npy(source, name: str):
     try:
         array = np.load(source, allow_pickle=False)
     except Exception as exc:  # a malformed header can raise almost anything
-        raise ConvcliError(f"{where}: not a readable .npy array ({_describe(exc)})") from None
+        raise ConvcliError(f"{where}: not a readable .npy array ({describe(exc)})") from None
     if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
         raise ConvcliError(f"{where}: must hold numbers, got dtype {array.dtype}")
     if array.ndim not in (2, 3):
@@ -181,7 +179,7 @@ def _check_npy_header(path: Path, name: str, before_decode, gray: bool) -> None:
     try:
         header = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as exc:  # a malformed header can raise almost anything
-        raise ConvcliError(f"input {name!r}: not a readable .npy array ({_describe(exc)})") from None
+        raise ConvcliError(f"input {name!r}: not a readable .npy array ({describe(exc)})") from None
     if header.ndim in (2, 3) and header.size and header.dtype.kind in "biuf":
         channels = 1 if header.ndim == 2 or gray else header.shape[2]
         before_decode(header.shape[0], header.shape[1], channels)
@@ -216,7 +214,7 @@ def _load_with_pillow(source, name: str, max_pixels: int | None, before_decode=N
     except UnidentifiedImageError:
         raise ConvcliError(f"{where}: not an image file Pillow can read") from None
     except Exception as exc:  # decoders of malformed files raise many kinds of errors
-        raise ConvcliError(f"{where}: cannot be decoded ({_describe(exc)})") from None
+        raise ConvcliError(f"{where}: cannot be decoded ({describe(exc)})") from None
 
     fmt = image.format or "?"
     mode = image.mode
@@ -256,7 +254,7 @@ def read_size(path) -> tuple[int, int]:
         try:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
         except Exception as exc:  # a malformed header can raise almost anything
-            raise ConvcliError(f"input {str(path)!r}: not a readable .npy array ({_describe(exc)})") from None
+            raise ConvcliError(f"input {str(path)!r}: not a readable .npy array ({describe(exc)})") from None
         if array.ndim not in (2, 3):
             raise ConvcliError(f"input {str(path)!r}: must be H x W or H x W x C, got shape {array.shape}")
         return int(array.shape[0]), int(array.shape[1])
@@ -268,7 +266,7 @@ def read_size(path) -> tuple[int, int]:
     except UnidentifiedImageError:
         raise ConvcliError(f"input {str(path)!r}: not an image file Pillow can read") from None
     except Exception as exc:  # a malformed header can raise almost anything
-        raise ConvcliError(f"input {str(path)!r}: cannot be read ({_describe(exc)})") from None
+        raise ConvcliError(f"input {str(path)!r}: cannot be read ({describe(exc)})") from None
     return height, width
 
 
@@ -445,19 +443,36 @@ def write_atomic_bytes(path, data: bytes) -> None:
 
 
 def atomic_write(path, write) -> None:
-    """Call ``write(handle)`` on a temporary file in the target folder, then rename it over the target.
+    """Call ``write(handle)`` on a temporary file in the target folder, then rename it over the
+    target (see :func:`atomic_file`)."""
+    path = Path(path)
+    check_output_folder(path)
+    with atomic_file(path) as tmp:
+        with open(tmp, "wb") as handle:
+            write(handle)
+
+
+def temporary_name(path) -> str:
+    """A new, empty file beside ``path`` (``.NAME.XXXXXXXX.tmp``), to be renamed over it."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return tmp
+
+
+@contextmanager
+def atomic_file(path):
+    """The name of a temporary file in ``path``'s folder, for the block to write; when the
+    block ends, the file is synced to disk and renamed over ``path``.
 
     A reader never sees a half-written file, and a failed write (a full disk,
     an exception, Ctrl-C) leaves the previous file, if any, untouched and no
-    temporary file behind.
+    temporary file behind; an OSError becomes a ConvcliError naming ``path``.
     """
-    path = Path(path)
-    check_output_folder(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = temporary_name(path)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
+        yield tmp
+        with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
@@ -467,7 +482,7 @@ def atomic_write(path, write) -> None:
         except FileNotFoundError:
             pass
         if isinstance(exc, OSError):
-            raise ConvcliError(f"output {str(path)!r}: cannot be written ({_describe(exc)})") from None
+            raise ConvcliError(f"output {str(path)!r}: cannot be written ({describe(exc)})") from None
         raise
 
 
