@@ -62,10 +62,10 @@ from .errors import ConvcliError, describe
 from .geometry import (as_pair, conv_output_size, pool_output_size, resolve_padding,
                        sides_json, tconv_output_size)
 from .imagefile import atomic_file, temporary_name
+from .runner import CHUNK_INPUTS  # runner checks it before importing this module
 
 DEFAULT_CHUNK = 2048
 TILE = 256  # the side of a tiled TIFF's tiles
-CHUNK_INPUTS = (".npy", ".tif", ".tiff", ".zarr")  # also in convcli.runner, which checks it first
 CHUNK_OUTPUTS = (".npy", ".tif", ".tiff", ".zarr")
 MISSING_EXTRA = "needs the dask extra to be processed in chunks: pip install 'convcli[dask]'"
 _NUMPY_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}

@@ -24,7 +24,7 @@ STDOUT = "-"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".npy")
 # Output suffixes that keep the input's extension in default names.
 KEEP_SUFFIXES = (".png", ".tif", ".tiff", ".npy", ".bmp", ".webp")
-# What convcli.chunked reads (its CHUNK_INPUTS, named here so other images never import it).
+# What convcli.chunked reads; named here so that other images never import that module.
 CHUNK_INPUTS = (".npy", ".tif", ".tiff", ".zarr")
 TEMPLATE_FIELDS = ("stem", "ext", "parent", "op", "kernel", "name")
 _GLOB_CHARS = set("*?[")
@@ -397,7 +397,7 @@ def _process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
 
 def _chunk_hint(task: Task) -> str:
     """How an image over --max-memory could still be processed, in chunks."""
-    from .chunked import CHUNK_INPUTS, CHUNK_OUTPUTS, dask_installed
+    from .chunked import CHUNK_OUTPUTS, dask_installed
 
     if Path(task.input).suffix.lower() not in CHUNK_INPUTS:
         return ""

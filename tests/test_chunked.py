@@ -358,9 +358,3 @@ def test_chunked_module_imports_without_dask():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert result.returncode == 0, result.stderr
-
-
-def test_runner_names_the_same_chunked_inputs():
-    from convcli import chunked, runner
-
-    assert runner.CHUNK_INPUTS == chunked.CHUNK_INPUTS
