@@ -179,14 +179,15 @@ def pool_output_length(length: int, kernel: int, stride: int, padding: int,
 
 def check_pool_padding(kernel_hw: Pair, padding: Pair, name: str = "padding",
                        dilation: Pair = (1, 1)) -> None:
-    """PyTorch refuses padding over half the effective window: ``pad <= ((k-1)*d + 1) // 2``."""
+    """PyTorch refuses padding over half the window: ``pad <= k // 2``, with ``k`` the window
+    as given, whatever the dilation (``pool2d_shape_check``: ``kW/2 >= padW``)."""
     for axis, k, p, d in zip(("height", "width"), kernel_hw, padding, dilation):
-        limit = ((k - 1) * d + 1) // 2
+        limit = k // 2
         if p > limit:
-            window = f"window {k}" + (f" with dilation {d}" if d != 1 else "")
+            dilated = ", as PyTorch counts it: without dilation" if d != 1 else ""
             raise ConvcliError(
                 f"{name}: pooling padding must be at most half the window "
-                f"({axis}: {window}, so padding <= {limit}), got {p}"
+                f"({axis}: window {k}{dilated}, so padding <= {limit}), got {p}"
             )
 
 

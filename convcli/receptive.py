@@ -158,10 +158,10 @@ def _axis(layer: Layer, axis: int, length: int, field: float, jump: float, start
                     start + ((k_eff - 1) / 2 - before) * jump, before, after, formula)
     if layer.op == "pool":
         p = layer.padding[axis]
-        limit = ((k - 1) * d + 1) // 2
+        limit = k // 2  # PyTorch's rule: the window as given, dilation does not count
         if p > limit:
             raise ConvcliError(f"{where}: pooling padding must be at most half the window "
-                               f"({name}: window {k}, dilation {d}, so padding <= {limit}), got {p}")
+                               f"({name}: window {k}, so padding <= {limit}), got {p}")
         size = pool_output_length(length, k, s, p, d, layer.ceil_mode)
         span = length + 2 * p - d * (k - 1) - 1
         if layer.ceil_mode:

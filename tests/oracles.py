@@ -180,10 +180,11 @@ def pool_output_length(length: int, kernel: int, stride: int, padding: int, dila
 def pool_accepted(input_hw, k, s, p, d=1, ceil_mode=False) -> bool:
     """Whether PyTorch's max_pool2d/avg_pool2d accept these parameters.
 
-    pool2d_shape_check: pad <= ((k-1)*d + 1) // 2 and output size >= 1.
+    pool2d_shape_check: ``kW/2 >= padW`` (the window as given: dilation does not count; PyTorch
+    2.13 refuses F.max_pool2d(x, 3, 1, padding=2, dilation=2)) and output size >= 1.
     """
     for n, kk, ss, pp, dd in zip(pair(input_hw), pair(k), pair(s), pair(p), pair(d)):
-        if pp > ((kk - 1) * dd + 1) // 2:
+        if pp > kk // 2:
             return False
         if pool_output_length(n, kk, ss, pp, dd, ceil_mode) < 1:
             return False

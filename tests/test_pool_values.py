@@ -40,8 +40,8 @@ def check(actual, expected, what=""):
 
 
 def pad_limit(k, d=1):
-    """PyTorch's pool2d_shape_check: padding <= ((k - 1)*d + 1) // 2 (half the effective window)."""
-    return ((k - 1) * d + 1) // 2
+    """PyTorch's pool2d_shape_check: padding <= k // 2, the window as given, whatever ``d``."""
+    return k // 2
 
 
 def sweep(op, ceil_mode):
@@ -160,15 +160,17 @@ def test_padding_over_half_the_window_raises(op, size, padding):
 
 @pytest.mark.parametrize("op", ["max", "min"])
 @pytest.mark.parametrize("size,padding,dilation", [
-    (2, 2, 2),             # effective 3: limit 1
-    (3, 3, 2),             # effective 5: limit 2
-    (4, 4, 2),             # effective 7: limit 3
-    (1, 1, 2),             # effective 1: limit 0
-    ((3, 2), (2, 2), (2, 2)),
+    (2, 2, 2),             # window 2: limit 1, dilated or not
+    (3, 2, 2),             # window 3: limit 1, though the dilated window spans 5
+    (4, 3, 2),             # window 4: limit 2, though the dilated window spans 7
+    (1, 1, 2),             # window 1: limit 0
+    ((3, 2), (2, 1), (2, 3)),
 ])
 def test_padding_over_half_the_dilated_window_raises(op, size, padding, dilation):
+    """PyTorch 2.13: F.max_pool2d(x, 3, 1, padding=2, dilation=2) raises "pad should be smaller
+    than or equal to half of kernel size": the limit ignores the dilation."""
     assert not pool_accepted((9, 9), size, 1, padding, dilation)
-    with pytest.raises(ConvcliError):
+    with pytest.raises(ConvcliError, match="half the window"):
         pool2d(np.ones((9, 9)), size, stride=1, padding=padding, dilation=dilation, op=op)
 
 
@@ -208,14 +210,13 @@ def test_ceil_mode_window_larger_than_input(op):
 
 
 @pytest.mark.parametrize("op", ["max", "min"])
-def test_dilated_padding_up_to_half_the_effective_window(op):
-    """F.max_pool2d(x, 3, stride=1, padding=2, dilation=2) is accepted by PyTorch:
-    effective window 5, 5 // 2 = 2 >= padding."""
+def test_dilated_padding_up_to_half_the_window(op):
+    """F.max_pool2d(x, 3, stride=1, padding=1, dilation=2) is accepted by PyTorch (3 // 2 = 1)."""
     rng = np.random.default_rng(5)
     x = rng.normal(size=(6, 5)).astype(np.float32)
-    assert pool_accepted(x.shape, 3, 1, 2, 2)
-    expected = pool_reference(x, 3, 1, 2, 2, False, op)
-    check(pool2d(x, 3, stride=1, padding=2, dilation=2, op=op), expected)
+    assert pool_accepted(x.shape, 3, 1, 1, 2)
+    expected = pool_reference(x, 3, 1, 1, 2, False, op)
+    check(pool2d(x, 3, stride=1, padding=1, dilation=2, op=op), expected)
 
 
 # ----------------------------------------------------------- worked examples

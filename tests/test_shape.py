@@ -63,7 +63,7 @@ PYTORCH_CASES = [
     (6, ["pool:k=3,s=2,p=1,ceil"], 4),                # starts at 6 < 6 + 1: kept
     (5, ["pool:k=2,s=2,p=1,ceil"], 3),                # would start at 6 >= 5 + 1: dropped
     (1, ["pool:k=3,s=3,ceil"], 1),                    # window larger than the input, ceil
-    (9, ["pool:k=3,s=1,p=2,d=2"], 9),                 # padding up to half the dilated window
+    (9, ["pool:k=3,s=1,p=1,d=2"], 7),                 # dilated; padding <= 3 // 2 (d not counted)
     (4, ["tconv:k=4,s=2,p=1"], 8),                    # DCGAN upsampling
     (7, ["tconv:k=3,s=2,p=1,op=1"], 14),
     (5, ["tconv:k=3,s=1,p=0,op=1,d=2"], 10),          # output padding below the dilation
@@ -121,6 +121,7 @@ def test_transposed_receptive_field_by_brute_force():
 
 @pytest.mark.parametrize("spec, message", [
     ("pool:k=3,p=2", "pooling padding must be at most half the window"),
+    ("pool:k=3,p=2,d=2", "so padding <= 1"),         # PyTorch: dilation does not count
     ("conv:k=9", "the output would be"),
     ("tconv:k=3,s=2,op=2", "output padding must be smaller than the stride or the dilation"),
     ("conv:s=2", "the kernel size k= is required"),
