@@ -1,0 +1,187 @@
+"""Cross-check convcli against the real PyTorch, where it is installed.
+
+    python tools/against_torch.py [--cases 3000] [--seed 1]
+
+The tests hold convcli to explicit-loop oracles written in the tests, so they run without
+torch. This script asks torch itself: for random images, kernels and parameters (strides,
+paddings and ``"same"``, dilations, padding modes, ceil_mode, count_include_pad, output
+padding), it runs ``filter2d``, ``pool2d`` and ``conv_transpose2d`` and the matching ``F.conv2d`` (after
+``F.pad`` for the non-zero modes), ``F.max_pool2d`` / ``F.avg_pool2d`` / ``-F.max_pool2d(-x)``
+and ``F.conv_transpose2d``, one image at a time, and checks that
+
+- both accept the same parameters (convcli raises ConvcliError exactly where torch raises);
+- the output sizes are equal, and ``convcli shape`` predicts them;
+- the values agree to 1e-4 (infinities and NaN in the same places).
+
+It prints the number of cases compared and refused by both, the largest difference, and every
+disagreement; the exit code is 1 if there was one. torch is not a dependency of convcli: install
+it beside convcli to run this (``pip install torch``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import warnings
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", type=int, default=3000, help="random cases per operation")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        print("torch is not installed: nothing to compare against (pip install torch)")
+        return 2
+    import numpy as np
+
+    from convcli import conv_transpose2d, filter2d, pool2d
+    from convcli.errors import ConvcliError
+    from convcli.receptive import parse_layer, run_stack
+
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore", message="Using padding='same'")  # torch's note on a copy
+    rng = np.random.default_rng(args.seed)
+    pick = random.Random(args.seed)
+    failures: list[str] = []
+    counts = {op: {"compared": 0, "refused by both": 0, "worst": 0.0}
+              for op in ("filter", "pool", "upsample")}
+
+    def run_torch(call):
+        try:
+            with torch.no_grad():
+                result = call()
+        except RuntimeError:
+            return None
+        return None if result.numel() == 0 else result[0, 0].numpy()  # torch may return 0-size
+
+    def run_convcli(call):
+        try:
+            return call()
+        except ConvcliError:
+            return None
+
+    def difference(a, b) -> float:
+        same = (a == b) | (np.isnan(a) & np.isnan(b))
+        if same.all():
+            return 0.0
+        return float(np.nan_to_num(np.abs(a - b)[~same], nan=np.inf).max())
+
+    def predicted(size_hw, layer_spec):
+        try:
+            [result] = run_stack(size_hw, [parse_layer(layer_spec, 1)])
+        except ConvcliError:
+            return None
+        return result.height.size, result.width.size
+
+    def compare(op, what, ours, theirs, layer_spec, size_hw):
+        entry = counts[op]
+        if (ours is None) != (theirs is None):
+            failures.append(f"{op} {what}: convcli {'refuses' if ours is None else 'accepts'}, "
+                            f"torch {'refuses' if theirs is None else 'accepts'}")
+            return
+        if ours is None:
+            entry["refused by both"] += 1
+            return
+        entry["compared"] += 1
+        if ours.shape != theirs.shape:
+            failures.append(f"{op} {what}: size {ours.shape} != torch {theirs.shape}")
+            return
+        if layer_spec and predicted(size_hw, layer_spec) != ours.shape:
+            failures.append(f"{op} {what}: shape {layer_spec} predicts "
+                            f"{predicted(size_hw, layer_spec)}, got {ours.shape}")
+        gap = difference(ours, theirs)
+        entry["worst"] = max(entry["worst"], gap)
+        if gap > 1e-4:
+            failures.append(f"{op} {what}: values differ by {gap:g}")
+
+    def pair(low, high):
+        return pick.randint(low, high), pick.randint(low, high)
+
+    def spec(value):
+        return f"{value[1]}x{value[0]}"  # (height, width) -> WIDTHxHEIGHT
+
+    for _ in range(args.cases):
+        h, w = pair(1, 24)
+        x = rng.standard_normal((h, w)).astype(np.float32)
+        tx = torch.from_numpy(x)[None, None]
+        kernel_hw = pair(1, 6)
+        k = rng.standard_normal(kernel_hw).astype(np.float32)
+        tk = torch.from_numpy(k)[None, None]
+        stride, dilation = pair(1, 3), pair(1, 3)
+
+        # filter: cross-correlation, every padding mode, symmetric padding
+        padding = pair(0, 3)
+        pad_mode = pick.choice(["zeros", "reflect", "replicate", "circular"])
+        if pad_mode == "zeros":
+            theirs = run_torch(lambda: F.conv2d(tx, tk, stride=stride, padding=padding,
+                                                dilation=dilation))
+        else:
+            sides = (padding[1], padding[1], padding[0], padding[0])
+            theirs = run_torch(lambda: F.conv2d(F.pad(tx, sides, mode=pad_mode), tk,
+                                                stride=stride, dilation=dilation))
+        ours = run_convcli(lambda: filter2d(x, k, stride=stride, padding=padding,
+                                            dilation=dilation, pad_mode=pad_mode))
+        layer = (f"conv:k={spec(kernel_hw)},s={spec(stride)},p={spec(padding)},"
+                 f"d={spec(dilation)}")
+        compare("filter", f"{h}x{w} {layer} {pad_mode}", ours, theirs, layer, (h, w))
+
+        # filter: padding="same" (stride 1; the extra pixel of an even kernel bottom/right)
+        theirs = run_torch(lambda: F.conv2d(tx, tk, padding="same", dilation=dilation))
+        ours = run_convcli(lambda: filter2d(x, k, padding="same", dilation=dilation))
+        layer = f"conv:k={spec(kernel_hw)},p=same,d={spec(dilation)}"
+        compare("filter", f"{h}x{w} {layer}", ours, theirs, layer, (h, w))
+
+        # pool: max, mean, min; ceil_mode; count_include_pad; dilation for max and min
+        op = pick.choice(["max", "mean", "min"])
+        window = pair(1, 5)
+        pool_padding = pair(0, 3)
+        ceil_mode, include = pick.random() < 0.5, pick.random() < 0.5
+        pool_dilation = (1, 1) if op == "mean" else dilation
+        if op == "mean":
+            theirs = run_torch(lambda: F.avg_pool2d(tx, window, stride, pool_padding,
+                                                    ceil_mode=ceil_mode,
+                                                    count_include_pad=include))
+        else:
+            sign = 1 if op == "max" else -1
+            theirs = run_torch(lambda: sign * F.max_pool2d(sign * tx, window, stride,
+                                                           pool_padding, pool_dilation,
+                                                           ceil_mode=ceil_mode))
+        ours = run_convcli(lambda: pool2d(x, window, stride=stride, padding=pool_padding,
+                                          dilation=pool_dilation, op=op, ceil_mode=ceil_mode,
+                                          count_include_pad=include))
+        layer = (f"pool:k={spec(window)},s={spec(stride)},p={spec(pool_padding)},"
+                 f"d={spec(pool_dilation)}" + (",ceil" if ceil_mode else ""))
+        compare("pool", f"{h}x{w} {layer} {op} count_include_pad={include}", ours, theirs,
+                layer, (h, w))
+
+        # upsample: transposed convolution with output padding
+        t_padding, output_padding = pair(0, 2), pair(0, 2)
+        theirs = run_torch(lambda: F.conv_transpose2d(tx, tk, stride=stride, padding=t_padding,
+                                                      output_padding=output_padding,
+                                                      dilation=dilation))
+        ours = run_convcli(lambda: conv_transpose2d(x, k, stride=stride, padding=t_padding,
+                                                    output_padding=output_padding,
+                                                    dilation=dilation))
+        layer = (f"tconv:k={spec(kernel_hw)},s={spec(stride)},p={spec(t_padding)},"
+                 f"op={spec(output_padding)},d={spec(dilation)}")
+        compare("upsample", f"{h}x{w} {layer}", ours, theirs, layer, (h, w))
+
+    print(f"torch {torch.__version__}, {args.cases} random cases per operation, seed {args.seed}")
+    for op, entry in counts.items():
+        print(f"{op:9} compared {entry['compared']:5}, refused by both {entry['refused by both']:5}, "
+              f"largest difference {entry['worst']:.3g}")
+    for line in failures[:50]:
+        print("DISAGREE", line)
+    if len(failures) > 50:
+        print(f"... and {len(failures) - 50} more")
+    print("all agree" if not failures else f"{len(failures)} disagreements")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
