@@ -36,8 +36,7 @@ def pool2d(image, size=2, *, stride=None, padding=0, dilation=1, ceil_mode=False
     Padding counts as minus infinity for max, plus infinity for min, and as
     zeros for mean, where ``count_include_pad`` decides whether padded cells
     count in the divisor.  Padding must be at most ``size // 2`` (PyTorch's rule, which
-    ignores the dilation).  Dilation
-    is for max and min only (``avg_pool2d`` has none).
+    ignores the dilation).  Dilation is for max and min only (``avg_pool2d`` has none).
 
     Output size per axis::
 
