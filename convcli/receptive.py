@@ -26,8 +26,8 @@ import re
 from dataclasses import dataclass, field
 
 from .errors import ConvcliError
-from .geometry import (Pair, conv_output_length, format_pair, format_size, parse_pair,
-                       pool_output_length, same_padding, tconv_output_length)
+from .geometry import (Pair, check_pool_padding, conv_output_length, format_pair, format_size,
+                       parse_pair, pool_output_length, same_padding, tconv_output_length)
 
 OPS = ("conv", "pool", "tconv")
 _KEYS = {
@@ -158,10 +158,6 @@ def _axis(layer: Layer, axis: int, length: int, field: float, jump: float, start
                     start + ((k_eff - 1) / 2 - before) * jump, before, after, formula)
     if layer.op == "pool":
         p = layer.padding[axis]
-        limit = k // 2  # PyTorch's rule: the window as given, dilation does not count
-        if p > limit:
-            raise ConvcliError(f"{where}: pooling padding must be at most half the window "
-                               f"({name}: window {k}, so padding <= {limit}), got {p}")
         size = pool_output_length(length, k, s, p, d, layer.ceil_mode)
         span = length + 2 * p - d * (k - 1) - 1
         if layer.ceil_mode:
@@ -197,6 +193,8 @@ def run_stack(input_hw: Pair, layers: list[Layer]) -> list[LayerResult]:
     state = [(1.0, 1.0, 0.0), (1.0, 1.0, 0.0)]  # (field, jump, start) for height, width
     for position, layer in enumerate(layers, start=1):
         where = f"layer {position} ({layer.text or layer.describe()})"
+        if layer.op == "pool":
+            check_pool_padding(layer.kernel, layer.padding, where, layer.dilation)
         axes = [_axis(layer, i, size[i], *state[i], name, where)
                 for i, name in ((0, "height"), (1, "width"))]
         if min(a.size for a in axes) < 1:
