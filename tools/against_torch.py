@@ -5,9 +5,9 @@
 The tests hold convcli to explicit-loop oracles written in the tests, so they run without
 torch. This script asks torch itself: for random images, kernels and parameters (strides,
 paddings and ``"same"``, dilations, padding modes, ceil_mode, count_include_pad, output
-padding), it runs ``filter2d``, ``pool2d`` and ``conv_transpose2d`` and the matching ``F.conv2d`` (after
-``F.pad`` for the non-zero modes), ``F.max_pool2d`` / ``F.avg_pool2d`` / ``-F.max_pool2d(-x)``
-and ``F.conv_transpose2d``, one image at a time, and checks that
+padding), it runs ``filter2d``, ``pool2d`` and ``conv_transpose2d`` and the matching
+``F.conv2d`` (after ``F.pad`` for the non-zero modes), ``F.max_pool2d`` / ``F.avg_pool2d`` /
+``-F.max_pool2d(-x)`` and ``F.conv_transpose2d``, one image at a time, and checks that
 
 - both accept the same parameters (convcli raises ConvcliError exactly where torch raises);
 - the output sizes are equal, and ``convcli shape`` predicts them;
@@ -91,9 +91,10 @@ def main(argv=None) -> int:
         if ours.shape != theirs.shape:
             failures.append(f"{op} {what}: size {ours.shape} != torch {theirs.shape}")
             return
-        if layer_spec and predicted(size_hw, layer_spec) != ours.shape:
-            failures.append(f"{op} {what}: shape {layer_spec} predicts "
-                            f"{predicted(size_hw, layer_spec)}, got {ours.shape}")
+        expected = predicted(size_hw, layer_spec)
+        if expected != ours.shape:
+            failures.append(f"{op} {what}: shape {layer_spec} predicts {expected}, "
+                            f"got {ours.shape}")
         gap = difference(ours, theirs)
         entry["worst"] = max(entry["worst"], gap)
         if gap > 1e-4:
@@ -173,7 +174,8 @@ def main(argv=None) -> int:
 
     print(f"torch {torch.__version__}, {args.cases} random cases per operation, seed {args.seed}")
     for op, entry in counts.items():
-        print(f"{op:9} compared {entry['compared']:5}, refused by both {entry['refused by both']:5}, "
+        print(f"{op:9} compared {entry['compared']:5}, "
+              f"refused by both {entry['refused by both']:5}, "
               f"largest difference {entry['worst']:.3g}")
     for line in failures[:50]:
         print("DISAGREE", line)
