@@ -41,10 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from convcli.filtering import filter2d  # noqa: E402
-from convcli.kernels import gaussian_kernel  # noqa: E402
-from convcli.pooling import pool2d  # noqa: E402
-from convcli.transposed import conv_transpose2d  # noqa: E402
+from convcli.engine.filtering import filter2d  # noqa: E402
+from convcli.engine.kernels import gaussian_kernel  # noqa: E402
+from convcli.engine.pooling import pool2d  # noqa: E402
+from convcli.engine.transposed import conv_transpose2d  # noqa: E402
 
 THREADS = 2
 SOBEL = np.array([[1, 0, -1], [2, 0, -2], [1, 0, -1]], dtype=np.float32)

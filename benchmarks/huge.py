@@ -53,8 +53,8 @@ def generate(path: Path, size: int, seed: int = 0) -> None:
 
 
 def operation():
-    from convcli.kernels import parse_kernel
-    from convcli.runner import Operation
+    from convcli.engine.kernels import parse_kernel
+    from convcli.run.batch import Operation
 
     kern = parse_kernel(KERNEL)
     return Operation("filter", kern.name,
@@ -67,9 +67,9 @@ def check(source: Path, target: Path, size: int) -> float:
     """Largest difference between chunked output bands and filter2d on the rows they read."""
     import numpy as np
 
-    from convcli.filtering import filter2d
-    from convcli.geometry import resolve_padding
-    from convcli.padding import pad_rows
+    from convcli.engine.filtering import filter2d
+    from convcli.geometry.sizes import resolve_padding
+    from convcli.engine.padding import pad_rows
 
     op = operation()
     kernel = op.kwargs["kernel"]

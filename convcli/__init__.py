@@ -11,21 +11,21 @@ does not pay for numpy.
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "filter2d": "filtering",
-    "pool2d": "pooling",
-    "conv_transpose2d": "transposed",
-    "pad2d": "padding",
-    "parse_kernel": "kernels",
-    "gaussian_kernel": "kernels",
-    "box_kernel": "kernels",
-    "bilinear_kernel": "kernels",
-    "nearest_kernel": "kernels",
-    "load_image": "imagefile",
+    "filter2d": "engine.filtering",
+    "pool2d": "engine.pooling",
+    "conv_transpose2d": "engine.transposed",
+    "pad2d": "engine.padding",
+    "parse_kernel": "engine.kernels",
+    "gaussian_kernel": "engine.kernels",
+    "box_kernel": "engine.kernels",
+    "bilinear_kernel": "engine.kernels",
+    "nearest_kernel": "engine.kernels",
+    "load_image": "io.images",
     "ConvcliError": "errors",
-    "conv_output_size": "geometry",
-    "pool_output_size": "geometry",
-    "tconv_output_size": "geometry",
-    "same_padding": "geometry",
+    "conv_output_size": "geometry.sizes",
+    "pool_output_size": "geometry.sizes",
+    "tconv_output_size": "geometry.sizes",
+    "same_padding": "geometry.sizes",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -137,7 +137,7 @@ class CliResult:
 
 
 class Cli:
-    """Runs ``convcli.cli.app`` through Typer's CliRunner.
+    """Runs ``convcli.cli.app.app`` through Typer's CliRunner.
 
     With click 8.2+ (installed: click 8.5, Typer 0.24) ``result.stderr`` is
     always captured on its own and ``result.output`` interleaves both streams;
@@ -150,7 +150,7 @@ class Cli:
         self.runner = CliRunner()
 
     def run(self, *args, env: dict | None = None) -> CliResult:
-        from convcli.cli import app
+        from convcli.cli.app import app
 
         environment = {"CONVCLI_PRESETS": None}  # the tests never see the caller's presets
         environment.update(env or {})

@@ -6,8 +6,8 @@ import itertools
 import numpy as np
 import pytest
 
-from convcli.imagefile import LoadedImage
-from convcli.runner import Operation
+from convcli.io.images import LoadedImage
+from convcli.run.batch import Operation
 
 
 def loaded_image(height, width, channels, dtype=np.uint8, gray=False, seed=0):

@@ -14,13 +14,13 @@ import pytest
 da = pytest.importorskip("dask.array")
 dask = pytest.importorskip("dask")
 
-from convcli.chunked import (conv_transpose2d_chunked, filter2d_chunked, open_source,  # noqa: E402
+from convcli.run.chunked import (conv_transpose2d_chunked, filter2d_chunked, open_source,  # noqa: E402
                              pool2d_chunked, process_chunked, process_huge, wants_chunked)
 from convcli.errors import ConvcliError  # noqa: E402
-from convcli.filtering import filter2d  # noqa: E402
-from convcli.pooling import pool2d  # noqa: E402
-from convcli.runner import Operation, RunOptions, Task, process  # noqa: E402
-from convcli.transposed import conv_transpose2d  # noqa: E402
+from convcli.engine.filtering import filter2d  # noqa: E402
+from convcli.engine.pooling import pool2d  # noqa: E402
+from convcli.run.batch import Operation, RunOptions, Task, process  # noqa: E402
+from convcli.engine.transposed import conv_transpose2d  # noqa: E402
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 PAD_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -148,7 +148,7 @@ def test_upsample_chunked_equals_in_memory(stride, padding, output_padding, dila
 
 
 def test_upsample_bilinear_exact_scale():
-    from convcli.kernels import parse_kernel
+    from convcli.engine.kernels import parse_kernel
 
     k = parse_kernel("bilinear", defaults={"factor": "2x2"}).matrix
     x = image((9, 10))
@@ -161,7 +161,7 @@ def test_upsample_bilinear_exact_scale():
 
 
 def filter_op(pad_mode="reflect", stride=(1, 1), padding="same", dilation=(1, 1), size=5):
-    from convcli.kernels import parse_kernel
+    from convcli.engine.kernels import parse_kernel
 
     kern = parse_kernel(f"gaussian:size={size},sigma=1.2")
     return Operation("filter", kern.name,
@@ -230,7 +230,7 @@ def test_tiff_in_and_out_match_the_in_memory_batch(tmp_path):
 @pytest.mark.parametrize("depth,value_map", [("16", "normalize"), ("float", "clip"), ("8", "abs")])
 def test_tiff_depths_and_maps(tmp_path, depth, value_map):
     tifffile = pytest.importorskip("tifffile")
-    from convcli.imagefile import encode
+    from convcli.io.images import encode
 
     x = image((40, 33, 1), seed=5)
     np.save(tmp_path / "in.npy", x)
@@ -348,13 +348,13 @@ def test_many_chunkings_of_one_case():
 
 
 def test_chunked_module_imports_without_dask():
-    """convcli.chunked and convcli.distributed import nothing from dask at import time."""
+    """convcli.run.chunked and convcli.run.cluster import nothing from dask at import time."""
     import subprocess
     import sys
 
     code = ("import sys; sys.modules['dask'] = None; sys.modules['distributed'] = None; "
-            "import convcli.chunked, convcli.distributed, convcli.runner; "
-            "print(convcli.chunked.dask_installed() is False or 'x')")
+            "import convcli.run.chunked, convcli.run.cluster, convcli.run.batch; "
+            "print(convcli.run.chunked.dask_installed() is False or 'x')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert result.returncode == 0, result.stderr

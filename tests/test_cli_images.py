@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from convcli.cli import app
+from convcli.cli.app import app
 
 try:
     from oracles import conv_transpose_reference, filter_reference, pool_reference

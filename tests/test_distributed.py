@@ -23,17 +23,17 @@ distributed = pytest.importorskip("distributed")
 
 from PIL import Image  # noqa: E402
 
-from convcli.distributed import MISSING_EXTRA, run_on_cluster  # noqa: E402
+from convcli.run.cluster import MISSING_EXTRA, run_on_cluster  # noqa: E402
 from convcli.errors import ConvcliError  # noqa: E402
-from convcli.runner import Operation, RunOptions, Task, default_name, process  # noqa: E402
+from convcli.run.batch import Operation, RunOptions, Task, default_name, process  # noqa: E402
 
 
 # ------------------------------------------------------- operations as the CLI builds them
 
 
 def filter_operation(spec="sobel-vertical", **overrides):
-    from convcli.geometry import pair_json
-    from convcli.kernels import parse_kernel
+    from convcli.geometry.sizes import pair_json
+    from convcli.engine.kernels import parse_kernel
 
     kern = parse_kernel(spec)
     kwargs = {"kernel": kern.matrix, "stride": (1, 1), "padding": "same", "dilation": (1, 1),
@@ -54,7 +54,7 @@ def pool_operation():
 
 
 def upsample_operation():
-    from convcli.kernels import parse_kernel
+    from convcli.engine.kernels import parse_kernel
 
     kern = parse_kernel("bilinear", defaults={"factor": "2x2"})
     return Operation("upsample", "up-bilinear",

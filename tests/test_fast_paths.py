@@ -19,11 +19,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from convcli import engine, filtering
+from convcli.engine import filtering
+from convcli.engine import loops as engine
 from convcli.errors import ConvcliError
-from convcli.filtering import filter2d
-from convcli.pooling import pool2d
-from convcli.transposed import conv_transpose2d
+from convcli.engine.filtering import filter2d
+from convcli.engine.pooling import pool2d
+from convcli.engine.transposed import conv_transpose2d
 
 PAD_MODES = ("zeros", "reflect", "replicate", "circular")
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])

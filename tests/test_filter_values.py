@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from convcli.errors import ConvcliError
-from convcli.filtering import filter2d
+from convcli.engine.filtering import filter2d
 
 try:
     from oracles import (PAD_MODES, Refused, conv_output_length, filter_reference, pad_reference,
@@ -349,7 +349,7 @@ def test_worked_example_dilation_and_same_even_kernel():
 @pytest.mark.parametrize("mode", PAD_MODES)
 def test_pad_rows_match_reference_indices(mode):
     """padding.pad_rows (which rows a band reads) against the oracle's index arithmetic."""
-    from convcli.padding import pad_rows
+    from convcli.engine.padding import pad_rows
 
     for length in range(1, 8):
         limit = {"reflect": length - 1, "circular": length}.get(mode, length + 3)
@@ -376,7 +376,7 @@ class _Stored:
 def test_filter_bands_match_reference(pad_mode):
     """The CLI computes filters band by band (runner.Operation.bands); the bands put
     together must be the oracle's result, whatever the band height."""
-    from convcli.runner import Operation
+    from convcli.run.batch import Operation
 
     rng = np.random.default_rng(PAD_MODES.index(pad_mode))
     x = rng.normal(size=(9, 7, 2)).astype(np.float32)

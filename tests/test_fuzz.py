@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from convcli.errors import ConvcliError
-from convcli.geometry import parse_pair
-from convcli.imagefile import load_image
-from convcli.kernels import parse_kernel
+from convcli.geometry.sizes import parse_pair
+from convcli.io.images import load_image
+from convcli.engine.kernels import parse_kernel
 
 settings.register_profile("ci", max_examples=150, deadline=None,
                           suppress_health_check=[HealthCheck.function_scoped_fixture])

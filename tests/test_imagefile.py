@@ -1,4 +1,4 @@
-"""convcli.imagefile: loading (depths, alpha, EXIF, .npy), depth choice, value maps, atomic writes.
+"""convcli.io.images: loading (depths, alpha, EXIF, .npy), depth choice, value maps, atomic writes.
 
 Expected pixels come from the fixtures' stored arrays and from Pillow/numpy directly.
 """
@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from convcli.errors import ConvcliError
-from convcli.imagefile import (atomic_write, choose_depth, load_image, map_values, output_format,
+from convcli.io.images import (atomic_write, choose_depth, load_image, map_values, output_format,
                                parse_bytes, read_size, write_atomic)
 
 LUMA = np.array([0.299, 0.587, 0.114])
@@ -314,7 +314,7 @@ def test_written_file_permissions_follow_umask(tmp_path):
 
 
 def test_default_depth_falls_back_to_8_bit_when_the_format_cannot_hold_the_source():
-    from convcli.imagefile import choose_depth
+    from convcli.io.images import choose_depth
 
     assert choose_depth("out.tif", None, "float", 1) == "float"
     assert choose_depth("out.tif", None, "float", 3) == "8"  # 3-channel float TIFF is not written

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from convcli.cli import app
+from convcli.cli.app import app
 
 runner = CliRunner()
 

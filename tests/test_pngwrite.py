@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from convcli import pngwrite
+from convcli.io import png as pngwrite
 
 
 @pytest.mark.parametrize("shape, dtype, mode", [

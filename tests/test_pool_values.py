@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from convcli.errors import ConvcliError
-from convcli.pooling import pool2d
+from convcli.engine.pooling import pool2d
 
 try:
     from oracles import pool_accepted, pool_output_length, pool_reference

@@ -22,7 +22,7 @@ pytest.importorskip("dask.array")
 from PIL import Image  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-from convcli.cli import app  # noqa: E402
+from convcli.cli.app import app  # noqa: E402
 
 ENV = {**os.environ, "NO_COLOR": "1"}
 
@@ -192,9 +192,9 @@ def test_chunk_option_errors(tmp_path, monkeypatch):
     rgb_npy(tmp_path / "in.npy", shape=(8, 8, 1))
     bad = runner.invoke(app, ["filter", str(tmp_path / "in.npy"), "-o", str(tmp_path / "o.npy"), "--chunk", "0"])
     assert bad.exit_code == 2 and "--chunk" in bad.output
-    import convcli.chunked
+    import convcli.run.chunked
 
-    monkeypatch.setattr(convcli.chunked, "dask_installed", lambda: False)
+    monkeypatch.setattr(convcli.run.chunked, "dask_installed", lambda: False)
     missing = runner.invoke(app, ["filter", str(tmp_path / "in.npy"), "-o", str(tmp_path / "o.npy"),
                                   "--chunk", "64"])
     assert missing.exit_code == 2

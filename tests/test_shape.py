@@ -10,9 +10,9 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from convcli.cli import app
+from convcli.cli.app import app
 from convcli.errors import ConvcliError
-from convcli.receptive import parse_layer, run_stack
+from convcli.geometry.receptive import parse_layer, run_stack
 
 runner = CliRunner()
 

@@ -9,8 +9,8 @@ import sys
 ENV = {**os.environ, "NO_COLOR": "1", "COLUMNS": "100", "TERM": "dumb"}
 
 
-ENTRY = "import sys; sys.argv[0] = 'convcli'; from convcli.entry import main; main()"
-TYPER = "import sys; sys.argv[0] = 'convcli'; from convcli.cli import main; main()"
+ENTRY = "import sys; sys.argv[0] = 'convcli'; from convcli.cli.entry import main; main()"
+TYPER = "import sys; sys.argv[0] = 'convcli'; from convcli.cli.app import main; main()"
 
 
 def python(*args):
@@ -41,7 +41,7 @@ def test_subcommand_help_is_unchanged():
 def test_stand_ins_become_the_real_classes_when_used():
     code = (
         "import sys\n"
-        "from convcli.entry import defer_unused_rich_modules\n"
+        "from convcli.cli.entry import defer_unused_rich_modules\n"
         "defer_unused_rich_modules()\n"
         "from rich.markdown import Markdown\n"
         "assert 'markdown_it' not in sys.modules\n"

@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from convcli.errors import ConvcliError
-from convcli.filtering import filter2d
-from convcli.transposed import conv_transpose2d
+from convcli.engine.filtering import filter2d
+from convcli.engine.transposed import conv_transpose2d
 
 try:
     from oracles import (conv_transpose_reference, output_padding_accepted, rot180,

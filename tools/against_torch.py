@@ -41,7 +41,7 @@ def main(argv=None) -> int:
 
     from convcli import conv_transpose2d, filter2d, pool2d
     from convcli.errors import ConvcliError
-    from convcli.receptive import parse_layer, run_stack
+    from convcli.geometry.receptive import parse_layer, run_stack
 
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", message="Using padding='same'")  # torch's note on a copy

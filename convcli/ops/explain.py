@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .errors import ConvcliError
+from ..errors import ConvcliError
 
 MAX_EXPLAIN_SIDE = 16
 
@@ -67,8 +67,8 @@ def check_position(at: tuple[int, int], out_shape) -> None:
 
 
 def explain_filter(x, kernel, *, stride, sides, dilation, pad_mode, mode, at) -> Step:
-    """Explain ``out[at]`` of :func:`convcli.filtering.filter2d` on a 2-D matrix."""
-    from .padding import pad2d
+    """Explain ``out[at]`` of :func:`convcli.engine.filtering.filter2d` on a 2-D matrix."""
+    from ..engine.padding import pad2d
 
     k = [list(map(float, row)) for row in kernel]
     note = "kernel as given (cross-correlation: no flip)"
@@ -94,7 +94,7 @@ def explain_filter(x, kernel, *, stride, sides, dilation, pad_mode, mode, at) ->
 
 
 def explain_pool(x, *, size, stride, padding, dilation, ceil_mode, op, count_include_pad, at) -> Step:
-    """Explain ``out[at]`` of :func:`convcli.pooling.pool2d` on a 2-D matrix."""
+    """Explain ``out[at]`` of :func:`convcli.engine.pooling.pool2d` on a 2-D matrix."""
     height, width = len(x), len(x[0])
     (kh, kw), (sy, sx), (ph, pw), (dy, dx) = size, stride, padding, dilation
     row, col = at
@@ -140,7 +140,7 @@ def explain_pool(x, *, size, stride, padding, dilation, ceil_mode, op, count_inc
 
 
 def explain_transposed(x, kernel, *, stride, padding, output_padding, dilation, mode, at) -> Step:
-    """Explain ``out[at]`` of :func:`convcli.transposed.conv_transpose2d` on a 2-D matrix."""
+    """Explain ``out[at]`` of :func:`convcli.engine.transposed.conv_transpose2d` on a 2-D matrix."""
     k = [list(map(float, row)) for row in kernel]
     note = "kernel as given"
     if mode == "convolution":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .errors import ConvcliError
+from ..errors import ConvcliError
 
 _VALUE_OPTIONS = {"-k": "kernel", "--kernel": "kernel", "-s": "stride", "--stride": "stride",
                   "-p": "padding", "--padding": "padding", "-d": "dilation", "--dilation": "dilation"}
@@ -21,8 +21,8 @@ _FLAGS = {"--json": "json", "--explain": "explain"}
 
 def render(input_hw, results, explain: bool = False) -> str:
     """The table (one row per layer), the formulas with ``explain``, and the final size."""
-    from .geometry import format_size
-    from .receptive import number
+    from ..geometry.sizes import format_size
+    from ..geometry.receptive import number
 
     def pair(a, b):
         return f"{number(a)}, {number(b)}"
@@ -61,11 +61,11 @@ def render(input_hw, results, explain: bool = False) -> str:
 def run(size: str, layers: list[str], *, kernel=None, stride="1", padding="0", dilation="1",
         json_out=False, explain=False) -> str:
     """The whole ``convcli shape`` computation; returns what to print."""
-    from .receptive import parse_layer, parse_size, run_stack, to_json
+    from ..geometry.receptive import parse_layer, parse_size, run_stack, to_json
 
     input_hw = parse_size(size)
     if input_hw is None:
-        from .imagefile import read_size  # only an image path pays for Pillow
+        from ..io.images import read_size  # only an image path pays for Pillow
 
         input_hw = read_size(size)
     if layers and kernel is not None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .errors import ConvcliError
+from ..errors import ConvcliError
 from .filtering import as_image
-from .geometry import as_pair, pool_output_size
+from ..geometry.sizes import as_pair, pool_output_size
 
 POOL_OPS = ("max", "mean", "min")
 
@@ -123,7 +123,7 @@ def _tiled(x, size, stride, padding, dilation, op, out_h, out_w, workers):
     """
     import numpy as np
 
-    from .engine import padded_block, row_tiles, run_tiles, take_columns
+    from .loops import padded_block, row_tiles, run_tiles, take_columns
 
     (kh, kw), (sy, sx), (ph, pw), (dy, dx) = size, stride, padding, dilation
     x3 = x if x.ndim == 3 else x[:, :, None]

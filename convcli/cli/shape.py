@@ -1,5 +1,5 @@
 """``convcli shape`` as a Typer command: its help, and the path for arguments the fast
-parser in :mod:`convcli.shape_report` leaves to Typer. Imports no numpy, scipy or Pillow."""
+parser in :mod:`convcli.cli.shape_fast` leaves to Typer. Imports no numpy, scipy or Pillow."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def shape_command(
 
     Examples:  convcli shape 530x612 -k 3      convcli shape 224 conv:k=7,s=2,p=3 pool:k=3,s=2,p=1
     """
-    from .shape_report import run
+    from .shape_fast import run
 
     typer.echo(run(size, layers or [], kernel=kernel, stride=stride, padding=padding,
                    dilation=dilation, json_out=json_out, explain=explain))

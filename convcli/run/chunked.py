@@ -1,7 +1,7 @@
 """One huge image, in chunks: filter, pool and upsample on a ``dask.array``.
 
-The functions here compute exactly what :func:`~convcli.filtering.filter2d`,
-:func:`~convcli.pooling.pool2d` and :func:`~convcli.transposed.conv_transpose2d`
+The functions here compute exactly what :func:`~convcli.engine.filtering.filter2d`,
+:func:`~convcli.engine.pooling.pool2d` and :func:`~convcli.engine.transposed.conv_transpose2d`
 compute in memory, bit for bit, on an H x W (x C) dask array chunked along H
 and W.  The output is cut into blocks; each block is computed by the in-memory
 function from exactly the input rows and columns its windows read:
@@ -30,7 +30,7 @@ Where a block's rows come from depends on the input:
   takes its slice of that, halo included (a halo may span several chunks);
 * a file opened with :func:`open_source` is read block by block: each block's
   task reads exactly its padded region (the index arithmetic of
-  :func:`convcli.padding.pad_rows`, as the banded pipeline does), so blocks
+  :func:`convcli.engine.padding.pad_rows`, as the banded pipeline does), so blocks
   share nothing and the memory in flight is about one block per thread
   (its padded input, its output and one temporary: roughly
   ``3 * 4 * (chunk + halo)**2 * channels`` bytes), whatever the image size.
@@ -58,11 +58,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import ConvcliError, describe
-from .geometry import (as_pair, conv_output_size, pool_output_size, resolve_padding,
+from ..errors import ConvcliError, describe
+from ..geometry.sizes import (as_pair, conv_output_size, pool_output_size, resolve_padding,
                        sides_json, tconv_output_size)
-from .imagefile import atomic_file, temporary_name
-from .runner import CHUNK_INPUTS  # runner checks it before importing this module
+from ..io.images import atomic_file, temporary_name
+from .batch import CHUNK_INPUTS  # runner checks it before importing this module
 
 DEFAULT_CHUNK = 2048
 TILE = 256  # the side of a tiled TIFF's tiles
@@ -77,15 +77,15 @@ _LUMA = (0.299, 0.587, 0.114)
 
 def filter2d_chunked(image, kernel, *, stride=1, padding=0, dilation=1, pad_mode="zeros",
                      mode="correlation", chunk=None):
-    """:func:`convcli.filtering.filter2d` on a dask array; returns a lazy dask array.
+    """:func:`convcli.engine.filtering.filter2d` on a dask array; returns a lazy dask array.
 
     ``image`` is a dask (or numpy) array, H x W or H x W x C; ``chunk`` is the
     input rows and columns per block, an int or ``(height, width)`` (default:
     the image's own chunk size).  Arguments and result are those of
     ``filter2d``.
     """
-    from .filtering import as_kernel, check_mode
-    from .padding import check_pad_mode, check_pad_sizes
+    from ..engine.filtering import as_kernel, check_mode
+    from ..engine.padding import check_pad_mode, check_pad_sizes
 
     x = _as_source(image, chunk)
     k = as_kernel(kernel)
@@ -107,10 +107,10 @@ def filter2d_chunked(image, kernel, *, stride=1, padding=0, dilation=1, pad_mode
 
 def pool2d_chunked(image, size=2, *, stride=None, padding=0, dilation=1, ceil_mode=False,
                    op="max", count_include_pad=True, chunk=None):
-    """:func:`convcli.pooling.pool2d` on a dask array; see :func:`filter2d_chunked`."""
+    """:func:`convcli.engine.pooling.pool2d` on a dask array; see :func:`filter2d_chunked`."""
     import numpy as np
 
-    from .pooling import _divisor, pool_parameters
+    from ..engine.pooling import _divisor, pool_parameters
 
     size, stride, padding, dilation = pool_parameters(op, size, stride, padding, dilation)
     x = _as_source(image, chunk)
@@ -133,11 +133,11 @@ def pool2d_chunked(image, size=2, *, stride=None, padding=0, dilation=1, ceil_mo
 
 def conv_transpose2d_chunked(image, kernel, *, stride=1, padding=0, output_padding=0,
                              dilation=1, mode="correlation", chunk=None):
-    """:func:`convcli.transposed.conv_transpose2d` on a dask array; see :func:`filter2d_chunked`.
+    """:func:`convcli.engine.transposed.conv_transpose2d` on a dask array; see :func:`filter2d_chunked`.
 
     ``chunk`` counts input rows and columns: an output block is ``chunk * stride`` long.
     """
-    from .filtering import as_kernel, check_mode
+    from ..engine.filtering import as_kernel, check_mode
 
     x = _as_source(image, chunk)
     k = as_kernel(kernel)
@@ -156,7 +156,7 @@ def conv_transpose2d_chunked(image, kernel, *, stride=1, padding=0, output_paddi
 
 
 def apply_chunked(op, image, chunk=None):
-    """What :meth:`convcli.runner.Operation.apply` returns, as ``(lazy dask result, extra report)``."""
+    """What :meth:`convcli.run.batch.Operation.apply` returns, as ``(lazy dask result, extra report)``."""
     kw = dict(op.kwargs)
     if op.name == "filter":
         kernel = kw.pop("kernel")
@@ -263,7 +263,7 @@ def _read_region(source, lo, hi, clo, chi, sides, mode, fill):
     """Rows ``lo..hi`` and columns ``clo..chi`` of the padded image, read run by run."""
     import numpy as np
 
-    from .padding import pad_rows
+    from ..engine.padding import pad_rows
 
     height, width = source.size
     top, _, left, _ = sides
@@ -356,7 +356,7 @@ def _merged(piece):
 
 
 def _filter_block(piece, row, col, kernel, stride, dilation, mode):
-    from .filtering import filter2d
+    from ..engine.filtering import filter2d
 
     return filter2d(piece, kernel, stride=stride, padding=0, dilation=dilation, mode=mode)
 
@@ -364,7 +364,7 @@ def _filter_block(piece, row, col, kernel, stride, dilation, mode):
 def _pool_block(piece, row, col, size, stride, dilation, op, divisors):
     import numpy as np
 
-    from .pooling import pool2d
+    from ..engine.pooling import pool2d
 
     if op != "mean":
         return pool2d(piece, size, stride=stride, padding=0, dilation=dilation, op=op)
@@ -392,7 +392,7 @@ def _tconv_block(piece, row, col, kernel, stride, dilation, mode):
     """
     import numpy as np
 
-    from .transposed import conv_transpose2d
+    from ..engine.transposed import conv_transpose2d
 
     local = conv_transpose2d(piece, kernel, stride=stride, dilation=dilation, mode=mode)
     out = np.zeros((row[1] - row[0], col[1] - col[0]) + piece.shape[2:], dtype=np.float32)
@@ -589,7 +589,7 @@ def read_header(path):
 def open_source(path, *, chunk=DEFAULT_CHUNK, gray: bool = False) -> Source:
     """Open an ``.npy``, TIFF or ``.zarr`` input for chunked reading (see :class:`Source`).
 
-    Values as :func:`convcli.imagefile.load_image` gives them: ``.npy`` (and
+    Values as :func:`convcli.io.images.load_image` gives them: ``.npy`` (and
     ``.zarr``) as stored, converted to float32; 8- and 16-bit TIFF divided by
     255 and 65535.  TIFF alpha (an extra sample marked as alpha) is split off
     and not processed.  ``gray`` converts three or more channels to luma.
@@ -710,16 +710,16 @@ def _import_tifffile(where: str):
 
 def process_huge(op, input_path, output_path, *, chunk=DEFAULT_CHUNK, gray: bool = False,
                  depth: str | None = None, workers: int | None = None) -> dict:
-    """Run ``op`` (a :class:`convcli.runner.Operation`) on a huge image, file to file, in chunks.
+    """Run ``op`` (a :class:`convcli.run.batch.Operation`) on a huge image, file to file, in chunks.
 
     Reads ``.npy``, TIFF or ``.zarr`` (see :func:`open_source`); writes ``.npy``
     (float32, H x W for one channel, as the in-memory path), a tiled TIFF
-    (depth 8, 16 or float, as :func:`convcli.imagefile.choose_depth` decides,
+    (depth 8, 16 or float, as :func:`convcli.io.images.choose_depth` decides,
     values mapped as ``op.value_map`` says) or ``.zarr`` (float32).  The output
     appears whole or not at all.  Computes on this machine's threads
     (``workers``, default the cores).  Returns the JSON record of the run.
     """
-    from .imagefile import check_output_folder
+    from ..io.images import check_output_folder
 
     out_suffix = _suffix(output_path)
     if out_suffix not in CHUNK_OUTPUTS:
@@ -802,7 +802,7 @@ def _write_tiff(path, result, value_map, requested, source_depth, compute):
     import dask
     import numpy as np
 
-    from .imagefile import choose_depth, map_values
+    from ..io.images import choose_depth, map_values
 
     tifffile = _import_tifffile(f"output {str(path)!r}")
     height, width, channels = (int(n) for n in result.shape)
@@ -872,7 +872,7 @@ def wants_chunked(op, task, opts) -> bool:
     input always goes chunked (only this path reads it); without dask that is
     an error naming the extra.
     """
-    from .runner import STDIN, STDOUT, estimate_memory
+    from .batch import STDIN, STDOUT, estimate_memory
 
     if task.input == STDIN or task.output == STDOUT:
         return False
@@ -915,9 +915,9 @@ def auto_chunk(channels: int, max_memory: int | None) -> int:
 
 
 def process_chunked(op, task, opts):
-    """:func:`convcli.runner.process` for one huge image: an Outcome, never raising for a bad image."""
-    from .geometry import format_size
-    from .runner import Outcome, _failed
+    """:func:`convcli.run.batch.process` for one huge image: an Outcome, never raising for a bad image."""
+    from ..geometry.sizes import format_size
+    from .batch import Outcome, _failed
 
     try:
         if task.make_folder:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .errors import ConvcliError
-from .geometry import as_pair, conv_output_size, resolve_padding
-from .engine import (accumulate, accumulate_symmetric, column_phases, padded_block, row_tiles,
+from ..errors import ConvcliError
+from ..geometry.sizes import as_pair, conv_output_size, resolve_padding
+from .loops import (accumulate, accumulate_symmetric, column_phases, padded_block, row_tiles,
                      run_tiles, separable_factors)
 from .padding import check_pad_mode, check_pad_sizes, pad2d
 
@@ -92,7 +92,7 @@ def filter2d(image, kernel, *, stride=1, padding=0, dilation=1, pad_mode="zeros"
 
     ``workers``: threads for the tiled, separable and FFT paths (default: the usable cores).
     The tiled and separable paths give bit-identical results however the image is split
-    into tiles, threads or blocks (convcli.chunked relies on it); the FFT's rounding depends
+    into tiles, threads or blocks (convcli.run.chunked relies on it); the FFT's rounding depends
     on the image's extent, so chunked results agree with it to float64 rounding only.
     Zero weights are skipped, so a NaN or infinity of the image may spread differently
     between methods; images are expected to be finite.

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .errors import ConvcliError
-from .geometry import Sides
+from ..errors import ConvcliError
+from ..geometry.sizes import Sides
 
 PAD_MODES = ("zeros", "reflect", "replicate", "circular")
 _NUMPY_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}

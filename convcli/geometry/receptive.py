@@ -25,8 +25,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .errors import ConvcliError
-from .geometry import (Pair, check_pool_padding, conv_output_length, format_pair, format_size,
+from ..errors import ConvcliError
+from .sizes import (Pair, check_pool_padding, conv_output_length, format_pair, format_size,
                        parse_pair, pool_output_length, same_padding, tconv_output_length)
 
 OPS = ("conv", "pool", "tconv")

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConvcliError, describe
+from ..errors import ConvcliError, describe
 
 # Output formats by extension: (Pillow format, depths it can hold).
 FORMATS = {
@@ -371,12 +371,12 @@ def encode_bands(bands, shape, alpha, path, *, depth: str, value_map: str, bound
     8-bit: uint8 H x W x C (alpha, a float H x W in [0, 1], appended where the
     format holds it).  16-bit: uint16 H x W.  Only one band is ever held as
     floats.  ``normalize`` needs ``bounds`` (the result's min and max).  For
-    PNG the pixels stay bands too (a :class:`convcli.pngwrite.PixelBands`,
+    PNG the pixels stay bands too (a :class:`convcli.io.png.PixelBands`,
     made as the writer asks for them); other formats get the whole array.
     """
     import numpy as np
 
-    from .pngwrite import PixelBands
+    from .png import PixelBands
 
     fmt, _ = output_format(path)
     height, width, result_channels = shape
@@ -408,7 +408,7 @@ def _save(handle, payload, fmt: str, compress_level: int | None) -> None:
         np.save(handle, np.asarray(payload, dtype=np.float32), allow_pickle=False)
         return
     if fmt == "PNG":
-        from .pngwrite import PixelBands, write_png, write_png_bands
+        from .png import PixelBands, write_png, write_png_bands
 
         level = 1 if compress_level is None else compress_level
         if isinstance(payload, PixelBands):

@@ -1,11 +1,11 @@
 """Image sets on a Dask cluster: ``--scheduler ADDRESS`` or ``--scheduler local``.
 
-Each image is one Dask task, running :func:`convcli.runner.process` on a
+Each image is one Dask task, running :func:`convcli.run.batch.process` on a
 worker, so a worker does exactly what a local worker process does: the same
 output bytes, the same atomic write (a temporary file in the target folder,
 renamed over the target), the same per-image errors as ``failed`` outcomes.
 The client side (skip/overwrite decisions, the ordered report, the progress
-bar, the summary, the exit code) stays in :func:`convcli.runner.run`;
+bar, the summary, the exit code) stays in :func:`convcli.run.batch.run`;
 :func:`run_on_cluster` only replaces the local process pool and feeds
 ``report.add`` as futures complete.
 
@@ -25,7 +25,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from .errors import ConvcliError, describe
+from ..errors import ConvcliError, describe
 
 LOCAL = "local"
 RETRIES = 2  # a task that raises is run up to 3 times; a lost worker's task is rescheduled too
@@ -44,7 +44,7 @@ def import_distributed():
 
 def check_tasks(tasks) -> None:
     """Refuse what a cluster cannot do: standard input or output."""
-    from .runner import STDIN, STDOUT
+    from .batch import STDIN, STDOUT
 
     for task in tasks:
         if task.input == STDIN:
@@ -142,8 +142,8 @@ def run_on_cluster(op, pending, opts, scheduler: str, outcomes: list, report, *,
 
 
 def process_on_worker(op, task, opts, cwd: str):
-    """Runs on a worker: :func:`convcli.runner.process` with the client's relative paths resolved."""
-    from .runner import process
+    """Runs on a worker: :func:`convcli.run.batch.process` with the client's relative paths resolved."""
+    from .batch import process
 
     if os.getcwd() == cwd or (os.path.isabs(task.input) and os.path.isabs(task.output)):
         return process(op, task, opts)
@@ -166,7 +166,7 @@ def _swap(text: str, swaps) -> str:
 
 def _outcome(future, task):
     """The future's Outcome, or a failed one when the task itself raised (or its workers died)."""
-    from .runner import _failed
+    from .batch import _failed
 
     try:
         return future.result()

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import click
 import typer
 
-from .errors import ConvcliError
+from ..errors import ConvcliError
 
 
 class ConvcliGroup(typer.core.TyperGroup):
@@ -138,7 +138,7 @@ DEFAULT_MAX_PIXELS = 200_000_000
 
 
 def _pair(text: str, option: str, minimum: int):
-    from .geometry import parse_pair
+    from ..geometry.sizes import parse_pair
 
     return parse_pair(text, option, minimum=minimum)
 
@@ -162,12 +162,12 @@ def _shared_options(arguments: dict) -> dict:
 def _run(operation, *, inputs, output, template, recursive, overwrite, jobs, fail_fast, dry_run,
          stream_format, gray, depth, max_pixels, max_memory, compress_level, json_out, quiet,
          matrix, explain, at, chunk, scheduler):
-    from .runner import RunOptions, run
+    from ..run.batch import RunOptions, run
 
     if matrix is not None:
         if inputs:
             raise ConvcliError("--matrix: give a matrix or INPUT files, not both")
-        from .matrix_cli import run_matrix
+        from .matrix import run_matrix
 
         run_matrix(operation, matrix, output=output, explain=explain, at=at, json_out=json_out,
                    quiet=quiet)
@@ -175,7 +175,7 @@ def _run(operation, *, inputs, output, template, recursive, overwrite, jobs, fai
     chunk_hw = None
     if chunk is not None:
         chunk_hw = _pair(chunk, "--chunk", 1)
-        from .chunked import dask_installed
+        from ..run.chunked import dask_installed
 
         if not dask_installed():
             raise ConvcliError("--chunk needs the dask extra: pip install 'convcli[dask]'")
@@ -189,7 +189,7 @@ def _run(operation, *, inputs, output, template, recursive, overwrite, jobs, fai
     _check_choice(stream_format, ("png", "tif", "tiff", "jpg", "jpeg", "bmp", "webp", "npy"), "--format")
     if depth is not None:
         _check_choice(depth, ("8", "16", "float"), "--depth")
-    from .imagefile import parse_bytes, physical_memory
+    from ..io.images import parse_bytes, physical_memory
 
     if max_memory is not None:
         memory_limit = parse_bytes(max_memory)
@@ -256,11 +256,11 @@ def filter_command(
 
     Example: convcli filter sample_images/duck.png -k sobel-vertical -o edges.png
     """
-    from .filtering import check_mode
-    from .geometry import pair_json
-    from .kernels import parse_kernel
-    from .padding import check_pad_mode
-    from .runner import Operation
+    from ..engine.filtering import check_mode
+    from ..geometry.sizes import pair_json
+    from ..engine.kernels import parse_kernel
+    from ..engine.padding import check_pad_mode
+    from ..run.batch import Operation
 
     check_pad_mode(pad_mode)
     check_mode(mode)
@@ -324,9 +324,9 @@ def pool_command(
 
     Example: convcli pool sample_images/duck.png --op max -k 2 -o small.png
     """
-    from .geometry import check_pool_padding, pair_json, sides_json, size_json
-    from .pooling import POOL_OPS
-    from .runner import Operation
+    from ..geometry.sizes import check_pool_padding, pair_json, sides_json, size_json
+    from ..engine.pooling import POOL_OPS
+    from ..run.batch import Operation
 
     _check_choice(op, POOL_OPS, "--op")
     size_hw = _pair(size, "--size", 1)
@@ -401,10 +401,10 @@ def upsample_command(
 
     Example: convcli upsample sample_images/duck.png -o big.png   (bilinear, exactly 2x)
     """
-    from .filtering import check_mode
-    from .geometry import check_output_padding, pair_json, sides_json
-    from .kernels import parse_kernel
-    from .runner import Operation
+    from ..engine.filtering import check_mode
+    from ..geometry.sizes import check_output_padding, pair_json, sides_json
+    from ..engine.kernels import parse_kernel
+    from ..run.batch import Operation
 
     check_mode(mode)
     stride_hw = _pair(stride, "--stride", 1)
@@ -456,7 +456,7 @@ def kernels_list(
     if ctx.invoked_subcommand is not None:
         ctx.obj = presets
         return
-    from .kernels import load_presets
+    from ..engine.kernels import load_presets
 
     found = load_presets(presets)
     if json_out:
@@ -480,7 +480,7 @@ def kernels_show(
     json_out: JsonOpt = False,
 ):
     """Print one preset (or any kernel spec) with its matrix."""
-    from .kernels import get_preset, parse_kernel
+    from ..engine.kernels import get_preset, parse_kernel
 
     kern = parse_kernel(spec, presets_dir=ctx.obj)
     if json_out:
@@ -517,7 +517,7 @@ def _number(value: float) -> str:
 
 # -------------------------------------------------------------------- shape
 
-from .shape_cli import shape_command  # noqa: E402  (pure Python, no numpy)
+from .shape import shape_command  # noqa: E402  (pure Python, no numpy)
 
 app.command("shape")(shape_command)
 
@@ -526,7 +526,7 @@ app.command("shape")(shape_command)
 
 
 def _kernel_json(kern, with_matrix=False):
-    from .geometry import size_json
+    from ..geometry.sizes import size_json
 
     data = {"name": kern.name, "source": kern.source, "size": size_json(kern.size)}
     if kern.params:

@@ -89,7 +89,7 @@ def _axis(length: int, start: int, stop: int, mode: str):
 def padded_block(x3, rows, cols, mode: str, value: float = 0.0):
     """The block of the padded image covering padded-coordinate ``rows`` and ``cols``
     (``(start, stop)`` pairs shifted so 0 is the first input row/column), with exactly the
-    values :func:`convcli.padding.pad2d` gives (``zeros`` pads with ``value``).  A view of
+    values :func:`convcli.engine.padding.pad2d` gives (``zeros`` pads with ``value``).  A view of
     ``x3`` when no padding is touched.
     """
     import numpy as np

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .errors import ConvcliError
+from ..errors import ConvcliError
 from .filtering import as_image, as_kernel, check_mode
-from .geometry import as_pair, tconv_output_size
+from ..geometry.sizes import as_pair, tconv_output_size
 
 
 TCONV_METHODS = ("auto", "direct", "polyphase")
@@ -90,7 +90,7 @@ def _polyphase(x, k, stride, padding, dilation, out_h, out_w, workers):
     """Each output phase as a correlation of the (zero-extended) input with its taps."""
     import numpy as np
 
-    from .engine import accumulate, padded_block, put_columns, row_tiles, run_tiles
+    from .loops import accumulate, padded_block, put_columns, row_tiles, run_tiles
 
     (sy, sx), (ph, pw), (dy, dx) = stride, padding, dilation
     x3 = x if x.ndim == 3 else x[:, :, None]

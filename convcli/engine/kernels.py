@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConvcliError
+from ..errors import ConvcliError
 
 PRESETS_ENV = "CONVCLI_PRESETS"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -42,7 +42,7 @@ class Kernel:
 
 
 def _size_param(value, name: str) -> tuple[int, int]:
-    from .geometry import as_pair, parse_pair
+    from ..geometry.sizes import as_pair, parse_pair
 
     if isinstance(value, str):
         return parse_pair(value, name, minimum=1)
@@ -115,9 +115,9 @@ GENERATORS = {
 
 
 def builtin_presets_dir() -> Path:
-    here = Path(__file__).resolve().parent
-    installed = here / "presets"  # inside an installed package
-    return installed if installed.is_dir() else here.parent / "presets"  # source checkout
+    package = Path(__file__).resolve().parent.parent
+    installed = package / "presets"  # inside an installed package
+    return installed if installed.is_dir() else package.parent / "presets"  # source checkout
 
 
 def preset_dirs(extra: str | os.PathLike | None = None) -> list[Path]:

@@ -8,14 +8,14 @@ HELP_FLAGS = ("--help", "-h")
 def main() -> None:
     args = sys.argv[1:]
     if args[:1] == ["shape"]:
-        from .shape_report import fast_main
+        from .shape_fast import fast_main
 
         code = fast_main(args[1:])
         if code is not None:
             sys.exit(code)
     if not args or any(flag in args for flag in HELP_FLAGS):
         defer_unused_rich_modules()
-    from .cli import main as typer_main
+    from .app import main as typer_main
 
     typer_main()
 

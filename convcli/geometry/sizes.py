@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import ConvcliError
+from ..errors import ConvcliError
 
 Pair = tuple[int, int]
 # (top, bottom, left, right), the order in which the sides are reported.

@@ -5,15 +5,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .errors import ConvcliError
-from .geometry import format_size
+from ..errors import ConvcliError
+from ..geometry.sizes import format_size
 
 
 def load_matrix(spec: str):
     """An inline matrix (``"1 2; 3 4"``) or a text/CSV/.npy matrix file, as a 2-D float32 array."""
     import numpy as np
 
-    from .kernels import load_kernel_file, parse_matrix_text
+    from ..engine.kernels import load_kernel_file, parse_matrix_text
 
     path = Path(spec)
     if ";" not in spec and (path.suffix.lower() in (".txt", ".csv", ".tsv", ".npy") or _is_file(path)):
@@ -49,7 +49,7 @@ def parse_position(text: str | None) -> tuple[int, int]:
 
 def run_matrix(operation, spec: str, *, output: str | None, explain: bool, at: str | None,
                json_out: bool, quiet: bool) -> None:
-    from .explain import check_position, check_small
+    from ..ops.explain import check_position, check_small
 
     x = load_matrix(spec)
     position = parse_position(at)
@@ -86,7 +86,7 @@ def write_matrix(output: str, result) -> None:
 
     import numpy as np
 
-    from .imagefile import write_atomic_bytes
+    from ..io.images import write_atomic_bytes
 
     suffix = Path(output).suffix.lower()
     buffer = io.BytesIO()
@@ -100,7 +100,7 @@ def write_matrix(output: str, result) -> None:
 
 
 def explain_step(operation, x, position, extra):
-    from . import explain as ex
+    from ..ops import explain as ex
 
     kw = operation.kwargs
     if operation.name == "filter":
@@ -132,7 +132,7 @@ def size_formula(operation, x_shape, extra) -> list[str]:
             value = (n + before + after - d * (k - 1) - 1) // s + 1
             lines.append(f"{name}: floor(({n} + {before} + {after} - {d}*({k}-1) - 1) / {s}) + 1 = {value}")
         elif operation.name == "pool":
-            from .geometry import pool_output_length
+            from ..geometry.sizes import pool_output_length
 
             k, s = kw["size"][axis], kw["stride"][axis]
             p, d = kw["padding"][axis], kw["dilation"][axis]
@@ -156,7 +156,7 @@ def size_formula(operation, x_shape, extra) -> list[str]:
 def _table(grid, *, marked=(), highlight=None, row_labels=None, col_labels=None):
     from rich.table import Table
 
-    from .explain import number
+    from ..ops.explain import number
 
     table = Table(show_header=col_labels is not None, show_lines=False, pad_edge=True)
     if row_labels is not None:

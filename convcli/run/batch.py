@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConvcliError
-from .geometry import format_size
+from ..errors import ConvcliError
+from ..geometry.sizes import format_size
 
 STDIN = "-"
 STDOUT = "-"
@@ -24,7 +24,7 @@ STDOUT = "-"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".npy")
 # Output suffixes that keep the input's extension in default names.
 KEEP_SUFFIXES = (".png", ".tif", ".tiff", ".npy", ".bmp", ".webp")
-# What convcli.chunked reads; named here so that other images never import that module.
+# What convcli.run.chunked reads; named here so that other images never import that module.
 CHUNK_INPUTS = (".npy", ".tif", ".tiff", ".zarr")
 TEMPLATE_FIELDS = ("stem", "ext", "parent", "op", "kernel", "name")
 _GLOB_CHARS = set("*?[")
@@ -42,7 +42,7 @@ class Operation:
 
     def output_size(self, input_hw):
         """The output ``(height, width)`` for an input size, without computing anything."""
-        from . import geometry as g
+        from ..geometry import sizes as g
 
         kw = self.kwargs
         if self.name == "filter":
@@ -59,18 +59,18 @@ class Operation:
         """Run the library function on an H x W x C float array; returns (result, extra report)."""
         kw = dict(self.kwargs)
         if self.name == "filter":
-            from .filtering import filter2d
-            from .geometry import resolve_padding, sides_json
+            from ..engine.filtering import filter2d
+            from ..geometry.sizes import resolve_padding, sides_json
 
             kernel = kw.pop("kernel")
             sides = resolve_padding(kw.pop("padding"), data.shape[:2], kernel.shape,
                                     kw["stride"], kw["dilation"])
             return filter2d(data, kernel, padding=sides, **kw), {"padding": sides_json(sides)}
         if self.name == "pool":
-            from .pooling import pool2d
+            from ..engine.pooling import pool2d
 
             return pool2d(data, kw.pop("size"), **kw), {}
-        from .transposed import conv_transpose2d
+        from ..engine.transposed import conv_transpose2d
 
         return conv_transpose2d(data, kw.pop("kernel"), **kw), {}
 
@@ -82,9 +82,9 @@ class Operation:
         rows))``; each band reads only the input rows (and padding) it needs, so
         memory stays at a few bands whatever the image size.
         """
-        from .filtering import filter2d
-        from .geometry import resolve_padding, sides_json
-        from .padding import check_pad_sizes, pad_rows
+        from ..engine.filtering import filter2d
+        from ..geometry.sizes import resolve_padding, sides_json
+        from ..engine.padding import check_pad_sizes, pad_rows
 
         kw = self.kwargs
         kernel, (sy, sx), (dy, dx) = kw["kernel"], kw["stride"], kw["dilation"]
@@ -308,7 +308,7 @@ def process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
     """Load, compute, write atomically; never raises for a bad image (returns 'failed').
 
     An ``.npy``/TIFF/``.zarr`` image too large for ``--max-memory`` (or any,
-    with ``--chunk``) goes to :mod:`convcli.chunked` when dask is installed.
+    with ``--chunk``) goes to :mod:`convcli.run.chunked` when dask is installed.
     """
     try:
         if Path(task.input).suffix.lower() in CHUNK_INPUTS:
@@ -331,7 +331,7 @@ def _failed(task: Task, message: str) -> Outcome:
 
 
 def _process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
-    from .imagefile import (check_output_folder, choose_depth, encode, encode_bands, holds_alpha,
+    from ..io.images import (check_output_folder, choose_depth, encode, encode_bands, holds_alpha,
                             load_image, output_format, write_atomic, write_stream)
 
     to_stdout = task.output == STDOUT
@@ -428,7 +428,7 @@ def _skip_or_plan(op: Operation, task: Task, opts: RunOptions) -> Outcome | None
                        f"{task.input}: skipped, {task.output} exists (--overwrite replaces it)")
     if not opts.dry_run:
         return None
-    from .imagefile import read_size
+    from ..io.images import read_size
 
     try:
         if task.input == STDIN:
@@ -477,7 +477,7 @@ def run(op: Operation, inputs: list[str], opts: RunOptions) -> int:
             report.add(outcome)
         try:
             if opts.scheduler and pending:
-                from .distributed import run_on_cluster
+                from .cluster import run_on_cluster
 
                 run_on_cluster(op, pending, opts, opts.scheduler, outcomes, report)
             elif jobs == 1 or not batch:
@@ -513,7 +513,7 @@ def _run_pool(op, pending, opts, jobs, outcomes, report) -> None:
     # process can deadlock.  The fork server preloads numpy and Pillow once.
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["convcli.runner", "numpy", "PIL.Image"])
+        context.set_forkserver_preload(["convcli.run.batch", "numpy", "PIL.Image"])
     else:
         context = multiprocessing.get_context("spawn")
     executor = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context,
