@@ -54,13 +54,9 @@ def generate(path: Path, size: int, seed: int = 0) -> None:
 
 def operation():
     from convcli.engine.kernels import parse_kernel
-    from convcli.run.batch import Operation
+    from convcli.ops.filter import Filter
 
-    kern = parse_kernel(KERNEL)
-    return Operation("filter", kern.name,
-                     {"kernel": kern.matrix, "stride": (1, 1), "padding": "same", "dilation": (1, 1),
-                      "pad_mode": "reflect", "mode": "correlation"},
-                     {}, "clip")
+    return Filter(parse_kernel(KERNEL), padding="same", pad_mode="reflect", value_map="clip")
 
 
 def check(source: Path, target: Path, size: int) -> float:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from convcli.io.images import LoadedImage
-from convcli.run.batch import Operation
+from convcli.ops.filter import Filter
 
 
 def loaded_image(height, width, channels, dtype=np.uint8, gray=False, seed=0):
@@ -18,9 +18,8 @@ def loaded_image(height, width, channels, dtype=np.uint8, gray=False, seed=0):
 
 
 def filter_op(kernel, stride, padding, dilation, pad_mode, mode):
-    return Operation("filter", "k", {"kernel": np.asarray(kernel, np.float32), "stride": stride,
-                                     "padding": padding, "dilation": dilation,
-                                     "pad_mode": pad_mode, "mode": mode}, {}, "abs")
+    return Filter(np.asarray(kernel, np.float32), stride=stride, padding=padding, dilation=dilation,
+                  pad_mode=pad_mode, mode=mode, value_map="abs")
 
 
 CASES = list(itertools.product(
@@ -36,10 +35,9 @@ def test_bands_equal_whole_image(pad_mode, stride, dilation, padding):
     loaded = loaded_image(13, 11, 3)
     kernel = np.random.default_rng(1).normal(size=(3, 2))
     op = filter_op(kernel, stride, padding, dilation, pad_mode, "convolution")
-    whole, whole_extra = op.apply(loaded.data)
-    out_hw, extra, bands = op.bands(loaded, band_rows=2)
-    assert out_hw == whole.shape[:2]
-    assert extra == whole_extra
+    whole = op.apply(loaded.data)
+    assert op.output_size(loaded.size) == whole.shape[:2]
+    bands = op.bands(loaded, band_rows=2)
     rebuilt = np.zeros_like(whole)
     seen = 0
     for first, rows in bands:
@@ -52,9 +50,9 @@ def test_bands_equal_whole_image(pad_mode, stride, dilation, padding):
 def test_bands_gray_and_16_bit():
     loaded = loaded_image(9, 7, 3, dtype=np.uint16, gray=True)
     op = filter_op([[1, 0, -1], [2, 0, -2], [1, 0, -1]], (1, 1), "same", (1, 1), "reflect", "correlation")
-    whole, _ = op.apply(loaded.data)
+    whole = op.apply(loaded.data)
     assert whole.shape == (9, 7, 1)
-    _, _, bands = op.bands(loaded, band_rows=4)
+    bands = op.bands(loaded, band_rows=4)
     rebuilt = np.concatenate([rows for _, rows in bands])
     np.testing.assert_allclose(rebuilt, whole, rtol=1e-5, atol=1e-5)
     luma = loaded.raw.astype(np.float64) / 65535 @ np.array([0.299, 0.587, 0.114])

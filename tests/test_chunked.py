@@ -14,12 +14,15 @@ import pytest
 da = pytest.importorskip("dask.array")
 dask = pytest.importorskip("dask")
 
-from convcli.run.chunked import (conv_transpose2d_chunked, filter2d_chunked, open_source,  # noqa: E402
-                             pool2d_chunked, process_chunked, process_huge, wants_chunked)
+from convcli.io.bigfiles import open_source  # noqa: E402
+from convcli.ops.catalog import Filter, Pool, Upsample  # noqa: E402
+from convcli.ops.chunked import conv_transpose2d_chunked, filter2d_chunked, pool2d_chunked  # noqa: E402
+from convcli.run.chunked import process_chunked, process_huge, wants_chunked  # noqa: E402
 from convcli.errors import ConvcliError  # noqa: E402
 from convcli.engine.filtering import filter2d  # noqa: E402
 from convcli.engine.pooling import pool2d  # noqa: E402
-from convcli.run.batch import Operation, RunOptions, Task, process  # noqa: E402
+from convcli.run.process import process  # noqa: E402
+from convcli.run.tasks import RunOptions, Task  # noqa: E402
 from convcli.engine.transposed import conv_transpose2d  # noqa: E402
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
@@ -164,22 +167,17 @@ def filter_op(pad_mode="reflect", stride=(1, 1), padding="same", dilation=(1, 1)
     from convcli.engine.kernels import parse_kernel
 
     kern = parse_kernel(f"gaussian:size={size},sigma=1.2")
-    return Operation("filter", kern.name,
-                     {"kernel": kern.matrix, "stride": stride, "padding": padding,
-                      "dilation": dilation, "pad_mode": pad_mode, "mode": "correlation"},
-                     {"pad_mode": pad_mode}, "clip")
+    return Filter(kern, stride=stride, padding=padding, dilation=dilation, pad_mode=pad_mode,
+                  value_map="clip")
 
 
 def pool_op(op="max", size=(3, 3), stride=(2, 2), padding=(1, 1), ceil_mode=True):
-    return Operation("pool", f"{op}pool", {"size": size, "stride": stride, "padding": padding,
-                                           "dilation": (1, 1), "ceil_mode": ceil_mode, "op": op,
-                                           "count_include_pad": False}, {}, "clip")
+    return Pool(size, stride=stride, padding=padding, ceil_mode=ceil_mode, op=op,
+                count_include_pad=False, value_map="clip")
 
 
 def upsample_op():
-    return Operation("upsample", "up", {"kernel": kernel((3, 3)), "stride": (2, 2), "padding": (1, 1),
-                                        "output_padding": (1, 1), "dilation": (1, 1),
-                                        "mode": "correlation"}, {}, "clip")
+    return Upsample(kernel((3, 3)), stride=2, padding=1, output_padding=1, value_map="clip")
 
 
 @pytest.mark.parametrize("op", [filter_op(m) for m in PAD_MODES]
@@ -190,12 +188,12 @@ def test_process_huge_npy_equals_in_memory(tmp_path, op):
     x = image((37, 41, 3), seed=4)
     np.save(tmp_path / "in.npy", x)
     record = process_huge(op, tmp_path / "in.npy", tmp_path / "out.npy", chunk=(7, 9))
-    expected, extra = op.apply(x)
+    expected = op.apply(x)
     got = np.load(tmp_path / "out.npy")
     np.testing.assert_allclose(got, expected, **TOL)
     assert record["output_size"] == {"width": expected.shape[1], "height": expected.shape[0]}
     assert record["chunked"]["chunk"] == {"height": 7, "width": 9}
-    for key, value in extra.items():
+    for key, value in op.report(x.shape[:2]).items():
         assert record[key] == value
     assert leftovers(tmp_path) == []
 
@@ -206,7 +204,7 @@ def test_process_huge_single_channel_npy_stays_2d(tmp_path):
     process_huge(filter_op("circular"), tmp_path / "in.npy", tmp_path / "out.npy", chunk=6)
     got = np.load(tmp_path / "out.npy")
     assert got.shape == (30, 20)
-    np.testing.assert_allclose(got, filter_op("circular").apply(x[:, :, None])[0][:, :, 0], **TOL)
+    np.testing.assert_allclose(got, filter_op("circular").apply(x[:, :, None])[:, :, 0], **TOL)
 
 
 def test_tiff_in_and_out_match_the_in_memory_batch(tmp_path):
@@ -237,7 +235,7 @@ def test_tiff_depths_and_maps(tmp_path, depth, value_map):
     op = filter_op("reflect")
     op.value_map = value_map
     process_huge(op, tmp_path / "in.npy", tmp_path / "out.tif", chunk=9, depth=depth)
-    result, _ = op.apply(x)
+    result = op.apply(x)
     expected = encode(result, None, "x.tif", depth=depth, value_map=value_map)
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "out.tif"), expected)
 
@@ -253,10 +251,10 @@ def test_compressed_tiled_tiff_gray_and_zarr_round_trip(tmp_path):
     # As LoadedImage.rows converts (Pillow itself reads 16-bit RGB as 8-bit, so not load_image):
     floats = pixels.astype(np.float32) * np.float32(1 / 65535)
     luma = (floats @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[:, :, None]
-    np.testing.assert_allclose(got, op.apply(luma)[0][:, :, 0], **TOL)
+    np.testing.assert_allclose(got, op.apply(luma)[:, :, 0], **TOL)
     # .zarr in, .npy out; then replace an existing .zarr output whole
     process_huge(pool_op(), tmp_path / "out.zarr", tmp_path / "pooled.npy", chunk=7)
-    np.testing.assert_allclose(np.load(tmp_path / "pooled.npy"), pool_op().apply(got[:, :, None])[0][:, :, 0], **TOL)
+    np.testing.assert_allclose(np.load(tmp_path / "pooled.npy"), pool_op().apply(got[:, :, None])[:, :, 0], **TOL)
     process_huge(op, tmp_path / "pooled.npy", tmp_path / "out.zarr", chunk=7)
     assert zarr.open(str(tmp_path / "out.zarr"), mode="r").shape == np.load(tmp_path / "pooled.npy").shape
     assert leftovers(tmp_path) == []
@@ -302,9 +300,11 @@ def test_wants_chunked_threshold(tmp_path):
     np.save(tmp_path / "in.npy", image((100, 100)))
     op, src = filter_op(), str(tmp_path / "in.npy")
     task = Task(0, src, str(tmp_path / "out.npy"))
-    # working set: 4 bytes x (3 inputs + 2 outputs) x 10,000 pixels = 200,000 bytes
-    assert wants_chunked(op, task, RunOptions(max_memory=199_999))
-    assert not wants_chunked(op, task, RunOptions(max_memory=200_000))
+    # working set: 4 bytes x (2 x 10,000 input pixels (decoded, float) + 104 x 104 padded
+    # (same padding of a 5x5 kernel) + 2 x 10,000 output pixels (result, encoded)) + the
+    # 5x5 float32 kernel = 203,264 + 100 bytes
+    assert wants_chunked(op, task, RunOptions(max_memory=203_363))
+    assert not wants_chunked(op, task, RunOptions(max_memory=203_364))
     assert not wants_chunked(op, task, RunOptions(max_memory=None))
     assert not wants_chunked(op, Task(0, src, str(tmp_path / "out.png")), RunOptions(max_memory=1))
     forced = RunOptions()
@@ -334,7 +334,7 @@ def test_threaded_scheduler_gives_the_same(tmp_path):
     with dask.config.set(scheduler="threads"):
         process_huge(filter_op("circular"), tmp_path / "in.npy", tmp_path / "out.npy", chunk=11,
                      workers=2)
-    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), filter_op("circular").apply(x)[0])
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), filter_op("circular").apply(x))
 
 
 def test_many_chunkings_of_one_case():

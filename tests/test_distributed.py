@@ -25,45 +25,33 @@ from PIL import Image  # noqa: E402
 
 from convcli.run.cluster import MISSING_EXTRA, run_on_cluster  # noqa: E402
 from convcli.errors import ConvcliError  # noqa: E402
-from convcli.run.batch import Operation, RunOptions, Task, default_name, process  # noqa: E402
+from convcli.ops.catalog import Filter, Operation, Pool, Upsample  # noqa: E402
+from convcli.run.plan import default_name  # noqa: E402
+from convcli.run.process import process  # noqa: E402
+from convcli.run.tasks import RunOptions, Task  # noqa: E402
 
 
 # ------------------------------------------------------- operations as the CLI builds them
 
 
 def filter_operation(spec="sobel-vertical", **overrides):
-    from convcli.geometry.sizes import pair_json
     from convcli.engine.kernels import parse_kernel
 
-    kern = parse_kernel(spec)
-    kwargs = {"kernel": kern.matrix, "stride": (1, 1), "padding": "same", "dilation": (1, 1),
-              "pad_mode": "reflect", "mode": "correlation", **overrides}
-    report = {"kernel": {"name": kern.name, "source": kern.source}, "mode": kwargs["mode"],
-              "stride": pair_json(kwargs["stride"]), "dilation": pair_json(kwargs["dilation"]),
-              "pad_mode": kwargs["pad_mode"]}
-    total = float(abs(kern.matrix).sum())
-    value_map = "abs" if abs(float(kern.matrix.sum())) <= 1e-6 * total else "clip"
-    return Operation("filter", kern.name, kwargs, report, value_map)
+    kwargs = {"padding": "same", "pad_mode": "reflect", **overrides}
+    return Filter(parse_kernel(spec), **kwargs)
 
 
 def pool_operation():
-    return Operation("pool", "maxpool2",
-                     {"size": (2, 2), "stride": (2, 2), "padding": (0, 0), "dilation": (1, 1),
-                      "ceil_mode": True, "op": "max", "count_include_pad": True},
-                     {"op": "max"}, "clip")
+    return Pool(2, ceil_mode=True, op="max")
 
 
 def upsample_operation():
     from convcli.engine.kernels import parse_kernel
 
-    kern = parse_kernel("bilinear", defaults={"factor": "2x2"})
-    return Operation("upsample", "up-bilinear",
-                     {"kernel": kern.matrix, "stride": (2, 2), "padding": (1, 1),
-                      "output_padding": (0, 0), "dilation": (1, 1), "mode": "correlation"},
-                     {"mode": "correlation"}, "clip")
+    return Upsample(parse_kernel("bilinear", defaults={"factor": "2x2"}), stride=2)
 
 
-class SlowOnce(Operation):
+class SlowOnce(Filter):
     """The first image any worker computes stalls (so the test can kill that worker) after
     leaving a half-written temporary file behind, as a write cut short would; every later
     attempt, the retry included, runs normally."""
@@ -85,6 +73,16 @@ class SlowOnce(Operation):
         os.write(fd, str(os.getpid()).encode())
         os.close(fd)
         time.sleep(60)  # killed long before
+
+
+class Broken(Filter):
+    """An operation whose computation raises something other than a ConvcliError."""
+
+    def apply(self, data):
+        raise KeyError("kernel")
+
+    def bands(self, loaded, band_rows: int = 64):
+        raise KeyError("kernel")
 
 
 class Collect:
@@ -182,7 +180,7 @@ def test_bad_images_fail_alone_and_bugs_become_failures(tmp_path, dask_address):
     expected = process(op, Task(1, inputs[1], str(tmp_path / "x.png")), opts)
     assert failed.record["error"] == expected.record["error"]
 
-    broken = Operation("filter", "broken", {"kernel": np.ones((3, 3))}, {})  # apply raises KeyError
+    broken = Broken(np.ones((3, 3)))  # apply raises KeyError
     outcomes = []
     run_on_cluster(broken, tasks_for(inputs[:1], tmp_path / "out2", broken), opts, dask_address,
                    outcomes, Collect())
@@ -209,7 +207,7 @@ def test_killed_worker_loses_and_duplicates_nothing(tmp_path, dask_address):
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
     inputs = make_images(tmp_path / "in", count=6, seed=3)
     base = filter_operation("gaussian:size=5,sigma=1")
-    op = SlowOnce(base.name, base.tag, base.kwargs, base.report, base.value_map)
+    op = SlowOnce(base.kernel_info, padding=base.padding, pad_mode=base.pad_mode)
     out = tmp_path / "out"
     tasks = tasks_for(inputs, out, op)
     op.report_dir = tmp_path

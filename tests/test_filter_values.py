@@ -376,7 +376,7 @@ class _Stored:
 def test_filter_bands_match_reference(pad_mode):
     """The CLI computes filters band by band (runner.Operation.bands); the bands put
     together must be the oracle's result, whatever the band height."""
-    from convcli.run.batch import Operation
+    from convcli.ops.filter import Filter
 
     rng = np.random.default_rng(PAD_MODES.index(pad_mode))
     x = rng.normal(size=(9, 7, 2)).astype(np.float32)
@@ -391,13 +391,13 @@ def test_filter_bands_match_reference(pad_mode):
                                          mode) for c in range(2)]
         except Refused:
             continue
-        op = Operation("filter", "test", {"kernel": kernel, "stride": stride, "padding": padding,
-                                          "dilation": dilation, "pad_mode": pad_mode,
-                                          "mode": mode}, {})
+        op = Filter(kernel, stride=stride, padding=padding, dilation=dilation, pad_mode=pad_mode,
+                    mode=mode)
         for band_rows in (1, 2, 3, 64):
             what = (f"k{kernel_shape} s={stride} d={dilation} p={padding!r} {pad_mode} {mode} "
                     f"band_rows={band_rows}")
-            out_hw, _, bands = op.bands(_Stored(x), band_rows=band_rows)
+            out_hw = op.output_size(x.shape[:2])
+            bands = op.bands(_Stored(x), band_rows=band_rows)
             out = np.full(out_hw + (2,), np.nan, dtype=np.float32)
             for first, rows in bands:
                 out[first:first + rows.shape[0]] = rows

@@ -55,8 +55,7 @@ def run_matrix(operation, spec: str, *, output: str | None, explain: bool, at: s
     position = parse_position(at)
     if explain:
         check_small(x.shape)
-    result, extra = operation.apply(x[:, :, None])
-    result = result[:, :, 0]
+    result = operation.apply(x[:, :, None])[:, :, 0]
     if explain or at is not None:
         check_position(position, result.shape)
     if output is not None:
@@ -70,15 +69,15 @@ def run_matrix(operation, spec: str, *, output: str | None, explain: bool, at: s
             "input": "matrix", "output": output, "operation": operation.name,
             "input_size": {"width": x.shape[1], "height": x.shape[0]},
             "output_size": {"width": result.shape[1], "height": result.shape[0]},
-            **operation.report, **extra, "result": result.tolist(),
+            **operation.report(x.shape), "result": result.tolist(),
         }
         if explain:
-            step = explain_step(operation, x, position, extra)
+            step = operation.explain(x, position)
             record["explain"] = {"at": {"row": position[0], "col": position[1]},
                                  "terms": step.terms, "value": step.value, "equation": step.equation}
         print(json.dumps(record))
         return
-    render(operation, x, result, position, extra, explain, output)
+    render(operation, x, result, position, explain, output)
 
 
 def write_matrix(output: str, result) -> None:
@@ -97,60 +96,6 @@ def write_matrix(output: str, result) -> None:
     else:
         raise ConvcliError(f"output {output!r}: a matrix is written as .npy, .csv or .txt")
     write_atomic_bytes(output, buffer.getvalue())
-
-
-def explain_step(operation, x, position, extra):
-    from ..ops import explain as ex
-
-    kw = operation.kwargs
-    if operation.name == "filter":
-        sides = tuple(extra["padding"][k] for k in ("top", "bottom", "left", "right"))
-        return ex.explain_filter(x, kw["kernel"], stride=kw["stride"], sides=sides,
-                                 dilation=kw["dilation"], pad_mode=kw["pad_mode"],
-                                 mode=kw["mode"], at=position)
-    if operation.name == "pool":
-        return ex.explain_pool(x.tolist(), size=kw["size"], stride=kw["stride"],
-                               padding=kw["padding"], dilation=kw["dilation"],
-                               ceil_mode=kw["ceil_mode"], op=kw["op"],
-                               count_include_pad=kw["count_include_pad"], at=position)
-    return ex.explain_transposed(x.tolist(), kw["kernel"], stride=kw["stride"],
-                                 padding=kw["padding"], output_padding=kw["output_padding"],
-                                 dilation=kw["dilation"], mode=kw["mode"], at=position)
-
-
-def size_formula(operation, x_shape, extra) -> list[str]:
-    """The output-size formula per axis with the numbers put in."""
-    kw = operation.kwargs
-    lines = []
-    for axis, name in ((0, "height"), (1, "width")):
-        n = x_shape[axis]
-        if operation.name == "filter":
-            k = kw["kernel"].shape[axis]
-            s, d = kw["stride"][axis], kw["dilation"][axis]
-            pad = extra["padding"]
-            before, after = (pad["top"], pad["bottom"]) if axis == 0 else (pad["left"], pad["right"])
-            value = (n + before + after - d * (k - 1) - 1) // s + 1
-            lines.append(f"{name}: floor(({n} + {before} + {after} - {d}*({k}-1) - 1) / {s}) + 1 = {value}")
-        elif operation.name == "pool":
-            from ..geometry.sizes import pool_output_length
-
-            k, s = kw["size"][axis], kw["stride"][axis]
-            p, d = kw["padding"][axis], kw["dilation"][axis]
-            rounding = "ceil" if kw["ceil_mode"] else "floor"
-            value = pool_output_length(n, k, s, p, d, kw["ceil_mode"])
-            text = f"{name}: {rounding}(({n} + 2*{p} - {d}*({k}-1) - 1) / {s}) + 1"
-            if kw["ceil_mode"]:
-                raw = -(-(n + 2 * p - d * (k - 1) - 1) // s) + 1
-                if raw != value:
-                    text += f" = {raw}; the last window would start in the right padding, so it is dropped:"
-            lines.append(f"{text} {value}" if text.endswith(":") else f"{text} = {value}")
-        else:
-            k = kw["kernel"].shape[axis]
-            s, p = kw["stride"][axis], kw["padding"][axis]
-            op, d = kw["output_padding"][axis], kw["dilation"][axis]
-            value = (n - 1) * s - 2 * p + d * (k - 1) + op + 1
-            lines.append(f"{name}: ({n} - 1)*{s} - 2*{p} + {d}*({k}-1) + {op} + 1 = {value}")
-    return lines
 
 
 def _table(grid, *, marked=(), highlight=None, row_labels=None, col_labels=None):
@@ -176,13 +121,13 @@ def _table(grid, *, marked=(), highlight=None, row_labels=None, col_labels=None)
     return table
 
 
-def render(operation, x, result, position, extra, explain, output) -> None:
+def render(operation, x, result, position, explain, output) -> None:
     from rich.console import Console
 
     console = Console(highlight=False)
     in_size, out_size = format_size(x.shape), format_size(result.shape)
     if explain:
-        step = explain_step(operation, x, position, extra)
+        step = operation.explain(x, position)
         oy, ox = step.grid_origin
         rows = [str(oy + i) for i in range(len(step.grid))]
         cols = [str(ox + j) for j in range(len(step.grid[0]))]
@@ -197,7 +142,7 @@ def render(operation, x, result, position, extra, explain, output) -> None:
             console.print(f"note: {note}", markup=False)
         console.print()
         console.print("output size:", markup=False)
-        for line in size_formula(operation, x.shape, extra):
+        for line in operation.size_formula(x.shape):
             console.print(f"  {line}", markup=False)
     highlight = position if explain else None
     console.print(f"output {out_size} (from {in_size})", markup=False)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from ..constants import MODES
 from ..errors import ConvcliError
-from ..geometry.sizes import as_pair, conv_output_size, resolve_padding
+from ..geometry.sizes import as_pair, conv_output_size, resolve_padding, window_rows
 from .loops import (accumulate, accumulate_symmetric, column_phases, padded_block, row_tiles,
                      run_tiles, separable_factors)
 from .padding import check_pad_mode, check_pad_sizes, pad2d
 
-MODES = ("correlation", "convolution")
+if TYPE_CHECKING:
+    import numpy
+    from numpy.typing import ArrayLike
 
 
 def check_mode(mode: str) -> str:
@@ -59,8 +64,10 @@ METHODS = ("auto", "direct", "tiled", "separable", "fft")
 FFT_MIN_TAPS = 160
 
 
-def filter2d(image, kernel, *, stride=1, padding=0, dilation=1, pad_mode="zeros",
-             mode="correlation", method="auto", workers=None):
+def filter2d(image: ArrayLike, kernel: ArrayLike, *, stride: int | tuple[int, int] = 1,
+             padding: int | tuple[int, int] | tuple[int, int, int, int] | str = 0,
+             dilation: int | tuple[int, int] = 1, pad_mode: str = "zeros", mode: str = "correlation",
+             method: str = "auto", workers: int | None = None) -> numpy.ndarray:
     """Filter an image with a 2-D kernel, each channel on its own.
 
     ``image`` is H x W or H x W x C.  By default this is cross-correlation, as
@@ -68,45 +75,111 @@ def filter2d(image, kernel, *, stride=1, padding=0, dilation=1, pad_mode="zeros"
     ``mode="convolution"`` rotates the kernel 180 degrees first (as
     ``scipy.signal.convolve2d``).
 
-    ``stride``, ``dilation``: int or ``(height, width)``.  ``padding``: int,
-    ``(height, width)``, ``(top, bottom, left, right)``, ``"valid"`` (0) or
-    ``"same"`` (output ``ceil(in / stride)``; the odd pixel of an even kernel
-    goes to the bottom/right, as PyTorch's ``padding='same'``).  ``pad_mode``:
-    ``zeros``, ``reflect``, ``replicate`` or ``circular`` (PyTorch's ``F.pad``).
+    Output size per axis::
 
-    ``method`` picks the algorithm; all give the same numbers to float32 rounding
-    (tests/test_fast_paths.py holds them to 1e-4 of the value scale):
+        out = floor((in + pad_before + pad_after - dilation*(k - 1) - 1) / stride) + 1
 
-    - ``"direct"``: the plain reference, one strided slice of the whole padded image per
-      kernel tap;
-    - ``"tiled"``: the same per-tap sums, on output tiles that stay in cache, on ``workers``
-      threads;
-    - ``"separable"``: the kernel as a sum of few outer products (rank 1 for Gaussian, box,
-      Sobel; found by SVD, taken only when exact to 1e-6 of the kernel's L1 norm), each a
-      vertical then a horizontal 1-D pass, tiled and threaded.  Raises ConvcliError when the
-      kernel is not a sum of at most ``min(kh, kw) // 2`` (at least 1) outer products;
-    - ``"fft"``: float64 FFT (``numpy.fft``) of each padded channel, keeping only the output
-      positions;
-    - ``"auto"`` (default): separable when that needs fewer passes than taps, the FFT for
-      kernels of at least ``FFT_MIN_TAPS`` non-zero taps (times the stride area), else tiled.
+    Parameters
+    ----------
+    image : array_like
+        H x W or H x W x C numbers (bool, integer or float), converted to float32.
+    kernel : array_like
+        A non-empty 2-D matrix of finite numbers within float32's range, used as float32.
+    stride, dilation : int or (int, int), optional
+        One value or ``(height, width)``, each at least 1.  Default 1.
+    padding : int, (int, int), (int, int, int, int) or str, optional
+        An int, ``(height, width)``, ``(top, bottom, left, right)``, ``"valid"`` (0, the
+        default) or ``"same"`` (output ``ceil(in / stride)``; the odd pixel of an even kernel
+        goes to the bottom/right, as PyTorch's ``padding='same'``; above stride 1 this is
+        TensorFlow's ``SAME``, which PyTorch refuses).  Not negative.
+    pad_mode : {"zeros", "reflect", "replicate", "circular"}, optional
+        How the padding is filled, as PyTorch's ``F.pad`` (see :func:`~convcli.engine.padding.pad2d`):
+        reflect padding must be smaller than the image side, circular padding at most the side.
+    mode : {"correlation", "convolution"}, optional
+        ``"correlation"`` (default, PyTorch's ``F.conv2d``) or ``"convolution"`` (the kernel
+        rotated 180 degrees first, as ``scipy.signal.convolve2d``).
+    method : {"auto", "direct", "tiled", "separable", "fft"}, optional
+        The algorithm; all give the same numbers to float32 rounding
+        (tests/test_fast_paths.py holds them to 1e-4 of the value scale):
 
-    ``workers``: threads for the tiled, separable and FFT paths (default: the usable cores).
+        - ``"direct"``: the plain reference, one strided slice of the whole padded image per
+          kernel tap;
+        - ``"tiled"``: the same per-tap sums, on output tiles that stay in cache, on ``workers``
+          threads;
+        - ``"separable"``: the kernel as a sum of few outer products (rank 1 for Gaussian, box,
+          Sobel; found by SVD, taken only when exact to 1e-6 of the kernel's L1 norm), each a
+          vertical then a horizontal 1-D pass, tiled and threaded.  Raises ConvcliError when the
+          kernel is not a sum of at most ``min(kh, kw) // 2`` (at least 1) outer products;
+        - ``"fft"``: float64 FFT (``numpy.fft``) of each padded channel, keeping only the output
+          positions;
+        - ``"auto"`` (default): separable when that needs fewer passes than taps (and the kernel
+          has at least 2 rows and 2 columns), the FFT for kernels of at least ``FFT_MIN_TAPS``
+          non-zero taps (times the stride area), else tiled.
+    workers : int, optional
+        Threads for the tiled, separable and FFT paths (default: the usable cores).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, H' x W' (x C): as many dimensions as ``image``.
+
+    Raises
+    ------
+    ConvcliError
+        For an unknown ``method``, ``mode`` or ``pad_mode``; an image that is not H x W (x C)
+        numbers or a kernel that is not a finite 2-D matrix; a stride or dilation below 1 or a
+        negative padding; padding that ``pad_mode`` cannot give (PyTorch refuses it too); a
+        dilated kernel larger than the padded image; ``method="separable"`` with a kernel that
+        is not a sum of few enough outer products.
+
+    Notes
+    -----
     The tiled and separable paths give bit-identical results however the image is split
     into tiles, threads or blocks (convcli.run.chunked relies on it); the FFT's rounding depends
     on the image's extent, so chunked results agree with it to float64 rounding only.
     Zero weights are skipped, so a NaN or infinity of the image may spread differently
     between methods; images are expected to be finite.
 
-    Output size per axis::
-
-        out = floor((in + pad_before + pad_after - dilation*(k - 1) - 1) / stride) + 1
-
-    Returns float32, H' x W' (x C).
+    Examples
+    --------
+    A 2x2 kernel on a 4x4 ramp: every output is ``x[i, j] - x[i + 1, j + 1] = -5``, on
+    ``floor((4 - 1*(2 - 1) - 1) / 1) + 1 = 3`` rows and columns.
 
     >>> import numpy as np
     >>> x = np.arange(16, dtype=np.float32).reshape(4, 4)
     >>> filter2d(x, [[1, 0], [0, -1]]).tolist()
     [[-5.0, -5.0, -5.0], [-5.0, -5.0, -5.0], [-5.0, -5.0, -5.0]]
+
+    Sums over 3x3 neighbourhoods with one pixel of zeros padding (the corner is 1 + 2 + 4 + 5):
+
+    >>> x = np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9]])
+    >>> filter2d(x, np.ones((3, 3)), padding=1).tolist()
+    [[12.0, 21.0, 16.0], [27.0, 45.0, 33.0], [24.0, 39.0, 28.0]]
+
+    Correlation takes the kernel as written, convolution rotated:
+
+    >>> row = np.array([[1., 10., 100.]])
+    >>> filter2d(row, [[1, 2]]).tolist()  # 1*x[j] + 2*x[j + 1]
+    [[21.0, 210.0]]
+    >>> filter2d(row, [[1, 2]], mode="convolution").tolist()  # 2*x[j] + 1*x[j + 1]
+    [[12.0, 120.0]]
+
+    Reflect padding of one column on each side (the row becomes 2 1 2 3 2):
+
+    >>> filter2d(np.array([[1., 2., 3.]]), [[1, 1, 1]], padding=(0, 1), pad_mode="reflect").tolist()
+    [[5.0, 6.0, 7.0]]
+
+    Dilation 2 spreads the taps: ``x[i, j] + x[i + 2, j + 2]`` on a 5x5 ramp, on
+    ``floor((5 - 2*(2 - 1) - 1) / 1) + 1 = 3`` rows and columns:
+
+    >>> filter2d(np.arange(25.).reshape(5, 5), [[1, 0], [0, 1]], dilation=2).tolist()
+    [[12.0, 14.0, 16.0], [22.0, 24.0, 26.0], [32.0, 34.0, 36.0]]
+
+    Stride 2 with ``"same"`` padding on a 7x9 RGB image: ``ceil(7 / 2) x ceil(9 / 2)``, each
+    channel filtered on its own:
+
+    >>> filter2d(np.zeros((7, 9, 3)), np.ones((3, 3)), stride=2, padding="same").shape
+    (4, 5, 3)
     """
     import numpy as np
 
@@ -182,9 +255,10 @@ def _block_for(x3, tile, top, left, span, stride, pad_mode):
     """The padded input block that output tile ``(r0, r1, c0, c1)`` reads, given the kernel's
     ``span`` (dilated height, width)."""
     (r0, r1, c0, c1), (sy, sx) = tile, stride
-    rows = (r0 * sy - top, (r1 - 1) * sy + span[0] - top)
-    cols = (c0 * sx - left, (c1 - 1) * sx + span[1] - left)
-    return padded_block(x3, rows, cols, pad_mode)
+    rows = window_rows(r0, r1, sy, span[0])
+    cols = window_rows(c0, c1, sx, span[1])
+    return padded_block(x3, (rows[0] - top, rows[1] - top), (cols[0] - left, cols[1] - left),
+                        pad_mode)
 
 
 def _tiled(x3, k, stride, dilation, sides, pad_mode, out, workers):

@@ -15,8 +15,12 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConvcliError
+
+if TYPE_CHECKING:
+    import numpy
 
 PRESETS_ENV = "CONVCLI_PRESETS"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -36,6 +40,16 @@ class Kernel:
     @property
     def size(self) -> tuple[int, int]:
         return tuple(self.matrix.shape)  # (height, width)
+
+    def to_json(self, with_matrix: bool = False) -> dict:
+        """The kernel as JSON reports show it: name, source, size, parameters (and matrix)."""
+        data = {"name": self.name, "source": self.source,
+                "size": {"width": int(self.size[1]), "height": int(self.size[0])}}
+        if self.params:
+            data["params"] = self.params
+        if with_matrix:
+            data["matrix"] = self.matrix.tolist()
+        return data
 
 
 # ------------------------------------------------------------------ generators
@@ -59,8 +73,40 @@ def _float_param(value, name: str) -> float:
     return number
 
 
-def gaussian_kernel(size=5, sigma=1.0):
-    """``exp(-(x^2 + y^2) / (2 sigma^2))`` on a size grid centred on its middle, summing to 1."""
+def gaussian_kernel(size: int | tuple[int, int] | str = 5, sigma: float | str = 1.0) -> numpy.ndarray:
+    """``exp(-(x^2 + y^2) / (2 sigma^2))`` on a size grid centred on its middle, summing to 1.
+
+    Parameters
+    ----------
+    size : int, (int, int) or str, optional
+        The grid: one value, ``(height, width)``, or ``"N"`` or ``"WxH"`` (width first, as on
+        the command line); at least 1.  Default 5.
+    sigma : float or str, optional
+        The standard deviation in pixels, a positive finite number (or its text).  Default 1.0.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, ``(height, width)``, summing to 1.
+
+    Raises
+    ------
+    ConvcliError
+        For a size below 1 or a sigma that is not a positive finite number.
+
+    Examples
+    --------
+    The 1-D weights are ``exp(-1/2), 1, exp(-1/2)`` over their sum, ``0.2741, 0.4519, 0.2741``,
+    and the kernel is their outer product:
+
+    >>> k = gaussian_kernel(3, sigma=1.0)
+    >>> k.round(4).tolist()
+    [[0.0751, 0.1238, 0.0751], [0.1238, 0.2042, 0.1238], [0.0751, 0.1238, 0.0751]]
+    >>> round(float(k.sum()), 12)
+    1.0
+    >>> gaussian_kernel("5x3").shape  # WxH: 3 rows, 5 columns
+    (3, 5)
+    """
     import numpy as np
 
     height, width = _size_param(size, "size")
@@ -73,14 +119,69 @@ def gaussian_kernel(size=5, sigma=1.0):
     return kernel / kernel.sum()
 
 
-def box_kernel(size=3):
+def box_kernel(size: int | tuple[int, int] | str = 3) -> numpy.ndarray:
+    """A box (mean) kernel: ``1 / (height * width)`` everywhere, summing to 1.
+
+    Parameters
+    ----------
+    size : int, (int, int) or str, optional
+        One value, ``(height, width)``, or ``"N"`` or ``"WxH"`` (width first); at least 1.
+        Default 3.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, ``(height, width)``.
+
+    Raises
+    ------
+    ConvcliError
+        For a size below 1.
+
+    Examples
+    --------
+    >>> box_kernel(2).tolist()
+    [[0.25, 0.25], [0.25, 0.25]]
+    >>> box_kernel((1, 4)).tolist()
+    [[0.25, 0.25, 0.25, 0.25]]
+    """
     import numpy as np
 
     height, width = _size_param(size, "size")
     return np.full((height, width), 1.0 / (height * width))
 
 
-def nearest_kernel(factor=2):
+def nearest_kernel(factor: int | tuple[int, int] | str = 2) -> numpy.ndarray:
+    """The kernel of nearest-neighbour upsampling by ``factor``: ones, ``factor`` x ``factor``.
+
+    With :func:`~convcli.engine.transposed.conv_transpose2d` at ``stride=factor`` every pixel
+    becomes a ``factor`` x ``factor`` block.
+
+    Parameters
+    ----------
+    factor : int, (int, int) or str, optional
+        One value, ``(height, width)``, or ``"N"`` or ``"WxH"`` (width first); at least 1.
+        Default 2.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ones, ``(height, width)``.
+
+    Raises
+    ------
+    ConvcliError
+        For a factor below 1.
+
+    Examples
+    --------
+    >>> nearest_kernel(2).tolist()
+    [[1.0, 1.0], [1.0, 1.0]]
+    >>> import numpy as np
+    >>> from convcli import conv_transpose2d
+    >>> conv_transpose2d(np.array([[1., 2.]]), nearest_kernel(2), stride=2).tolist()
+    [[1.0, 1.0, 2.0, 2.0], [1.0, 1.0, 2.0, 2.0]]
+    """
     import numpy as np
 
     height, width = _size_param(factor, "factor")
@@ -95,8 +196,49 @@ def _triangle(factor: int):
     return 1 - np.abs(np.arange(length) - centre) / factor
 
 
-def bilinear_kernel(factor=2):
-    """The triangle kernel of bilinear upsampling by an integer ``factor`` (FCN's ``bilinear`` filler)."""
+def bilinear_kernel(factor: int | tuple[int, int] | str = 2) -> numpy.ndarray:
+    """The triangle kernel of bilinear upsampling by an integer ``factor`` (FCN's ``bilinear`` filler).
+
+    Along each axis: ``2*factor - factor % 2`` taps, ``1 - |i - centre| / factor`` with the
+    centre in the middle.  With :func:`~convcli.engine.transposed.conv_transpose2d` at
+    ``stride=factor`` and ``padding=factor // 2`` the output is exactly ``factor`` times the
+    input (what ``convcli upsample`` does by default).
+
+    Parameters
+    ----------
+    factor : int, (int, int) or str, optional
+        One value, ``(height, width)``, or ``"N"`` or ``"WxH"`` (width first); at least 1.
+        Default 2.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, ``(2*fy - fy % 2, 2*fx - fx % 2)`` for the factor ``(fy, fx)``.
+
+    Raises
+    ------
+    ConvcliError
+        For a factor below 1.
+
+    Examples
+    --------
+    >>> bilinear_kernel((1, 2)).tolist()  # factor 1 down, 2 across: one row of 4 taps
+    [[0.25, 0.75, 0.75, 0.25]]
+    >>> (bilinear_kernel(2) * 16).tolist()  # the outer product of 1 3 3 1 / 4 with itself
+    [[1.0, 3.0, 3.0, 1.0], [3.0, 9.0, 9.0, 3.0], [3.0, 9.0, 9.0, 3.0], [1.0, 3.0, 3.0, 1.0]]
+    >>> bilinear_kernel(3).shape  # 2*3 - 3 % 2 = 5
+    (5, 5)
+
+    Doubling a row: inside, the samples are the linear interpolation at the output pixels'
+    centres (``0.25, 0.75, 1.25, 1.75`` input pixels: 1, 3, 5, 7); at the ends the outside
+    counts as zeros:
+
+    >>> import numpy as np
+    >>> from convcli import conv_transpose2d
+    >>> row = np.array([[0., 4., 8.]])
+    >>> conv_transpose2d(row, bilinear_kernel((1, 2)), stride=(1, 2), padding=(0, 1)).tolist()
+    [[0.0, 1.0, 3.0, 5.0, 7.0, 6.0]]
+    """
     import numpy as np
 
     fy, fx = _size_param(factor, "factor")
@@ -295,11 +437,66 @@ def _parse_params(text: str) -> dict:
     return params
 
 
-def parse_kernel(spec: str, *, presets_dir=None, defaults: dict | None = None) -> Kernel:
+def parse_kernel(spec: str, *, presets_dir: str | os.PathLike[str] | None = None,
+                 defaults: dict[str, object] | None = None) -> Kernel:
     """Resolve a kernel spec (see the module docstring) into a :class:`Kernel`.
 
-    ``defaults`` supplies parameter values that the spec does not set (the
-    ``upsample`` command passes the stride as the size of ``nearest``).
+    A kernel spec is one of:
+
+    * a preset name, optionally with parameters: ``sobel-vertical``, ``gaussian:size=7,sigma=1.5``;
+    * an inline matrix, rows split by ``;`` and values by ``,`` or spaces: ``"1,0,-1;2,0,-2;1,0,-1"``;
+    * a file: ``.npy`` (2-D, numeric, no pickles) or text/CSV with one row per line.
+
+    Parameters
+    ----------
+    spec : str
+        The spec.  One holding a path separator or ending in ``.npy``, ``.txt``, ``.csv`` or
+        ``.tsv`` is a file; one that starts like a number (or ``[``), or holds ``;``, ``,`` or
+        spaces but no ``:``, is an inline matrix; anything else is a preset name, optionally
+        followed by ``:name=value,...``.
+    presets_dir : str or os.PathLike, optional
+        A folder of more presets (``.toml`` or ``.json``), searched after the built-in ones and
+        those of ``$CONVCLI_PRESETS``, and overriding them.
+    defaults : dict, optional
+        ``defaults`` supplies parameter values that the spec does not set (the ``upsample``
+        command passes the stride as the ``factor`` of ``nearest`` and ``bilinear``); names the
+        preset has no parameter for are ignored.
+
+    Returns
+    -------
+    Kernel
+        ``name`` (the preset's name, ``"custom"`` for an inline matrix, the file's stem),
+        ``matrix`` (float32, 2-D; ``size`` is its ``(height, width)``), ``description``,
+        ``source`` (``"preset"``, ``"inline"`` or the file's path) and ``params`` (a
+        preset's parameters as used).
+
+    Raises
+    ------
+    ConvcliError
+        For an empty spec; a missing or unreadable file; a matrix with a value that is not a
+        number, rows of different lengths, or NaN or infinite values; an unknown preset or
+        parameter; a ``presets_dir`` (or ``$CONVCLI_PRESETS`` entry) that is not a folder.
+
+    Examples
+    --------
+    >>> k = parse_kernel("sobel-vertical")
+    >>> k.name, k.source, k.size
+    ('sobel-vertical', 'preset', (3, 3))
+    >>> k.matrix.tolist()
+    [[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]]
+    >>> k = parse_kernel("1,2;3,4")
+    >>> k.name, k.source, k.matrix.tolist()
+    ('custom', 'inline', [[1.0, 2.0], [3.0, 4.0]])
+    >>> parse_kernel("gaussian:size=7,sigma=1.5").size
+    (7, 7)
+    >>> parse_kernel("box:size=3x1").size  # WxH: 1 row, 3 columns
+    (1, 3)
+    >>> parse_kernel("nearest", defaults={"factor": 3}).size
+    (3, 3)
+    >>> parse_kernel("no-such-kernel")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    convcli.errors.ConvcliError: kernel: unknown preset 'no-such-kernel' (known presets: ...)
     """
     from .filtering import as_kernel
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 
+from ..system import usable_cores
 from .padding import pad_rows
 
 # Output tile: rows x (columns * channels) elements, at least TILE_ROWS_MIN rows.
@@ -25,9 +26,25 @@ _pools_lock = threading.Lock()
 
 
 def default_workers() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
+    return usable_cores()
+
+
+def ordered_map(func, items, workers: int | None = None):
+    """``map(func, items)`` on a few threads (numpy releases the GIL), in order, holding at
+    most two results per thread ahead of the consumer."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = workers or usable_cores()
+    items = iter(items)
+    with ThreadPoolExecutor(workers) as pool:
+        pending = deque(pool.submit(func, item) for _, item in zip(range(2 * workers), items))
+        while pending:
+            result = pending.popleft().result()
+            for item in items:
+                pending.append(pool.submit(func, item))
+                break
+            yield result
 
 
 def _executor(workers: int):

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from ..constants import PAD_MODES
 from ..errors import ConvcliError
 from ..geometry.sizes import Sides
 
-PAD_MODES = ("zeros", "reflect", "replicate", "circular")
-_NUMPY_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+if TYPE_CHECKING:
+    import numpy
+
+NUMPY_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
 def check_pad_mode(mode: str) -> str:
@@ -15,7 +20,7 @@ def check_pad_mode(mode: str) -> str:
     return mode
 
 
-def pad2d(image, sides: Sides, mode: str = "zeros", value: float = 0.0):
+def pad2d(image: numpy.ndarray, sides: Sides, mode: str = "zeros", value: float = 0.0) -> numpy.ndarray:
     """Pad the first two axes of an H x W (x C) array by ``(top, bottom, left, right)``.
 
     ``mode`` is PyTorch's: ``zeros`` (or the constant ``value``), ``reflect``
@@ -23,9 +28,47 @@ def pad2d(image, sides: Sides, mode: str = "zeros", value: float = 0.0):
     ``replicate`` (repeat the edge) or ``circular`` (wrap around; padding at
     most the side).  Sizes PyTorch refuses are refused here too.
 
+    Parameters
+    ----------
+    image : numpy.ndarray
+        H x W or H x W x C, of any dtype (kept).
+    sides : (int, int, int, int)
+        ``(top, bottom, left, right)``, each at least 0.
+    mode : {"zeros", "reflect", "replicate", "circular"}, optional
+        Default ``"zeros"``.
+    value : float, optional
+        The constant that ``"zeros"`` pads with (default 0).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(top + H + bottom) x (left + W + right) (x C)``, the dtype of ``image``; ``image``
+        itself, not a copy, when all four sides are 0.
+
+    Raises
+    ------
+    ConvcliError
+        For an unknown mode, reflect padding not smaller than the side, or circular padding
+        over the side.
+
+    Examples
+    --------
     >>> import numpy as np
     >>> pad2d(np.array([[1., 2., 3.]]), (0, 0, 2, 1), "reflect").tolist()
     [[3.0, 2.0, 1.0, 2.0, 3.0, 2.0]]
+    >>> row = np.array([[1., 2., 3.]])
+    >>> pad2d(row, (0, 0, 2, 1), "replicate").tolist()
+    [[1.0, 1.0, 1.0, 2.0, 3.0, 3.0]]
+    >>> pad2d(row, (0, 0, 2, 1), "circular").tolist()
+    [[2.0, 3.0, 1.0, 2.0, 3.0, 1.0]]
+    >>> pad2d(row, (1, 0, 0, 0), value=-1).tolist()
+    [[-1.0, -1.0, -1.0], [1.0, 2.0, 3.0]]
+    >>> pad2d(np.zeros((4, 5, 3)), (1, 1, 2, 2)).shape
+    (6, 9, 3)
+    >>> pad2d(row, (0, 0, 3, 0), "reflect")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    convcli.errors.ConvcliError: padding: reflect padding must be smaller than the input side ...
     """
     import numpy as np
 
@@ -37,7 +80,7 @@ def pad2d(image, sides: Sides, mode: str = "zeros", value: float = 0.0):
     widths = [(top, bottom), (left, right)] + [(0, 0)] * (image.ndim - 2)
     if mode == "zeros":
         return np.pad(image, widths, mode="constant", constant_values=value)
-    return np.pad(image, widths, mode=_NUMPY_MODE[mode])
+    return np.pad(image, widths, mode=NUMPY_MODES[mode])
 
 
 def pad_rows(length: int, start: int, stop: int, mode: str):

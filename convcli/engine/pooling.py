@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from ..constants import POOL_OPS
 from ..errors import ConvcliError
 from .filtering import as_image
-from ..geometry.sizes import as_pair, pool_output_size
+from ..geometry.sizes import as_pair, pool_output_size, pool_padding_after, window_rows
 
-POOL_OPS = ("max", "mean", "min")
+if TYPE_CHECKING:
+    import numpy
+    from numpy.typing import ArrayLike
 
 
 POOL_METHODS = ("auto", "direct")
@@ -26,8 +31,11 @@ def pool_parameters(op, size, stride, padding, dilation):
     return size, stride, padding, dilation
 
 
-def pool2d(image, size=2, *, stride=None, padding=0, dilation=1, ceil_mode=False, op="max",
-           count_include_pad=True, method="auto", workers=None):
+def pool2d(image: ArrayLike, size: int | tuple[int, int] = 2, *,
+           stride: int | tuple[int, int] | None = None, padding: int | tuple[int, int] = 0,
+           dilation: int | tuple[int, int] = 1, ceil_mode: bool = False, op: str = "max",
+           count_include_pad: bool = True, method: str = "auto",
+           workers: int | None = None) -> numpy.ndarray:
     """Pool an H x W (x C) image over windows, each channel on its own.
 
     ``op``: ``max`` (PyTorch's ``F.max_pool2d``), ``mean`` (``F.avg_pool2d``) or
@@ -46,15 +54,71 @@ def pool2d(image, size=2, *, stride=None, padding=0, dilation=1, ceil_mode=False
     window that would start in the right padding is dropped
     (``(out - 1)*stride >= in + padding`` means ``out -= 1``).
 
-    ``method="direct"`` is the plain reference: the whole image padded, one strided view per
-    window cell.  ``"auto"`` (default) makes the same comparisons and sums in the same order
-    on output row tiles that stay in cache, on ``workers`` threads (default: the usable
-    cores), padding only the tiles that touch the border, and min as ``np.minimum`` with
-    ``+inf`` padding: bit-identical results, without the whole padded copy.
+    Parameters
+    ----------
+    image : array_like
+        H x W or H x W x C numbers (bool, integer or float), converted to float32.
+    size : int or (int, int), optional
+        The window, one value or ``(height, width)``, at least 1.  Default 2.
+    stride : int or (int, int), optional
+        At least 1.  Default: ``size`` (windows side by side).
+    padding : int or (int, int), optional
+        Added on both sides of each axis; at most ``size // 2``.  Default 0.
+    dilation : int or (int, int), optional
+        Spacing of the window's cells, at least 1; max and min only.  Default 1.
+    ceil_mode : bool, optional
+        Round the output size up instead of down (default False).  A window that then hangs
+        past the bottom/right padding takes only its cells inside the padded image, and for
+        mean only those count in the divisor, as in PyTorch.
+    op : {"max", "mean", "min"}, optional
+        Default ``"max"``.
+    count_include_pad : bool, optional
+        Mean only: whether the padded zeros count in the divisor (default True, as PyTorch).
+    method : {"auto", "direct"}, optional
+        ``"direct"`` is the plain reference: the whole image padded, one strided view per
+        window cell.  ``"auto"`` (default) makes the same comparisons and sums in the same order
+        on output row tiles that stay in cache, on ``workers`` threads, padding only the tiles
+        that touch the border, and min as ``np.minimum`` with ``+inf`` padding: bit-identical
+        results, without the whole padded copy.
+    workers : int, optional
+        Threads for ``method="auto"`` (default: the usable cores).
 
+    Returns
+    -------
+    numpy.ndarray
+        float32, H' x W' (x C): as many dimensions as ``image``.
+
+    Raises
+    ------
+    ConvcliError
+        For an unknown ``op`` or ``method``; a size, stride or dilation below 1 or a negative
+        padding; padding over ``size // 2``; a dilation with ``op="mean"``; a window that does
+        not fit the padded image; an image that is not H x W (x C) numbers.
+
+    Examples
+    --------
     >>> import numpy as np
     >>> pool2d(np.arange(16.).reshape(4, 4), 2).tolist()
     [[5.0, 7.0], [13.0, 15.0]]
+
+    ``ceil_mode`` on a 5x5 ramp: ``floor((5 - 1*(2 - 1) - 1) / 2) + 1 = 2`` windows per axis
+    without it, ``ceil(3 / 2) + 1 = 3`` with it (the third starts at 4, inside the input, so
+    it stays and holds the last row or column alone):
+
+    >>> x = np.arange(25.).reshape(5, 5)
+    >>> pool2d(x, 2).tolist()
+    [[6.0, 8.0], [16.0, 18.0]]
+    >>> pool2d(x, 2, ceil_mode=True).tolist()
+    [[6.0, 8.0, 9.0], [16.0, 18.0, 19.0], [21.0, 23.0, 24.0]]
+
+    Mean over 2x2 windows at stride 1 with one pixel of padding, with and without the padded
+    zeros in the divisor (the corner window holds 1 and three zeros):
+
+    >>> y = np.array([[1., 2.], [3., 4.]])
+    >>> pool2d(y, 2, stride=1, padding=1, op="mean").tolist()
+    [[0.25, 0.75, 0.5], [1.0, 2.5, 1.5], [0.75, 1.75, 1.0]]
+    >>> pool2d(y, 2, stride=1, padding=1, op="mean", count_include_pad=False).tolist()
+    [[1.0, 1.5, 2.0], [2.0, 2.5, 3.0], [3.0, 3.5, 4.0]]
     """
     import numpy as np
 
@@ -70,8 +134,8 @@ def pool2d(image, size=2, *, stride=None, padding=0, dilation=1, ceil_mode=False
     if op == "mean":
         (kh, kw), (sy, sx), (ph, pw) = size, stride, padding
         height, width = x.shape[:2]
-        div_h = _divisor(height, kh, sy, ph, out_h, count_include_pad)
-        div_w = _divisor(width, kw, sx, pw, out_w, count_include_pad)
+        div_h = mean_divisor(height, kh, sy, ph, out_h, count_include_pad)
+        div_w = mean_divisor(width, kw, sx, pw, out_w, count_include_pad)
         divisor = np.outer(div_h, div_w).astype(np.float32)
         out /= divisor.reshape(divisor.shape + (1,) * (x.ndim - 2))
     return out
@@ -84,8 +148,8 @@ def _direct(x, size, stride, padding, dilation, op, out_h, out_w):
     (kh, kw), (sy, sx), (ph, pw), (dy, dx) = size, stride, padding, dilation
     height, width = x.shape[:2]
     # Pad far enough on the bottom/right for the last (ceil_mode) window.
-    extra_h = max(0, (out_h - 1) * sy + dy * (kh - 1) + 1 - height - ph)
-    extra_w = max(0, (out_w - 1) * sx + dx * (kw - 1) + 1 - width - pw)
+    extra_h = pool_padding_after(out_h, height, kh, sy, ph, dy)
+    extra_w = pool_padding_after(out_w, width, kw, sx, pw, dx)
     widths = [(ph, extra_h), (pw, extra_w)] + [(0, 0)] * (x.ndim - 2)
 
     if op == "mean":
@@ -143,9 +207,9 @@ def _tiled(x, size, stride, padding, dilation, op, out_h, out_w, workers):
     def tile_job(tile):
         r0, r1, _, _ = tile
         th = r1 - r0
-        rows = (r0 * sy - ph, (r1 - 1) * sy + dy * (kh - 1) + 1 - ph)
-        cols = (-pw, (out_w - 1) * sx + dx * (kw - 1) + 1 - pw)
-        block = padded_block(x3, rows, cols, "zeros", fill)
+        lo, hi = window_rows(r0, r1, sy, dy * (kh - 1) + 1)
+        left, right = window_rows(0, out_w, sx, dx * (kw - 1) + 1)
+        block = padded_block(x3, (lo - ph, hi - ph), (left - pw, right - pw), "zeros", fill)
         acc = out[r0:r1]
         if op == "mean":
             reduce(acc, [block[m * dy: m * dy + sy * (th - 1) + 1: sy,
@@ -171,7 +235,15 @@ def _tiled(x, size, stride, padding, dilation, op, out_h, out_w, workers):
     return out if x.ndim == 3 else out[:, :, 0]
 
 
-def _divisor(length, kernel, stride, padding, count, count_include_pad):
+def window_sums(block, size, stride, out_hw):
+    """The sums over each window of an already padded block, added in the order
+    :func:`pool2d` adds them for mean pooling, so that dividing them by the slice of the whole
+    image's :func:`mean_divisor` gives its result bit for bit (the chunked path does)."""
+    size, stride = as_pair(size, "size", minimum=1), as_pair(stride, "stride", minimum=1)
+    return _direct(as_image(block), size, stride, (0, 0), (1, 1), "mean", *out_hw)
+
+
+def mean_divisor(length, kernel, stride, padding, count, count_include_pad):
     """Cells per window along one axis, as PyTorch's avg_pool2d counts them."""
     import numpy as np
 

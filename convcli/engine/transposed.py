@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import ConvcliError
 from .filtering import as_image, as_kernel, check_mode
 from ..geometry.sizes import as_pair, tconv_output_size
+
+if TYPE_CHECKING:
+    import numpy
+    from numpy.typing import ArrayLike
 
 
 TCONV_METHODS = ("auto", "direct", "polyphase")
 
 
-def conv_transpose2d(image, kernel, *, stride=1, padding=0, output_padding=0, dilation=1,
-                     mode="correlation", method="auto", workers=None):
+def conv_transpose2d(image: ArrayLike, kernel: ArrayLike, *, stride: int | tuple[int, int] = 1,
+                     padding: int | tuple[int, int] = 0, output_padding: int | tuple[int, int] = 0,
+                     dilation: int | tuple[int, int] = 1, mode: str = "correlation",
+                     method: str = "auto", workers: int | None = None) -> numpy.ndarray:
     """Transposed convolution of an H x W (x C) image, each channel on its own.
 
     Every input pixel scatters the kernel, scaled by its value, into the output
@@ -26,16 +34,82 @@ def conv_transpose2d(image, kernel, *, stride=1, padding=0, output_padding=0, di
 
         out = (in - 1)*stride - 2*padding + dilation*(k - 1) + output_padding + 1
 
-    ``method="direct"`` is the plain reference: scatter-add of each kernel tap over the whole
-    uncropped output.  ``"polyphase"`` (what ``"auto"`` uses) computes each output phase
-    ``(row % stride, column % stride)`` on its own: a small correlation of the input with the
-    taps that land on that phase, only at the cropped output positions, on row tiles and
-    ``workers`` threads (default: the usable cores).  It adds the same products in the same
-    order, so the results are bit-identical.
+    Parameters
+    ----------
+    image : array_like
+        H x W or H x W x C numbers (bool, integer or float), converted to float32.
+    kernel : array_like
+        A non-empty 2-D matrix of finite numbers within float32's range, used as float32.
+    stride, dilation : int or (int, int), optional
+        One value or ``(height, width)``, each at least 1.  Default 1.
+    padding : int or (int, int), optional
+        Rows and columns cropped from each side of the full scatter result (``p`` above),
+        not negative.  Default 0.
+    output_padding : int or (int, int), optional
+        Rows and columns added at the bottom and right only; smaller than the stride or the
+        dilation.  Default 0.
+    mode : {"correlation", "convolution"}, optional
+        ``"convolution"`` rotates the kernel 180 degrees first.  Default ``"correlation"``.
+    method : {"auto", "direct", "polyphase"}, optional
+        ``"direct"`` is the plain reference: scatter-add of each kernel tap over the whole
+        uncropped output.  ``"polyphase"`` (what ``"auto"`` uses) computes each output phase
+        ``(row % stride, column % stride)`` on its own: a small correlation of the input with the
+        taps that land on that phase, only at the cropped output positions, on row tiles and
+        ``workers`` threads.  It adds the same products in the same order, so the results are
+        bit-identical.
+    workers : int, optional
+        Threads for the polyphase path (default: the usable cores).
 
+    Returns
+    -------
+    numpy.ndarray
+        float32, H' x W' (x C): as many dimensions as ``image``.
+
+    Raises
+    ------
+    ConvcliError
+        For an unknown ``method`` or ``mode``; an image that is not H x W (x C) numbers or a
+        kernel that is not a finite 2-D matrix; a stride or dilation below 1 or a negative
+        padding or output padding; an output padding not smaller than the stride or the
+        dilation; a padding that crops the whole output away.
+
+    Examples
+    --------
     >>> import numpy as np
     >>> conv_transpose2d(np.array([[1., 2.]]), [[1, 1]], stride=2).tolist()
     [[1.0, 1.0, 2.0, 2.0]]
+
+    At stride 1 the scattered copies of a 2x2 kernel of ones overlap and add up:
+
+    >>> conv_transpose2d(np.array([[1., 2.], [3., 4.]]), np.ones((2, 2))).tolist()
+    [[1.0, 3.0, 2.0], [4.0, 10.0, 6.0], [3.0, 7.0, 4.0]]
+
+    A worked scatter along a row: ``x = 1 2 3``, ``k = 1 2 1``, stride 2, so
+    ``(3 - 1)*2 + 1*(3 - 1) + 1 = 7`` outputs::
+
+        x[0] = 1 scatters to 0..2:   1 2 1 . . . .
+        x[1] = 2 scatters to 2..4:   . . 2 4 2 . .
+        x[2] = 3 scatters to 4..6:   . . . . 3 6 3
+        sum:                         1 2 3 4 5 6 3
+
+    >>> x = np.array([[1., 2., 3.]])
+    >>> conv_transpose2d(x, [[1, 2, 1]], stride=2).tolist()
+    [[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 3.0]]
+
+    ``padding`` 1 (on the width) crops one column from each side, ``7 - 2 = 5``;
+    ``output_padding`` 1 then gives one back, on the right only:
+
+    >>> conv_transpose2d(x, [[1, 2, 1]], stride=2, padding=(0, 1)).tolist()
+    [[2.0, 3.0, 4.0, 5.0, 6.0]]
+    >>> conv_transpose2d(x, [[1, 2, 1]], stride=2, padding=(0, 1), output_padding=(0, 1)).tolist()
+    [[2.0, 3.0, 4.0, 5.0, 6.0, 3.0]]
+
+    Upsampling an RGB image by exactly 2 with the 4x4 bilinear kernel and padding 1:
+    ``(4 - 1)*2 - 2*1 + (4 - 1) + 1 = 8`` rows and ``(5 - 1)*2 - 2 + 3 + 1 = 10`` columns:
+
+    >>> from convcli import bilinear_kernel
+    >>> conv_transpose2d(np.zeros((4, 5, 3)), bilinear_kernel(2), stride=2, padding=1).shape
+    (8, 10, 3)
     """
     if method not in TCONV_METHODS:
         raise ConvcliError(f"method: expected one of {', '.join(TCONV_METHODS)}, got {method!r}")

@@ -13,8 +13,14 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from ..constants import DEFAULT_MAX_PIXELS, DEPTHS, VALUE_MAPS
 from ..errors import ConvcliError, describe
+from .npy import NPY_MAGIC
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 # Output formats by extension: (Pillow format, depths it can hold).
 FORMATS = {
@@ -27,16 +33,6 @@ FORMATS = {
     ".webp": ("WEBP", ("8",)),
     ".npy": ("NPY", ("float",)),
 }
-VALUE_MAPS = ("auto", "clip", "abs", "normalize", "offset")
-DEPTHS = ("8", "16", "float")
-DEFAULT_MAX_PIXELS = 200_000_000
-
-
-def physical_memory() -> int | None:
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def parse_bytes(text: str, option: str = "--max-memory") -> int:
@@ -50,7 +46,20 @@ def parse_bytes(text: str, option: str = "--max-memory") -> int:
     return int(float(match.group(1)) * scale)
 
 
-_LUMA = (0.299, 0.587, 0.114)
+LUMA = (0.299, 0.587, 0.114)
+
+
+def to_float(stored, scale: float, gray: bool):
+    """Stored pixels (H x W x C) as float32 values: divided by ``scale`` (255 or 65535 for
+    8/16-bit), and converted to one luma channel with ``gray`` when there are three or more."""
+    import numpy as np
+
+    part = np.asarray(stored, dtype=np.float32)
+    if scale != 1:
+        part *= np.float32(1.0 / scale)
+    if gray and part.shape[2] >= 3:
+        part = (part[:, :, :3] @ np.array(LUMA, dtype=np.float32))[:, :, None]
+    return part
 
 
 @dataclass
@@ -86,14 +95,7 @@ class LoadedImage:
 
     def rows(self, index):
         """Rows (a slice or an index array) as float32 H' x W x C."""
-        import numpy as np
-
-        part = np.asarray(self.raw[index], dtype=np.float32)
-        if self.scale != 1:
-            part *= np.float32(1.0 / self.scale)
-        if self.gray and part.shape[2] >= 3:
-            part = (part[:, :, :3] @ np.array(_LUMA, dtype=np.float32))[:, :, None]
-        return part
+        return to_float(self.raw[index], self.scale, self.gray)
 
     def alpha_float(self):
         import numpy as np
@@ -113,37 +115,92 @@ def _check_readable(path: Path) -> None:
 
 
 STDIN = "-"
-_NPY_MAGIC = b"\x93NUMPY"
 
 
 def load_npy(source, name: str):
     """A numeric, finite, 2-D or 3-D array from ``.npy`` (pickles are never loaded)."""
     import numpy as np
 
+    from .npy import read_npy_header
+
     where = f"input {name!r}"
+    if hasattr(source, "seek"):
+        read_npy_header(source, name)
+        source.seek(0)
+    else:
+        read_npy_header(source, name)
     try:
         array = np.load(source, allow_pickle=False)
-    except Exception as exc:  # a malformed header can raise almost anything
+    except Exception as exc:  # a truncated file can raise almost anything
         raise ConvcliError(f"{where}: not a readable .npy array ({describe(exc)})") from None
-    if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
-        raise ConvcliError(f"{where}: must hold numbers, got dtype {array.dtype}")
-    if array.ndim not in (2, 3):
-        raise ConvcliError(f"{where}: must be H x W or H x W x C, got shape {array.shape}")
-    if array.size == 0:
-        raise ConvcliError(f"{where}: is empty (shape {array.shape})")
     array = array.astype(np.float32, copy=False)
     if not np.isfinite(array).all():
         raise ConvcliError(f"{where}: holds NaN or infinite values")
     return array
 
 
-def load_image(path, *, gray: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-               before_decode=None) -> LoadedImage:
+def load_image(path: str | os.PathLike[str], *, gray: bool = False,
+               max_pixels: int | None = DEFAULT_MAX_PIXELS,
+               before_decode: Callable[[int, int, int], object] | None = None) -> LoadedImage:
     """Load an image file or ``.npy`` array; see :class:`LoadedImage` for the float view.
 
-    ``path`` ``"-"`` reads standard input (an image, or ``.npy`` by its magic bytes).
-    ``before_decode(height, width, channels)`` is called once the header is read and
-    before the pixels are decoded; it may raise to refuse the image.
+    The pixels are kept as stored (uint8, uint16 or float32, H x W x C); read as floats,
+    8-bit values are divided by 255 and 16-bit ones by 65535, while float TIFFs and ``.npy``
+    arrays are taken as they are.  Alpha is split off (it is carried over, never filtered).
+    EXIF orientation is applied.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        An image file Pillow can read, or a ``.npy`` array (by its suffix; numeric, finite,
+        2-D or 3-D, never unpickled).  ``path`` ``"-"`` reads standard input (an image, or
+        ``.npy`` by its magic bytes).
+    gray : bool, optional
+        Read images of three or more channels as one luma channel,
+        ``0.299 R + 0.587 G + 0.114 B``.  Default False.
+    max_pixels : int or None, optional
+        Refuse an image of more pixels than this, known from its header before decoding
+        (default 200 million); None for no limit.  Only Pillow's images are checked, not ``.npy``.
+    before_decode : callable, optional
+        ``before_decode(height, width, channels)`` is called once the header is read and
+        before the pixels are decoded; it may raise to refuse the image.  (``.npy`` read from
+        standard input does not call it.)
+
+    Returns
+    -------
+    LoadedImage
+        ``raw`` (the pixels as stored), ``alpha`` (split off, or None), ``depth`` (``"8"``,
+        ``"16"`` or ``"float"``), ``format`` (as Pillow reports it, ``"?"`` when it reports
+        none, or ``"NPY"``), ``size`` ``(height, width)``, ``channels``, and ``data``: the
+        float32 H x W x C view.
+
+    Raises
+    ------
+    ConvcliError
+        For a missing, unreadable or undecodable file, a folder, empty standard input, an
+        image over ``max_pixels``, or a ``.npy`` that is not a finite numeric 2-D or 3-D array.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from PIL import Image
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> png = os.path.join(folder.name, "pixels.png")
+    >>> Image.fromarray(np.array([[0, 255], [51, 102]], dtype=np.uint8)).save(png)
+    >>> image = load_image(png)
+    >>> image.size, image.channels, image.depth, image.alpha
+    ((2, 2), 1, '8', None)
+    >>> image.data.shape
+    (2, 2, 1)
+    >>> (image.data[:, :, 0] * 255).round().tolist()  # stored / 255
+    [[0.0, 255.0], [51.0, 102.0]]
+    >>> npy = os.path.join(folder.name, "ramp.npy")
+    >>> np.save(npy, np.arange(6.).reshape(2, 3))
+    >>> array = load_image(npy)
+    >>> array.depth, array.format, array.data[:, :, 0].tolist()
+    ('float', 'NPY', [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]])
+    >>> folder.cleanup()
     """
     import io
 
@@ -153,7 +210,7 @@ def load_image(path, *, gray: bool = False, max_pixels: int | None = DEFAULT_MAX
         if not blob:
             raise ConvcliError("input '-': standard input is empty")
         source = io.BytesIO(blob)
-        is_npy = blob.startswith(_NPY_MAGIC)
+        is_npy = blob.startswith(NPY_MAGIC)
     else:
         path = Path(path)
         _check_readable(path)
@@ -174,15 +231,11 @@ def load_image(path, *, gray: bool = False, max_pixels: int | None = DEFAULT_MAX
 
 
 def _check_npy_header(path: Path, name: str, before_decode, gray: bool) -> None:
-    import numpy as np
+    from .npy import read_npy_header
 
-    try:
-        header = np.load(path, mmap_mode="r", allow_pickle=False)
-    except Exception as exc:  # a malformed header can raise almost anything
-        raise ConvcliError(f"input {name!r}: not a readable .npy array ({describe(exc)})") from None
-    if header.ndim in (2, 3) and header.size and header.dtype.kind in "biuf":
-        channels = 1 if header.ndim == 2 or gray else header.shape[2]
-        before_decode(header.shape[0], header.shape[1], channels)
+    header = read_npy_header(path, name)
+    channels = 1 if gray and header.channels >= 3 else header.channels
+    before_decode(*header.size, channels)
 
 
 def _load_with_pillow(source, name: str, max_pixels: int | None, before_decode=None,
@@ -328,7 +381,20 @@ def map_values(data, value_map: str, bounds: tuple[float, float] | None = None):
         out = np.subtract(data, low, dtype=np.float32)
         out *= np.float32(1.0 / (high - low))
         return np.clip(out, 0.0, 1.0, out=out)
-    raise ConvcliError(f"map: expected clip, abs, normalize or offset, got {value_map!r}")
+    choices = ", ".join(m for m in VALUE_MAPS if m != "auto")
+    raise ConvcliError(f"map: expected one of {choices}, got {value_map!r}")
+
+
+def to_samples(rows, depth: str, value_map: str, bounds=None):
+    """Float result rows (H x W x C) as the integer samples of an 8- or 16-bit file: mapped
+    to [0, 1] by ``value_map``, scaled and rounded.  8-bit keeps every channel (uint8);
+    16-bit keeps the first (uint16 H x W x 1)."""
+    import numpy as np
+
+    band = map_values(rows[:, :, :1] if depth == "16" else rows, value_map, bounds)
+    band *= 65535.0 if depth == "16" else 255.0
+    np.rint(band, out=band)
+    return band.astype(np.uint16 if depth == "16" else np.uint8)
 
 
 def check_output_folder(path) -> None:
@@ -384,17 +450,15 @@ def encode_bands(bands, shape, alpha, path, *, depth: str, value_map: str, bound
     channels = 1 if depth == "16" else result_channels + (1 if with_alpha else 0)
     if channels > 4:
         raise ConvcliError(f"output {str(path)!r}: {channels} channels cannot be written as {fmt}; use .npy")
-    scale, dtype = (65535.0, np.uint16) if depth == "16" else (255.0, np.uint8)
+    dtype = np.uint16 if depth == "16" else np.uint8
 
     def pixel_bands():
         for start, rows in bands:
-            band = map_values(rows[:, :, :1] if depth == "16" else rows, value_map, bounds)
-            band *= scale
-            np.rint(band, out=band)
-            pixels = np.empty((band.shape[0], width, channels), dtype=dtype)
-            pixels[:, :, : band.shape[2]] = band
+            samples = to_samples(rows, depth, value_map, bounds)
+            pixels = np.empty((samples.shape[0], width, channels), dtype=dtype)
+            pixels[:, :, : samples.shape[2]] = samples
             if with_alpha:
-                pixels[:, :, -1] = np.rint(alpha[start: start + band.shape[0]] * 255.0)
+                pixels[:, :, -1] = np.rint(alpha[start: start + samples.shape[0]] * 255.0)
             yield pixels
 
     image = PixelBands((height, width, channels), np.dtype(dtype), pixel_bands())

@@ -16,6 +16,8 @@ from __future__ import annotations
 import struct
 import zlib
 
+from ..system import usable_cores
+
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # PNG colour types by channel count: gray, gray+alpha, RGB, RGBA.
 _COLOUR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}
@@ -92,10 +94,8 @@ def _byte_rows(pixels):
 
 
 def _threads(threads: int | None) -> int:
-    import os
-
     if threads is None:
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = usable_cores()
     return max(1, threads)
 
 

@@ -1,6 +1,6 @@
 """Image sets on a Dask cluster: ``--scheduler ADDRESS`` or ``--scheduler local``.
 
-Each image is one Dask task, running :func:`convcli.run.batch.process` on a
+Each image is one Dask task, running :func:`convcli.run.process.process` on a
 worker, so a worker does exactly what a local worker process does: the same
 output bytes, the same atomic write (a temporary file in the target folder,
 renamed over the target), the same per-image errors as ``failed`` outcomes.
@@ -26,6 +26,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import ConvcliError, describe
+from ..system import usable_cores
+from .process import process
+from .tasks import STDIN, STDOUT, failed
 
 LOCAL = "local"
 RETRIES = 2  # a task that raises is run up to 3 times; a lost worker's task is rescheduled too
@@ -44,8 +47,6 @@ def import_distributed():
 
 def check_tasks(tasks) -> None:
     """Refuse what a cluster cannot do: standard input or output."""
-    from .batch import STDIN, STDOUT
-
     for task in tasks:
         if task.input == STDIN:
             raise ConvcliError("--scheduler: standard input cannot be sent to a cluster; "
@@ -73,7 +74,7 @@ def connect(scheduler: str, *, workers: int | None = None, timeout: float = CONN
                 # busy port 8787 by itself, on 127.0.0.1 like everything else here.
                 warnings.filterwarnings("ignore", message="Port .* is already in use")
                 cluster = distributed.LocalCluster(
-                    n_workers=max(1, workers or os.cpu_count() or 1), threads_per_worker=1,
+                    n_workers=max(1, workers or usable_cores()), threads_per_worker=1,
                     processes=True, host="127.0.0.1", dashboard_address=None)
         except Exception as exc:  # noqa: BLE001  (ports, spawn failures: many kinds)
             raise ConvcliError(f"--scheduler local: cannot start a local Dask cluster ({describe(exc)})") from None
@@ -112,7 +113,7 @@ def run_on_cluster(op, pending, opts, scheduler: str, outcomes: list, report, *,
 
     cwd = os.getcwd()
     quiet = _Quiet(logging.getLogger("distributed"))
-    count = workers or opts.jobs or os.cpu_count() or 1
+    count = workers or opts.jobs or usable_cores()
     added: list = []
     with quiet:
         client, cluster = connect(scheduler, workers=min(count, len(pending)), timeout=timeout)
@@ -142,9 +143,7 @@ def run_on_cluster(op, pending, opts, scheduler: str, outcomes: list, report, *,
 
 
 def process_on_worker(op, task, opts, cwd: str):
-    """Runs on a worker: :func:`convcli.run.batch.process` with the client's relative paths resolved."""
-    from .batch import process
-
+    """Runs on a worker: :func:`convcli.run.process.process` with the client's relative paths resolved."""
     if os.getcwd() == cwd or (os.path.isabs(task.input) and os.path.isabs(task.output)):
         return process(op, task, opts)
     local = replace(task, input=os.path.join(cwd, task.input), output=os.path.join(cwd, task.output))
@@ -166,8 +165,6 @@ def _swap(text: str, swaps) -> str:
 
 def _outcome(future, task):
     """The future's Outcome, or a failed one when the task itself raised (or its workers died)."""
-    from .batch import _failed
-
     try:
         return future.result()
     except Exception as exc:  # noqa: BLE001  (anything a remote task raises comes back here)
@@ -176,7 +173,7 @@ def _outcome(future, task):
             message = "the Dask workers running it died repeatedly (out of memory?)"
         else:
             message = f"failed on a Dask worker ({name}: {describe(exc)})"
-        return _failed(task, message)
+        return failed(task, message)
 
 
 def _stop(client, futures, added, outcomes, report) -> bool:

@@ -1,0 +1,13 @@
+"""The vocabulary shared by the library and the command line, in one place (pure Python).
+
+The CLI's choices and help text are built from these, so that an option's
+documented values are always the ones the library accepts.
+"""
+
+PAD_MODES = ("zeros", "reflect", "replicate", "circular")  # PyTorch's F.pad
+MODES = ("correlation", "convolution")  # filter and upsample
+POOL_OPS = ("max", "mean", "min")
+VALUE_MAPS = ("auto", "clip", "abs", "normalize", "offset")  # float results -> 8/16-bit pixels
+DEPTHS = ("8", "16", "float")
+STREAM_FORMATS = ("png", "tif", "tiff", "jpg", "jpeg", "bmp", "webp", "npy")  # -o - with --format
+DEFAULT_MAX_PIXELS = 200_000_000

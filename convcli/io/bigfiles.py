@@ -1,0 +1,387 @@
+"""Huge images on disk, read and written block by block: ``.npy``, TIFF and ``.zarr``.
+
+Readers: :func:`open_source` opens an input as a :class:`Source`, which reads
+any region as float32 H x W x C with the values :func:`convcli.io.images.load_image`
+gives (``.npy`` and ``.zarr`` as stored; 8- and 16-bit TIFF divided by 255 and
+65535).  ``.npy`` and uncompressed TIFF are read through memory maps of the rows
+a block needs; compressed or tiled TIFF through tifffile's Zarr store.
+
+Writers: :func:`write_npy`, :func:`write_zarr` and :func:`write_tiff` store a
+lazy dask result block by block; each output goes to a temporary name in the
+target folder and is renamed into place, so it is whole or absent.
+
+Dask, tifffile and zarr are optional extras: only the chunked path imports
+this module.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConvcliError, describe
+from ..geometry.sizes import as_pair
+from .images import atomic_file, choose_depth, temporary_name, to_float, to_samples
+from .npy import read_npy_header
+
+CHUNK_INPUTS = (".npy", ".tif", ".tiff", ".zarr")
+CHUNK_OUTPUTS = (".npy", ".tif", ".tiff", ".zarr")
+TILE = 256  # the side of a tiled TIFF's tiles
+DEFAULT_CHUNK = 2048
+MISSING_EXTRA = "needs the dask extra to be processed in chunks: pip install 'convcli[dask]'"
+
+
+def suffix_of(path) -> str:
+    """The lower-case suffix, a trailing slash ignored (a ``.zarr`` store is a folder)."""
+    return Path(str(path).rstrip("/" + os.sep)).suffix.lower()
+
+
+class RawReader:
+    """An array on disk at a byte offset (C order), read one block at a time.
+
+    Each read maps only the rows it needs and unmaps them before returning, so
+    the pages it touched leave this process's resident memory (the page cache
+    keeps them, which the kernel frees at will).  Picklable: it holds a path.
+    """
+
+    def __init__(self, path, offset: int, shape, dtype):
+        self.path, self.offset, self.shape = str(path), int(offset), tuple(shape)
+        self.dtype = np.dtype(dtype)
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        rows = key[0] if key else slice(None)
+        start, stop, step = rows.indices(self.shape[0])
+        stop = max(start, stop)
+        row_bytes = self.dtype.itemsize * int(np.prod(self.shape[1:], dtype=np.int64))
+        shape = (stop - start,) + self.shape[1:]
+        if stop == start or row_bytes == 0:
+            return np.empty(shape, dtype=self.dtype)[(slice(None, None, step),) + key[1:]]
+        band = np.memmap(self.path, dtype=self.dtype, mode="r", shape=shape,
+                         offset=self.offset + start * row_bytes)
+        block = np.array(band[(slice(None, None, step),) + key[1:]])
+        del band  # the last reference: unmapped here
+        return block
+
+
+class NpyWriter:
+    """The target of ``da.store``: writes each block through a memory map of its rows only."""
+
+    def __init__(self, path, offset: int, shape):
+        self.path, self.offset, self.shape = str(path), int(offset), tuple(shape)
+        self.dtype = np.dtype(np.float32)
+
+    def __setitem__(self, key, value):
+        rows = key[0]
+        start, stop, _ = rows.indices(self.shape[0])
+        if stop <= start:
+            return
+        row_bytes = 4 * int(np.prod(self.shape[1:], dtype=np.int64))
+        band = np.memmap(self.path, dtype=np.float32, mode="r+", shape=(stop - start,) + self.shape[1:],
+                         offset=self.offset + start * row_bytes)
+        band[(slice(None),) + tuple(key[1:])] = value
+        band.flush()
+        del band  # the last reference: unmapped here
+
+
+class Source:
+    """A huge input opened for chunked reading: any array-like ``reader`` (H x W [x S]) read
+    region by region and converted to float32 H x W x C as ``LoadedImage.rows`` converts.
+
+    Pass it to :func:`filter2d_chunked` and friends in place of a dask array: each
+    output block then reads exactly its own (padded) region, in its own task.
+    ``array`` is the same image as a lazy dask array, for other uses.
+    """
+
+    def __init__(self, reader, *, name: str, depth: str, fmt: str, scale: float = 1.0,
+                 gray: bool = False, alpha: bool = False, check_finite: bool = True,
+                 chunk=DEFAULT_CHUNK, closer=None):
+        self.reader, self.name, self.depth, self.format = reader, name, depth, fmt
+        self.scale, self.gray, self.alpha, self.check_finite = scale, gray, alpha, check_finite
+        self.chunk = as_pair(chunk, "chunk", minimum=1)
+        self._closer = closer
+        stored = tuple(reader.shape) + (1,) * (3 - len(reader.shape))
+        channels = stored[2] - (1 if alpha else 0)
+        self.shape = (int(stored[0]), int(stored[1]), 1 if gray and channels >= 3 else channels)
+
+    @property
+    def size(self):
+        return self.shape[0], self.shape[1]
+
+    @property
+    def channels(self):
+        return self.shape[2]
+
+    @property
+    def ndim(self):
+        return 3
+
+    def read(self, r0, r1, c0, c1):
+        """Rows ``r0..r1``, columns ``c0..c1`` as float32 H' x W' x C."""
+        block = np.asarray(self.reader[r0:r1, c0:c1])
+        if block.ndim == 2:
+            block = block[:, :, None]
+        if self.alpha:
+            block = block[:, :, :-1]
+        if self.check_finite and block.dtype.kind == "f" and not np.isfinite(block).all():
+            raise ConvcliError(f"input {self.name!r}: holds NaN or infinite values")
+        return to_float(block, self.scale, self.gray)
+
+    def __getitem__(self, key):  # for dask.array.from_array: slices of rows and columns
+        rows, cols = (tuple(key) + (slice(None), slice(None)))[:2]
+        r0, r1, _ = rows.indices(self.shape[0])
+        c0, c1, _ = cols.indices(self.shape[1])
+        return self.read(r0, max(r0, r1), c0, max(c0, c1))
+
+    @property
+    def dtype(self):
+        return np.dtype(np.float32)
+
+    @property
+    def array(self):
+        import dask.array as da
+
+        return da.from_array(self, chunks=self.chunk + (self.channels,), lock=False,
+                             asarray=False, meta=_empty_meta())
+
+    def close(self):
+        if self._closer is not None:
+            self._closer()
+            self._closer = None
+
+
+def _empty_meta():
+    return np.empty((0, 0, 0), dtype=np.float32)
+
+
+def import_dask():
+    """``dask.array``, or a ConvcliError naming the extra."""
+    try:
+        import dask.array as da
+    except ImportError:
+        raise ConvcliError(f"this image {MISSING_EXTRA}") from None
+    return da
+
+
+def read_header(path):
+    """``(height, width, channels, dtype)`` of an ``.npy``, TIFF or ``.zarr`` input, from its header."""
+    suffix, name = suffix_of(path), str(path)
+    if not os.path.exists(path):
+        raise ConvcliError(f"input {name!r}: no such file")
+    if suffix == ".npy":
+        header = read_npy_header(path, name)
+        return (*header.size, header.channels, header.dtype)
+    if suffix in (".tif", ".tiff"):
+        shape, dtype, _ = _tiff_layout(path)
+    elif suffix == ".zarr":
+        array = _open_zarr_array(path)
+        shape, dtype = array.shape, array.dtype
+    else:
+        raise ConvcliError(f"input {name!r}: chunked processing reads .npy, .tif, .tiff and .zarr")
+    if len(shape) not in (2, 3) or 0 in shape:
+        raise ConvcliError(f"input {name!r}: must be H x W or H x W x C, got shape {tuple(shape)}")
+    if dtype.kind not in "biuf":
+        raise ConvcliError(f"input {name!r}: must hold numbers, got dtype {dtype}")
+    return int(shape[0]), int(shape[1]), int(shape[2]) if len(shape) == 3 else 1, dtype
+
+
+def open_source(path, *, chunk=DEFAULT_CHUNK, gray: bool = False) -> Source:
+    """Open an ``.npy``, TIFF or ``.zarr`` input for chunked reading (see :class:`Source`).
+
+    Values as :func:`convcli.io.images.load_image` gives them: ``.npy`` (and
+    ``.zarr``) as stored, converted to float32; 8- and 16-bit TIFF divided by
+    255 and 65535.  TIFF alpha (an extra sample marked as alpha) is split off
+    and not processed.  ``gray`` converts three or more channels to luma.
+    ``.npy`` and uncompressed TIFF are read through memory maps of the rows a
+    block needs; compressed or tiled TIFF through tifffile's Zarr store.
+    """
+    import_dask()
+    name, suffix = str(path), suffix_of(path)
+    if suffix not in CHUNK_INPUTS:
+        raise ConvcliError(f"input {name!r}: chunked processing reads .npy, .tif, .tiff and .zarr")
+    if not os.path.exists(path):
+        raise ConvcliError(f"input {name!r}: no such file")
+    common = {"name": name, "gray": gray, "chunk": chunk}
+    if suffix == ".npy":
+        header = read_npy_header(path, name)
+        if header.fortran_order and min(header.size) > 1:
+            raise ConvcliError(f"input {name!r}: a Fortran-ordered .npy cannot be read in chunks; "
+                               f"save it in C order")
+        reader = RawReader(path, header.offset, header.size + (header.channels,), header.dtype)
+        return Source(reader, depth="float", fmt="NPY", **common)
+    if suffix == ".zarr":
+        return Source(_open_zarr_array(path), depth="float", fmt="ZARR", **common)
+    shape, dtype, layout = _tiff_layout(path)
+    depth, scale = {"u1": ("8", 255.0), "u2": ("16", 65535.0)}.get(
+        f"{dtype.kind}{dtype.itemsize}", ("float", 1.0))
+    if depth == "float" and dtype.kind != "f":
+        raise ConvcliError(f"input {name!r}: TIFF samples of type {dtype} cannot be read in "
+                           f"chunks (8-bit, 16-bit or float only)")
+    if layout["offset"] is not None:
+        reader, closer = RawReader(path, layout["offset"], shape, dtype), None
+    else:
+        store, reader = _open_tiff_zarr(path)
+        closer = store.close
+    return Source(reader, depth=depth, fmt="TIFF", scale=scale, alpha=layout["alpha"],
+                  closer=closer, **common)
+
+
+def _tiff_layout(path):
+    """``(shape H x W [x S], dtype with byte order, {offset or None, alpha})`` of a TIFF's first image."""
+    tifffile = _import_tifffile(f"input {str(path)!r}")
+    name = str(path)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
+            series = tif.series[0]
+            shape = tuple(series.shape)
+            dtype = np.dtype(series.dtype).newbyteorder(tif.byteorder)
+            planar = page.planarconfig == 2 and page.samplesperpixel > 1
+            extras = tuple(page.extrasamples or ())
+            contiguous = (len(tif.series[0].pages) == 1 and page.is_contiguous and not planar
+                          and page.is_memmappable)
+            offset = int(page.dataoffsets[0]) if contiguous else None
+    except ConvcliError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (malformed files raise many kinds of errors)
+        raise ConvcliError(f"input {name!r}: not a TIFF tifffile can read ({describe(exc)})") from None
+    if planar or len(shape) not in (2, 3):
+        raise ConvcliError(f"input {name!r}: only single-image TIFFs with interleaved samples "
+                           f"can be read in chunks (shape {shape})")
+    alpha = len(shape) == 3 and bool(extras) and extras[-1] in (1, 2)
+    return shape, dtype, {"offset": offset, "alpha": alpha}
+
+
+def _open_tiff_zarr(path):
+    try:
+        import zarr
+    except ImportError:
+        raise ConvcliError(f"input {str(path)!r}: a compressed or tiled TIFF is read in chunks through "
+                           f"zarr: pip install zarr") from None
+    tifffile = _import_tifffile(f"input {str(path)!r}")
+    store = tifffile.imread(path, aszarr=True)
+    stored = zarr.open(store, mode="r")
+    if not hasattr(stored, "shape"):  # a group (pyramid): its first level
+        stored = stored[next(iter(stored.array_keys()))]
+    return store, stored
+
+
+def _open_zarr_array(path):
+    try:
+        import zarr
+    except ImportError:
+        raise ConvcliError(f"input {str(path)!r}: .zarr needs zarr: pip install zarr") from None
+    try:
+        stored = zarr.open(str(path), mode="r")
+    except Exception as exc:  # noqa: BLE001
+        raise ConvcliError(f"input {str(path)!r}: not a readable Zarr array ({describe(exc)})") from None
+    if not hasattr(stored, "shape"):
+        raise ConvcliError(f"input {str(path)!r}: is a Zarr group; name one of its arrays")
+    return stored
+
+
+def _import_tifffile(where: str):
+    try:
+        import tifffile
+    except ImportError:
+        raise ConvcliError(f"{where}: TIFF in chunks needs tifffile: pip install 'convcli[dask]'") from None
+    return tifffile
+
+
+
+# ------------------------------------------------------------------ writers
+
+
+def write_npy(path, result, compute) -> None:
+    import dask.array as da
+    shape = result.shape[:2] if result.shape[2] == 1 else result.shape
+    with atomic_file(path) as tmp:
+        target = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+        offset = target.offset
+        del target  # the header is written; blocks are written through maps of their own rows
+        data = result[:, :, 0] if result.shape[2] == 1 else result
+        da.store(data, NpyWriter(tmp, offset, shape), lock=False, **compute)
+
+
+def write_zarr(path, result, compute) -> None:
+    try:
+        import zarr  # noqa: F401
+    except ImportError:
+        raise ConvcliError(f"output {str(path)!r}: .zarr needs zarr: pip install zarr") from None
+    data = result[:, :, 0] if result.shape[2] == 1 else result
+    tmp = temporary_name(path)
+    os.unlink(tmp)  # a folder takes its name
+    old = None
+    try:
+        data.to_zarr(tmp, compute=False).compute(**compute)
+        if os.path.exists(path):  # a folder cannot be renamed over a folder: move the old one aside
+            old = temporary_name(path)
+            os.unlink(old)  # the name only: the old folder moves there
+            os.replace(path, old)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not os.path.exists(path):
+            os.replace(old, path)
+            old = None
+        if isinstance(exc, OSError):
+            raise ConvcliError(f"output {str(path)!r}: cannot be written ({describe(exc)})") from None
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def write_tiff(path, result, value_map, requested, source_depth, compute):
+    """A tiled TIFF, one row of dask blocks at a time; returns (depth, map) as reported."""
+    import dask
+    tifffile = _import_tifffile(f"output {str(path)!r}")
+    height, width, channels = (int(n) for n in result.shape)
+    depth = choose_depth(path, requested, source_depth, channels)
+    if depth != "float" and channels > 4:
+        raise ConvcliError(f"output {str(path)!r}: {channels} channels cannot be written as TIFF; use .npy")
+    bounds = None
+    if depth != "float" and value_map == "normalize":
+        low, high = dask.compute(result.min(), result.max(), **compute)
+        bounds = (float(low), float(high))
+    if depth == "float":
+        dtype, samples = np.float32, 1
+    else:
+        dtype, samples = (np.uint16, 1) if depth == "16" else (np.uint8, channels)
+
+    def encode(rows):
+        if depth == "float":
+            return np.ascontiguousarray(rows[:, :, 0], dtype=np.float32)
+        band = to_samples(rows, depth, value_map, bounds)
+        return band[:, :, 0] if samples == 1 else band
+
+    def tiles():
+        pending = None
+        for index in range(result.numblocks[0]):
+            rows = encode(result.blocks[index].compute(**compute))
+            pending = rows if pending is None else np.concatenate([pending, rows])
+            last = index == result.numblocks[0] - 1
+            while pending.shape[0] >= TILE or (last and pending.shape[0]):
+                band, pending = pending[:TILE], pending[TILE:]
+                for left in range(0, width, TILE):
+                    tile = band[:, left: left + TILE]
+                    if tile.shape[:2] != (TILE, TILE):  # edge tiles are padded to full size
+                        full = np.zeros((TILE, TILE) + tile.shape[2:], dtype=tile.dtype)
+                        full[: tile.shape[0], : tile.shape[1]] = tile
+                        tile = full
+                    yield tile
+
+    shape = (height, width) if samples == 1 else (height, width, samples)
+    photometric = "rgb" if samples in (3, 4) else "minisblack"
+    extras = {"extrasamples": [0]} if samples in (2, 4) else {}  # extra samples are data, not alpha
+    big = height * width * samples * np.dtype(dtype).itemsize > 2**32 - 2**25
+    with atomic_file(path) as tmp:
+        tifffile.imwrite(tmp, tiles(), shape=shape, dtype=dtype, tile=(TILE, TILE),
+                         photometric=photometric, bigtiff=big, **extras)
+    return depth, None if depth == "float" else value_map
+
+

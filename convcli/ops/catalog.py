@@ -1,0 +1,8 @@
+"""Every operation, registered: import this module to fill ``OPERATIONS``."""
+
+from .base import OPERATIONS, Operation, register
+from .filter import Filter
+from .pool import Pool
+from .upsample import Upsample
+
+__all__ = ["OPERATIONS", "Filter", "Operation", "Pool", "Upsample", "register"]

@@ -1,0 +1,156 @@
+"""The filter operation: 2-D cross-correlation or true convolution, as PyTorch's ``conv2d``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..engine.filtering import FFT_MIN_TAPS, as_kernel, check_mode, filter2d
+from ..engine.kernels import Kernel
+from ..engine.loops import ordered_map
+from ..engine.padding import check_pad_mode, check_pad_sizes, pad_rows
+from ..geometry.sizes import (
+    Pair,
+    Sides,
+    as_pair,
+    conv_output_size,
+    pair_json,
+    resolve_padding,
+    sides_json,
+    window_rows,
+)
+from . import explain as ex
+from .base import Operation, register
+
+BAND_ROWS = 64  # output rows per band of the streaming path
+
+
+@register
+class Filter(Operation):
+    """Filter with a kernel: ``filter2d``'s parameters, checked once.
+
+    ``kernel``: a :class:`~convcli.engine.kernels.Kernel` (its name and origin are
+    reported) or any 2-D array.  ``padding``: int, ``(height, width)``,
+    ``(top, bottom, left, right)``, ``"same"`` or ``"valid"``; ``same`` is resolved
+    per input size.  ``value_map``: default ``abs`` for a kernel that sums to 0 (an
+    edge detector: both signs matter), else ``clip``.
+
+    >>> op = Filter(np.ones((3, 3), np.float32), padding="same")
+    >>> op.output_size((5, 7)), op.input_rows(0, 0, 2, (5, 7))
+    ((5, 7), (-1, 3))
+    """
+
+    name = "filter"
+    streams_bands = True
+
+    def __init__(self, kernel, *, stride=1, padding=0, dilation=1, pad_mode: str = "zeros",
+                 mode: str = "correlation", value_map: str | None = None):
+        self.kernel_info = kernel if isinstance(kernel, Kernel) else None
+        self.kernel = as_kernel(kernel.matrix if isinstance(kernel, Kernel) else kernel)
+        self.stride = as_pair(stride, "stride", minimum=1)
+        self.dilation = as_pair(dilation, "dilation", minimum=1)
+        self.pad_mode = check_pad_mode(pad_mode)
+        self.mode = check_mode(mode)
+        self.padding = padding
+        self.padding_sides((1, 1))  # refuses a malformed padding now, not at the first image
+        self.tag = self.kernel_info.name if self.kernel_info else "filter"
+        self.value_map = value_map or self.default_value_map()
+
+    def default_value_map(self) -> str:
+        total = float(np.abs(self.kernel).sum())
+        return "abs" if abs(float(self.kernel.sum())) <= 1e-6 * total else "clip"
+
+    @property
+    def extent(self) -> Pair:
+        """The dilated kernel: ``dilation*(k - 1) + 1`` per side."""
+        return tuple(d * (k - 1) + 1 for d, k in zip(self.dilation, self.kernel.shape))
+
+    def padding_sides(self, input_hw: Pair) -> Sides:
+        return resolve_padding(self.padding, input_hw, self.kernel.shape, self.stride, self.dilation)
+
+    def output_size(self, input_hw: Pair) -> Pair:
+        sides = self.padding_sides(input_hw)
+        out = conv_output_size(input_hw, self.kernel.shape, self.stride, sides, self.dilation)
+        check_pad_sizes(input_hw, sides, self.pad_mode)
+        return out
+
+    def input_rows(self, axis: int, first: int, stop: int, input_hw: Pair) -> tuple[int, int]:
+        before = self.padding_sides(input_hw)[2 * axis]
+        lo, hi = window_rows(first, stop, self.stride[axis], self.extent[axis])
+        return lo - before, hi - before
+
+    def work_pixels(self, input_hw: Pair) -> int:
+        padded = super().work_pixels(input_hw)
+        if np.count_nonzero(self.kernel) * self.stride[0] * self.stride[1] >= FFT_MIN_TAPS:
+            return 5 * padded  # the FFT path: float64 input and its complex spectrum
+        return padded
+
+    def parameter_bytes(self) -> int:
+        return int(self.kernel.nbytes)
+
+    def apply(self, data):
+        return filter2d(data, self.kernel, stride=self.stride, padding=self.padding_sides(data.shape[:2]),
+                        dilation=self.dilation, pad_mode=self.pad_mode, mode=self.mode)
+
+    def bands(self, loaded, band_rows: int = BAND_ROWS):
+        """The result as float bands computed from stored pixels, band after band.
+
+        ``loaded`` has ``size`` and ``rows(index)`` (as ``convcli.io.images.LoadedImage``).
+        Returns an iterator of ``(first output row, rows)``; each band reads only the input
+        rows (and padding) it needs, so memory stays at a few bands whatever the image size.
+        """
+        size = loaded.size
+        out_h, _ = self.output_size(size)
+        _, _, left, right = self.padding_sides(size)
+
+        def band(first):
+            start, stop = self.input_rows(0, first, min(first + band_rows, out_h), size)
+            index, zeros = pad_rows(size[0], start, stop, self.pad_mode)
+            rows = loaded.rows(index)
+            rows[zeros] = 0
+            # One thread per band: the bands themselves run on ordered_map's threads.
+            return first, filter2d(rows, self.kernel, stride=self.stride, padding=(0, 0, left, right),
+                                   dilation=self.dilation, pad_mode=self.pad_mode, mode=self.mode,
+                                   workers=1)
+
+        return ordered_map(band, range(0, out_h, band_rows))
+
+    def chunked(self, image, chunk=None):
+        from . import blocks
+
+        x = blocks.as_source(image, chunk)
+        size = blocks.source_size(x)
+        sides = self.padding_sides(size)
+        out_hw = self.output_size(size)
+        rows_cols = [blocks.window_blocks(out_hw[axis], self.stride[axis], self.extent[axis],
+                                          blocks.per_block(blocks.chunk_size(x, chunk)[axis],
+                                                           self.stride[axis]))
+                     for axis in (0, 1)]
+        return blocks.tile(blocks.padded(x, sides, self.pad_mode, 0.0), *rows_cols, _filter_block,
+                           (self.kernel, self.stride, self.dilation, self.mode))
+
+    def report(self, input_hw: Pair) -> dict:
+        info = self.kernel_info or Kernel("filter", self.kernel)
+        return {"kernel": info.to_json(), "mode": self.mode, "stride": pair_json(self.stride),
+                "dilation": pair_json(self.dilation), "pad_mode": self.pad_mode,
+                "padding": sides_json(self.padding_sides(input_hw))}
+
+    def size_formula(self, input_hw: Pair) -> list[str]:
+        sides = self.padding_sides(input_hw)
+        out = self.output_size(input_hw)
+        lines = []
+        for axis, side in enumerate(("height", "width")):
+            n, k = input_hw[axis], self.kernel.shape[axis]
+            s, d = self.stride[axis], self.dilation[axis]
+            before, after = sides[2 * axis], sides[2 * axis + 1]
+            lines.append(f"{side}: floor(({n} + {before} + {after} - {d}*({k}-1) - 1) / {s}) + 1 "
+                         f"= {out[axis]}")
+        return lines
+
+    def explain(self, matrix, at):
+        return ex.explain_filter(matrix, self.kernel, stride=self.stride,
+                                 sides=self.padding_sides(matrix.shape[:2]), dilation=self.dilation,
+                                 pad_mode=self.pad_mode, mode=self.mode, at=at)
+
+
+def _filter_block(piece, row, col, kernel, stride, dilation, mode):
+    return filter2d(piece, kernel, stride=stride, padding=0, dilation=dilation, mode=mode)

@@ -1,0 +1,113 @@
+"""One image: load, compute, write atomically, and say what happened.
+
+:func:`process` never raises for a bad image: every failure becomes a
+``failed`` outcome with one line that names the image.  An ``.npy``, TIFF or
+``.zarr`` image too large for ``--max-memory`` (or any, with ``--chunk``)
+goes to :mod:`convcli.run.chunked` when dask is installed.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ..errors import ConvcliError
+from ..geometry.sizes import format_size
+from ..io.bigfiles import CHUNK_INPUTS, CHUNK_OUTPUTS, suffix_of
+from ..io.images import (
+    check_output_folder,
+    choose_depth,
+    encode,
+    encode_bands,
+    holds_alpha,
+    load_image,
+    output_format,
+    write_atomic,
+    write_stream,
+)
+from ..ops.base import Operation
+from .chunked import dask_installed, process_chunked, wants_chunked
+from .tasks import STDOUT, Outcome, RunOptions, Task, failed, make_output_folder, size_record
+
+
+def process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
+    """Load, compute, write atomically; never raises for a bad image (returns 'failed')."""
+    try:
+        if suffix_of(task.input) in CHUNK_INPUTS and wants_chunked(op, task, opts):
+            return process_chunked(op, task, opts)
+        return _process(op, task, opts)
+    except ConvcliError as exc:
+        return failed(task, str(exc))
+    except MemoryError:
+        return failed(task, f"input {task.input!r}: not enough memory for this image")
+
+
+def check_memory(op: Operation, task: Task, opts: RunOptions, height: int, width: int,
+                 channels: int) -> None:
+    """Refuse, before decoding, an image whose working memory would exceed ``--max-memory``."""
+    if opts.max_memory is None:
+        return
+    need = op.memory_estimate((height, width), channels)
+    if need > opts.max_memory:
+        raise ConvcliError(
+            f"input {task.input!r}: {width}x{height} with {channels} channel(s) needs about "
+            f"{need / 2**20:,.0f} MiB of working memory, over the limit of "
+            f"{opts.max_memory / 2**20:,.0f} MiB (--max-memory){_chunk_hint(task)}"
+        )
+
+
+def _process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
+    to_stdout = task.output == STDOUT
+    out_name = f"-.{opts.stream_format}" if to_stdout else task.output
+    output_format(out_name)
+    make_output_folder(task)
+    if not to_stdout:
+        check_output_folder(task.output)
+    loaded = load_image(task.input, gray=opts.gray, max_pixels=opts.max_pixels,
+                        before_decode=lambda h, w, c: check_memory(op, task, opts, h, w, c))
+    depth = choose_depth(out_name, opts.depth, loaded.depth, loaded.channels)
+    streaming = (op.streams_bands and depth in ("8", "16") and op.value_map != "normalize"
+                 and output_format(out_name)[0] != "NPY")
+    if streaming:  # band by band from the stored pixels: no float copy of the whole image
+        out_shape = op.output_size(loaded.size) + (loaded.channels,)
+        bands = op.bands(loaded)
+    else:
+        result = op.apply(loaded.data)
+        out_shape = result.shape
+    alpha, alpha_data, note = "none", None, ""
+    if loaded.alpha is not None:
+        if out_shape[:2] != loaded.size:
+            alpha, note = "dropped", " (alpha dropped: the size changed)"
+        elif not holds_alpha(out_name, depth):
+            alpha, note = "dropped", " (alpha dropped: the output format holds none)"
+        else:
+            alpha, alpha_data = "carried", loaded.alpha_float()
+    if streaming:
+        payload = encode_bands(bands, out_shape, alpha_data, out_name, depth=depth,
+                               value_map=op.value_map)
+    else:
+        payload = encode(result, alpha_data, out_name, depth=depth, value_map=op.value_map)
+    if to_stdout:
+        write_stream(sys.stdout.buffer, payload, output_format(out_name)[0],
+                     compress_level=opts.compress_level)
+    else:
+        write_atomic(task.output, payload, compress_level=opts.compress_level)
+    record = {
+        "input": task.input, "output": task.output, "operation": op.name,
+        "input_size": size_record(loaded.size), "output_size": size_record(out_shape[:2]),
+        "channels": int(out_shape[2]), **op.report(loaded.size),
+        "map": None if depth == "float" else op.value_map, "depth": depth, "alpha": alpha,
+    }
+    target = "stdout" if to_stdout else task.output
+    line = f"{task.input}: {format_size(loaded.size)} -> {format_size(out_shape[:2])}, wrote {target}{note}"
+    return Outcome(task, "done", record, line)
+
+
+def _chunk_hint(task: Task) -> str:
+    """How an image over --max-memory could still be processed, in chunks."""
+    if suffix_of(task.input) not in CHUNK_INPUTS:
+        return ""
+    if not dask_installed():
+        return "; pip install 'convcli[dask]' to process .npy and TIFF images in chunks"
+    if suffix_of(task.output) not in CHUNK_OUTPUTS:
+        return "; write .npy, .tif or .zarr to process it in chunks"
+    return ""

@@ -1,0 +1,75 @@
+"""What a run is made of: its options, one task per image, one outcome per task.
+
+Shared by the planner, the local and cluster executors and the reporter;
+picklable, so that tasks and outcomes travel to worker processes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ConvcliError
+
+STDIN = "-"
+STDOUT = "-"
+
+
+@dataclass
+class RunOptions:
+    output: str | None = None  # -o: a file, a folder, or "-" for stdout
+    template: str | None = None  # --output-template
+    recursive: bool = False
+    overwrite: bool = False
+    jobs: int | None = None
+    fail_fast: bool = False
+    dry_run: bool = False
+    stream_format: str = "png"  # --format, for -o -
+    gray: bool = False
+    depth: str | None = None
+    max_pixels: int | None = None
+    max_memory: int | None = None  # bytes; None: no limit
+    compress_level: int = 6
+    json: bool = False
+    quiet: bool = False
+    chunk: tuple[int, int] | None = None  # --chunk: (height, width) of the blocks of a huge image
+    scheduler: str | None = None  # --scheduler: a Dask scheduler's address, or "local"
+
+
+@dataclass
+class Task:
+    index: int
+    input: str  # a path, or "-" for stdin
+    output: str  # a path, or "-" for stdout
+    replace: bool = False  # an explicitly named single output is replaced
+    make_folder: bool = False  # -o FOLDER and templates create the folders they name
+
+
+@dataclass
+class Outcome:
+    task: Task
+    status: str  # done, skipped, failed, planned
+    record: dict = field(default_factory=dict)
+    line: str = ""
+
+
+def failed(task: Task, message: str) -> Outcome:
+    """The outcome of an image that could not be processed: one line that names it."""
+    if repr(task.input) not in message:  # say which image, in a batch above all
+        message = f"input {task.input!r}: {message}"
+    record = {"input": task.input, "output": task.output, "error": message}
+    return Outcome(task, "failed", record, f"convcli: error: {message}")
+
+
+def size_record(pair) -> dict:
+    """``(height, width)`` as the JSON reports write sizes."""
+    return {"width": int(pair[1]), "height": int(pair[0])}
+
+
+def make_output_folder(task: Task) -> None:
+    """Create the folder an output template or ``-o FOLDER`` names, if it is missing."""
+    if task.make_folder:
+        try:
+            Path(task.output).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConvcliError(f"output {task.output!r}: cannot create its folder ({exc.strerror})") from None
