@@ -5,10 +5,9 @@ The operations are plain functions on numpy arrays (H x W or H x W x C)::
     from convcli import filter2d, pool2d, conv_transpose2d, parse_kernel
 
 Names are imported lazily so that ``import convcli`` (and ``convcli shape``)
-does not pay for numpy.
+does not pay for numpy. ``__version__`` too is read on first use, from the installed
+package's metadata (pyproject.toml is the one place the version is written).
 """
-
-__version__ = "0.1.0"
 
 _EXPORTS = {
     "filter2d": "engine.filtering",
@@ -32,6 +31,15 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
 def __getattr__(name):
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            value = version("convcli")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            value = "0+unknown"
+        globals()["__version__"] = value  # asked once
+        return value
     if name in _EXPORTS:
         import importlib
 

@@ -9,5 +9,16 @@ MODES = ("correlation", "convolution")  # filter and upsample
 POOL_OPS = ("max", "mean", "min")
 VALUE_MAPS = ("auto", "clip", "abs", "normalize", "offset")  # float results -> 8/16-bit pixels
 DEPTHS = ("8", "16", "float")
-STREAM_FORMATS = ("png", "tif", "tiff", "jpg", "jpeg", "bmp", "webp", "npy")  # -o - with --format
+# Output formats by extension: (Pillow format, depths it can hold).
+OUTPUT_FORMATS = {
+    ".png": ("PNG", ("8", "16")),
+    ".tif": ("TIFF", ("8", "16", "float")),
+    ".tiff": ("TIFF", ("8", "16", "float")),
+    ".jpg": ("JPEG", ("8",)),
+    ".jpeg": ("JPEG", ("8",)),
+    ".bmp": ("BMP", ("8",)),
+    ".webp": ("WEBP", ("8",)),
+    ".npy": ("NPY", ("float",)),
+}
+STREAM_FORMATS = tuple(suffix[1:] for suffix in OUTPUT_FORMATS)  # -o - with --format
 DEFAULT_MAX_PIXELS = 200_000_000

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..constants import MODES, PAD_MODES, POOL_OPS, STREAM_FORMATS, VALUE_MAPS
+from ..constants import DEPTHS, MODES, PAD_MODES, POOL_OPS, STREAM_FORMATS, VALUE_MAPS
 from ..errors import ConvcliError
 from ..geometry.sizes import parse_padding, parse_pair
 from .options import (
@@ -68,7 +68,7 @@ def run_operation(operation, shared: SharedOptions) -> None:
         raise ConvcliError("missing INPUT: name image files, a folder, - for stdin, or use --matrix")
     check_choice(shared.stream_format, STREAM_FORMATS, "--format")
     if shared.depth is not None:
-        check_choice(shared.depth, ("8", "16", "float"), "--depth")
+        check_choice(shared.depth, DEPTHS, "--depth")
     if shared.max_memory is not None:
         memory_limit = parse_bytes(shared.max_memory)
     else:

@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import ConvcliError
-from .sizes import (Pair, check_pool_padding, conv_output_length, format_pair, format_size,
+from .sizes import (Pair, check_output_padding, check_pool_padding, conv_output_length, format_pair, format_size,
                        parse_pair, pool_output_length, same_padding, tconv_output_length)
 
 OPS = ("conv", "pool", "tconv")
@@ -172,9 +172,6 @@ def _axis(layer: Layer, axis: int, length: int, field: float, jump: float, start
                     start + ((k_eff - 1) / 2 - p) * jump, p, p, formula)
     # transposed convolution
     p, op = layer.padding[axis], layer.output_padding[axis]
-    if op >= s and op >= d:
-        raise ConvcliError(f"{where}: output padding must be smaller than the stride or the "
-                           f"dilation ({name}: stride {s}, dilation {d}), got {op}")
     size = tconv_output_length(length, k, s, p, op, d)
     formula = f"{name}: ({length} - 1)*{s} - 2*{p} + {d}*({k}-1) + {op} + 1 = {size}"
     span = 0
@@ -195,6 +192,8 @@ def run_stack(input_hw: Pair, layers: list[Layer]) -> list[LayerResult]:
         where = f"layer {position} ({layer.text or layer.describe()})"
         if layer.op == "pool":
             check_pool_padding(layer.kernel, layer.padding, where, layer.dilation)
+        if layer.op == "tconv":
+            check_output_padding(layer.output_padding, layer.stride, layer.dilation, where)
         axes = [_axis(layer, i, size[i], *state[i], name, where)
                 for i, name in ((0, "height"), (1, "width"))]
         if min(a.size for a in axes) < 1:

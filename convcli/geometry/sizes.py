@@ -715,12 +715,12 @@ def check_output_padding(output_padding: Pair, stride: Pair, dilation: Pair,
     >>> check_output_padding((0, 1), (1, 1), (1, 1))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
         ...
-    convcli.errors.ConvcliError: output-padding: must be smaller than the stride or the dilation ..., got 1
+    convcli.errors.ConvcliError: output-padding: output padding must be smaller than the stride ..., got 1
     """
     for axis, op, s, d in zip(("height", "width"), output_padding, stride, dilation):
         if op >= s and op >= d:
             raise ConvcliError(
-                f"{name}: must be smaller than the stride or the dilation "
+                f"{name}: output padding must be smaller than the stride or the dilation "
                 f"({axis}: stride {s}, dilation {d}), got {op}"
             )
 

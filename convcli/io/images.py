@@ -15,24 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..constants import DEFAULT_MAX_PIXELS, DEPTHS, VALUE_MAPS
+from ..constants import DEFAULT_MAX_PIXELS, DEPTHS, OUTPUT_FORMATS as FORMATS, VALUE_MAPS
 from ..errors import ConvcliError, describe
 from .npy import NPY_MAGIC
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-# Output formats by extension: (Pillow format, depths it can hold).
-FORMATS = {
-    ".png": ("PNG", ("8", "16")),
-    ".tif": ("TIFF", ("8", "16", "float")),
-    ".tiff": ("TIFF", ("8", "16", "float")),
-    ".jpg": ("JPEG", ("8",)),
-    ".jpeg": ("JPEG", ("8",)),
-    ".bmp": ("BMP", ("8",)),
-    ".webp": ("WEBP", ("8",)),
-    ".npy": ("NPY", ("float",)),
-}
 
 
 def parse_bytes(text: str, option: str = "--max-memory") -> int:
