@@ -59,8 +59,7 @@ def is_imagemagick(command: str) -> bool:
 
 def timed(command: list[str] | str, *, shell: bool = False) -> float:
     start = time.perf_counter()
-    subprocess.run(command, shell=shell, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    subprocess.run(command, shell=shell, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 
@@ -83,29 +82,56 @@ def main() -> int:
             results["ImageMagick per file"] = []
         for run in range(args.repeat):
             out = work / f"out{run}"
-            results["convcli batch"].append(timed(
-                convcli + ["filter", str(images), "-k", "sobel-vertical", "-o", str(out),
-                           "-j", str(args.jobs), "-q"]))
+            results["convcli batch"].append(
+                timed(
+                    convcli
+                    + [
+                        "filter",
+                        str(images),
+                        "-k",
+                        "sobel-vertical",
+                        "-o",
+                        str(out),
+                        "-j",
+                        str(args.jobs),
+                        "-q",
+                    ]
+                )
+            )
             loop_out = work / f"loop{run}"
             loop_out.mkdir()
             start = time.perf_counter()
             for path in files:
-                subprocess.run(convcli + ["filter", str(path), "-k", "sobel-vertical", "-q",
-                                          "-o", str(loop_out / path.name)], check=True)
+                subprocess.run(
+                    convcli
+                    + ["filter", str(path), "-k", "sobel-vertical", "-q", "-o", str(loop_out / path.name)],
+                    check=True,
+                )
             results["convcli per file"].append(time.perf_counter() - start)
             if magick:
                 magick_out = work / f"magick{run}"
                 magick_out.mkdir()
                 start = time.perf_counter()
                 for path in files:
-                    subprocess.run(["convert", str(path), "-morphology", "Convolve", SOBEL_MAGICK,
-                                    str(magick_out / path.name)], check=True)
+                    subprocess.run(
+                        [
+                            "convert",
+                            str(path),
+                            "-morphology",
+                            "Convolve",
+                            SOBEL_MAGICK,
+                            str(magick_out / path.name),
+                        ],
+                        check=True,
+                    )
                 results["ImageMagick per file"].append(time.perf_counter() - start)
             print(f"run {run + 1}/{args.repeat} done", file=sys.stderr)
 
         batch = statistics.median(results["convcli batch"])
-        print(f"{args.images} images of 1024x768, Sobel 3x3, median of {args.repeat} runs, "
-              f"{os.cpu_count()} cores")
+        print(
+            f"{args.images} images of 1024x768, Sobel 3x3, median of {args.repeat} runs, "
+            f"{os.cpu_count()} cores"
+        )
         print(f"{'what':<24} {'median s':>9} {'per image ms':>13} {'convcli batch is':>18}")
         for name, times in results.items():
             median = statistics.median(times)

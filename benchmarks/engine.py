@@ -7,17 +7,18 @@ workloads of issue 5 for convcli (``method="auto"``), convcli's plain path
 (``method="direct"``) and the peers that are installed (OpenCV with ``cv2.setNumThreads(2)``,
 PyTorch CPU with ``torch.set_num_threads(2)``, scipy.ndimage).  It installs nothing; a peer
 that is not importable is reported as skipped.  Every tool runs once to warm up (that run's
-result is the one checked), then ``--repeat`` times (at least 5 counted for the table the README quotes); the table gives the
-medians in ms, convcli's ratio to each peer and whether the issue's targets are met:
+result is the one checked), then ``--repeat`` times (at least 5 counted for the table the
+README quotes); the table gives the medians in ms, convcli's ratio to each peer and whether
+the issue's targets are met:
 
 - at most 2x OpenCV's time;
 - at least 5x faster than PyTorch CPU and than scipy.ndimage.
 
 Each peer's result is checked against convcli's (to 1e-3 of the value scale) before it is
-timed, so the table never compares different work.  convcli is timed in a child process that imports no peer (``--same-process`` times it
-beside them: importing torch slowed convcli's threaded numpy loops by up to 1.5x on the
-test machine); its results are still computed here and checked.  Each tool gets the image
-in its native
+timed, so the table never compares different work.  convcli is timed in a child process
+that imports no peer (``--same-process`` times it beside them: importing torch slowed
+convcli's threaded numpy loops by up to 1.5x on the test machine); its results are still
+computed here and checked.  Each tool gets the image in its native
 layout, prepared outside the timing: H x W x C numpy for convcli and OpenCV, C x 1 x H x W
 tensors for PyTorch (channels as the batch), one H x W plane per channel for scipy.
 Where a peer has no stride (OpenCV, scipy) it computes every position and the benchmark
@@ -39,12 +40,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from convcli.engine.filtering import filter2d  # noqa: E402
-from convcli.engine.kernels import gaussian_kernel  # noqa: E402
-from convcli.engine.pooling import pool2d  # noqa: E402
-from convcli.engine.transposed import conv_transpose2d  # noqa: E402
+from convcli.engine.filtering import filter2d
+from convcli.engine.kernels import gaussian_kernel
+from convcli.engine.pooling import pool2d
+from convcli.engine.transposed import conv_transpose2d
 
 THREADS = 2
 SOBEL = np.array([[1, 0, -1], [2, 0, -2], [1, 0, -1]], dtype=np.float32)
@@ -55,16 +56,24 @@ def workloads():
     rng = np.random.default_rng(5)
     return [
         ("sobel", "Sobel 3x3", "filter", SOBEL, {}),
-        ("gauss7", "Gaussian 7x7 (sigma 1.5)", "filter",
-         gaussian_kernel(7, 1.5).astype(np.float32), {}),
-        ("gauss31", "Gaussian 31x31 (sigma 5)", "filter",
-         gaussian_kernel(31, 5).astype(np.float32), {}),
+        ("gauss7", "Gaussian 7x7 (sigma 1.5)", "filter", gaussian_kernel(7, 1.5).astype(np.float32), {}),
+        ("gauss31", "Gaussian 31x31 (sigma 5)", "filter", gaussian_kernel(31, 5).astype(np.float32), {}),
         ("random5", "random 5x5", "filter", rng.normal(size=(5, 5)).astype(np.float32), {}),
-        ("stride2", "3x3, stride 2, padding 1", "filter",
-         rng.normal(size=(3, 3)).astype(np.float32), {"stride": 2, "padding": 1}),
+        (
+            "stride2",
+            "3x3, stride 2, padding 1",
+            "filter",
+            rng.normal(size=(3, 3)).astype(np.float32),
+            {"stride": 2, "padding": 1},
+        ),
         ("maxpool", "max pool 2x2", "pool", None, {}),
-        ("tconv", "transposed 4x4, stride 2", "tconv",
-         rng.uniform(0, 0.25, size=(4, 4)).astype(np.float32), {"stride": 2}),
+        (
+            "tconv",
+            "transposed 4x4, stride 2",
+            "tconv",
+            rng.uniform(0, 0.25, size=(4, 4)).astype(np.float32),
+            {"stride": 2},
+        ),
     ]
 
 
@@ -86,6 +95,7 @@ def convcli_runner(method):
         if kind == "pool":
             return lambda: pool2d(image, 2, method=method)
         return lambda: conv_transpose2d(image, kernel, method=method, **params)
+
     return make
 
 
@@ -105,18 +115,22 @@ def opencv_runner():
             border = cv2.BORDER_CONSTANT
 
             def crop(out):
-                return out[::params["stride"], ::params["stride"]]
+                return out[:: params["stride"], :: params["stride"]]
+
             assert pad == kh // 2 == kw // 2
         else:
             border = cv2.BORDER_DEFAULT
 
             def crop(out):
-                return out[kh // 2: out.shape[0] - (kh - 1 - kh // 2),
-                           kw // 2: out.shape[1] - (kw - 1 - kw // 2)]
+                return out[
+                    kh // 2 : out.shape[0] - (kh - 1 - kh // 2), kw // 2 : out.shape[1] - (kw - 1 - kw // 2)
+                ]
+
         if factors is not None:
             col, row = factors
             return lambda: crop(cv2.sepFilter2D(src, cv2.CV_32F, row, col, borderType=border))
         return lambda: crop(cv2.filter2D(src, cv2.CV_32F, kernel, borderType=border))
+
     return make, "OpenCV " + cv2.__version__
 
 
@@ -133,15 +147,17 @@ def torch_runner():
         else:
             w = torch.from_numpy(np.ascontiguousarray(kernel))[None, None]
             if kind == "filter":
-                run = lambda: F.conv2d(t, w, stride=params.get("stride", 1),  # noqa: E731
-                                       padding=params.get("padding", 0))
+                stride, padding = params.get("stride", 1), params.get("padding", 0)
+                run = lambda: F.conv2d(t, w, stride=stride, padding=padding)  # noqa: E731
             else:
                 run = lambda: F.conv_transpose2d(t, w, stride=params["stride"])  # noqa: E731
 
         def go():
             with torch.inference_mode():
                 return run()
+
         return go
+
     return make, "PyTorch " + torch.__version__.split("+")[0]
 
 
@@ -160,9 +176,13 @@ def scipy_runner():
         if params.get("padding"):
             s = params["stride"]
             return lambda: [ndi.correlate(p, kernel, mode="constant")[::s, ::s] for p in planes]
-        return lambda: [ndi.correlate(p, kernel, mode="constant")[
-            kh // 2: p.shape[0] - (kh - 1 - kh // 2), kw // 2: p.shape[1] - (kw - 1 - kw // 2)]
-            for p in planes]
+        return lambda: [
+            ndi.correlate(p, kernel, mode="constant")[
+                kh // 2 : p.shape[0] - (kh - 1 - kh // 2), kw // 2 : p.shape[1] - (kw - 1 - kw // 2)
+            ]
+            for p in planes
+        ]
+
     return make, "scipy.ndimage " + scipy.__version__
 
 
@@ -208,14 +228,14 @@ def time_convcli_alone(args, image, only):
             continue
         timings[key] = {}
         for name, method in (("convcli", "auto"), ("convcli direct", "direct")):
-            if name == "convcli direct" and (args.no_direct or kernel is not None and
-                                             kernel.size > 100 and not args.all_direct):
+            if name == "convcli direct" and (
+                args.no_direct or (kernel is not None and kernel.size > 100 and not args.all_direct)
+            ):
                 continue
             func = convcli_runner(method)(kind, kernel, params, image)
             func()  # warm up
             timings[key][name] = median_ms(func, args.repeat)
-            print(f"  {key:<26} {name:<15} {timings[key][name]:9.1f} ms (alone)",
-                  file=sys.stderr)
+            print(f"  {key:<26} {name:<15} {timings[key][name]:9.1f} ms (alone)", file=sys.stderr)
     print(json.dumps(timings))
     return 0
 
@@ -234,11 +254,17 @@ def main() -> int:
     parser.add_argument("--size", default="3840x2160", help="WIDTHxHEIGHT (default 3840x2160)")
     parser.add_argument("--only", default="", help="comma-separated workload keys")
     parser.add_argument("--no-direct", action="store_true", help="skip convcli's plain path")
-    parser.add_argument("--all-direct", action="store_true",
-                        help="time the plain path on kernels over 100 taps too (31x31: ~40 s a run)")
+    parser.add_argument(
+        "--all-direct",
+        action="store_true",
+        help="time the plain path on kernels over 100 taps too (31x31: ~40 s a run)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
-    parser.add_argument("--same-process", action="store_true",
-                        help="time convcli in this process, after the peers are imported")
+    parser.add_argument(
+        "--same-process",
+        action="store_true",
+        help="time convcli in this process, after the peers are imported",
+    )
     parser.add_argument("--convcli-timings", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
@@ -254,8 +280,7 @@ def main() -> int:
     if not args.no_direct:
         tools.append(("convcli direct", convcli_runner("direct")))
     peers = []
-    for key, factory in (("OpenCV", opencv_runner), ("PyTorch", torch_runner),
-                         ("scipy", scipy_runner)):
+    for key, factory in (("OpenCV", opencv_runner), ("PyTorch", torch_runner), ("scipy", scipy_runner)):
         try:
             make, label = factory()
         except ImportError:
@@ -264,11 +289,16 @@ def main() -> int:
         tools.append((key, make))
         peers.append((key, label))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"{width}x{height} RGB float32, median of {args.repeat} runs (after 1 warm-up), "
-          f"{cores} cores ({cpu_model()}), numpy {np.__version__}; "
-          + ", ".join(label for _, label in peers)
-          + ("; convcli timed in this process" if args.same_process
-             else "; convcli timed in a child process that imports no peer"))
+    print(
+        f"{width}x{height} RGB float32, median of {args.repeat} runs (after 1 warm-up), "
+        f"{cores} cores ({cpu_model()}), numpy {np.__version__}; "
+        + ", ".join(label for _, label in peers)
+        + (
+            "; convcli timed in this process"
+            if args.same_process
+            else "; convcli timed in a child process that imports no peer"
+        )
+    )
 
     results = []
     for key, title, kind, kernel, params in workloads():
@@ -278,8 +308,7 @@ def main() -> int:
         reference = None
         for name, make in tools:
             func = make(kind, kernel, params, image)
-            if name == "convcli direct" and kernel is not None and kernel.size > 100 \
-                    and not args.all_direct:
+            if name == "convcli direct" and kernel is not None and kernel.size > 100 and not args.all_direct:
                 func = None  # minutes per workload; --all-direct times it
             if func is None:
                 row["ms"][name] = None
@@ -289,13 +318,18 @@ def main() -> int:
                 reference = result
             else:
                 scale = max(1.0, float(np.abs(reference).max()))
-                error = float(np.abs(result.astype(np.float64) - reference).max()) \
-                    if result.shape == reference.shape else float("inf")
+                error = (
+                    float(np.abs(result.astype(np.float64) - reference).max())
+                    if result.shape == reference.shape
+                    else float("inf")
+                )
                 row["checked"][name] = error / scale
                 if not error <= 1e-3 * scale:
-                    raise SystemExit(f"{title}: {name}'s result differs from convcli's "
-                                     f"(shape {result.shape} vs {reference.shape}, "
-                                     f"max error {error:.3g}); not comparing different work")
+                    raise SystemExit(
+                        f"{title}: {name}'s result differs from convcli's "
+                        f"(shape {result.shape} vs {reference.shape}, "
+                        f"max error {error:.3g}); not comparing different work"
+                    )
             del result
             if name.startswith("convcli") and not args.same_process:
                 row["ms"][name] = alone[key][name]
@@ -306,7 +340,7 @@ def main() -> int:
 
     names = [name for name, _ in tools]
     print()
-    header = f"| workload | " + " | ".join(f"{n} ms" for n in names) + " | targets |"
+    header = "| workload | " + " | ".join(f"{n} ms" for n in names) + " | targets |"
     print(header)
     print("|" + "---|" * (len(names) + 2))
     verdicts = []
@@ -322,26 +356,50 @@ def main() -> int:
         if cv:
             ratio = ours / cv
             ok = ratio <= 2
-            notes.append(f"{ratio:.1f}x OpenCV's time: " + ("met" if ok else
-                         f"missed (needs <= {ms_text(2 * cv)} ms, {ours / (2 * cv):.1f}x too slow)"))
+            notes.append(
+                f"{ratio:.1f}x OpenCV's time: "
+                + (
+                    "met"
+                    if ok
+                    else f"missed (needs <= {ms_text(2 * cv)} ms, {ours / (2 * cv):.1f}x too slow)"
+                )
+            )
             verdicts.append(ok)
         for peer in ("PyTorch", "scipy"):
             other = ms.get(peer)
             if other:
                 speedup = other / ours
                 ok = speedup >= 5
-                notes.append(f"{speedup:.1f}x faster than {peer}: " + ("met" if ok else
-                             f"missed (needs <= {ms_text(other / 5)} ms, {5 / speedup:.1f}x too slow)"))
+                notes.append(
+                    f"{speedup:.1f}x faster than {peer}: "
+                    + (
+                        "met"
+                        if ok
+                        else f"missed (needs <= {ms_text(other / 5)} ms, {5 / speedup:.1f}x too slow)"
+                    )
+                )
                 verdicts.append(ok)
         row["targets"] = notes
         print(f"| {row['title']} | " + " | ".join(cells) + " | " + "; ".join(notes) + " |")
     met = sum(verdicts)
-    print(f"\ntargets met: {met} of {len(verdicts)} comparisons "
-          "(<= 2x OpenCV; >= 5x faster than PyTorch and scipy.ndimage)")
+    print(
+        f"\ntargets met: {met} of {len(verdicts)} comparisons "
+        "(<= 2x OpenCV; >= 5x faster than PyTorch and scipy.ndimage)"
+    )
     if args.json:
-        print(json.dumps({"size": [width, height], "repeat": args.repeat, "cores": cores,
-                          "cpu": cpu_model(), "peers": [label for _, label in peers],
-                          "results": results}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "size": [width, height],
+                    "repeat": args.repeat,
+                    "cores": cores,
+                    "cpu": cpu_model(),
+                    "peers": [label for _, label in peers],
+                    "results": results,
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

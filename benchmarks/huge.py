@@ -64,8 +64,8 @@ def check(source: Path, target: Path, size: int) -> float:
     import numpy as np
 
     from convcli.engine.filtering import filter2d
-    from convcli.geometry.sizes import resolve_padding
     from convcli.engine.padding import pad_rows
+    from convcli.geometry.sizes import resolve_padding
 
     op = operation()
     kernel = op.kwargs["kernel"]
@@ -94,13 +94,31 @@ def main() -> int:
     source, target = folder / "huge.npy", folder / "huge-gaussian.npy"
     try:
         started = time.perf_counter()
-        if not source.exists() or source.stat().st_size < 4 * args.size ** 2:
+        if not source.exists() or source.stat().st_size < 4 * args.size**2:
             generate(source, args.size)
-        print(f"input: {args.size}x{args.size} float32, {source.stat().st_size / 2**30:.2f} GiB "
-              f"(made in {time.perf_counter() - started:.1f} s)")
-        command = [sys.executable, "-m", "convcli", "filter", str(source), "-k", KERNEL,
-                   "-p", "same", "--pad-mode", "reflect", "--chunk", str(args.chunk),
-                   "-o", str(target), "--overwrite", "--json"]
+        print(
+            f"input: {args.size}x{args.size} float32, {source.stat().st_size / 2**30:.2f} GiB "
+            f"(made in {time.perf_counter() - started:.1f} s)"
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "convcli",
+            "filter",
+            str(source),
+            "-k",
+            KERNEL,
+            "-p",
+            "same",
+            "--pad-mode",
+            "reflect",
+            "--chunk",
+            str(args.chunk),
+            "-o",
+            str(target),
+            "--overwrite",
+            "--json",
+        ]
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=subprocess.PIPE)
         output = process.stdout.read()
@@ -112,11 +130,15 @@ def main() -> int:
         record = json.loads(output)
         peak_mib = usage.ru_maxrss / 1024  # kilobytes on Linux
         worst = check(source, target, args.size)
-        print(f"convcli filter huge.npy -k {KERNEL} -p same --pad-mode reflect --chunk {args.chunk} "
-              f"-o huge-gaussian.npy: {record['chunked']['blocks']} blocks, {os.cpu_count()} threads")
+        print(
+            f"convcli filter huge.npy -k {KERNEL} -p same --pad-mode reflect --chunk {args.chunk} "
+            f"-o huge-gaussian.npy: {record['chunked']['blocks']} blocks, {os.cpu_count()} threads"
+        )
         print(f"wall time: {wall:.1f} s (the whole process)")
-        print(f"peak RSS: {peak_mib:,.0f} MiB (bound {args.bound_mib:,} MiB; input "
-              f"{source.stat().st_size / 2**20:,.0f} MiB, output {target.stat().st_size / 2**20:,.0f} MiB)")
+        print(
+            f"peak RSS: {peak_mib:,.0f} MiB (bound {args.bound_mib:,} MiB; input "
+            f"{source.stat().st_size / 2**20:,.0f} MiB, output {target.stat().st_size / 2**20:,.0f} MiB)"
+        )
         print(f"check against filter2d on 3 bands: max |difference| = {worst:g}")
         ok = peak_mib <= args.bound_mib and worst <= 1e-5
         print("within the bound, exact" if ok else "FAILED")

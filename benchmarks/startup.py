@@ -34,8 +34,11 @@ def main() -> int:
     args = parser.parse_args()
     python = [sys.executable]
     script = Path(sys.executable).parent / "convcli"
-    convcli = [str(script)] if script.exists() else (
-        [shutil.which("convcli")] if shutil.which("convcli") else python + ["-m", "convcli"])
+    convcli = (
+        [str(script)]
+        if script.exists()
+        else ([shutil.which("convcli")] if shutil.which("convcli") else python + ["-m", "convcli"])
+    )
     shape = ["shape", "224", "conv:k=7,s=2,p=3", "pool:k=3,s=2,p=1"]
     cases = [
         ("python -c pass", python + ["-c", "pass"]),

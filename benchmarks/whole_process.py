@@ -53,8 +53,7 @@ Image.fromarray((np.clip(np.abs(out), 0, 1) * 255 + 0.5).astype(np.uint8)).save(
 def make_image(path: Path, width: int, height: int) -> None:
     """Runs in a child process: the parent stays small, because a child's peak
     memory as the kernel reports it includes the parent's at fork time."""
-    subprocess.run([sys.executable, __file__, "--make-image", str(path), str(width), str(height)],
-                   check=True)
+    subprocess.run([sys.executable, __file__, "--make-image", str(path), str(width), str(height)], check=True)
 
 
 def _make_image(path: Path, width: int, height: int) -> None:
@@ -90,21 +89,36 @@ def tool_commands(src: Path, out: Path, work: Path) -> dict[str, list[str] | Non
     commands: dict[str, list[str] | None] = {
         "convcli (PNG level 1)": convcli + ["-o", str(out / "convcli.png"), "--overwrite"],
         "convcli (PNG level 6)": convcli + ["--compress-level", "6", "-o", str(out / "convcli6.png")],
-        "ImageMagick (default)": None, "ImageMagick (level 1)": None,
-        "vips conv (default)": None, "vips conv (level 1)": None,
+        "ImageMagick (default)": None,
+        "ImageMagick (level 1)": None,
+        "vips conv (default)": None,
+        "vips conv (level 1)": None,
         "Python+Pillow+numpy": [sys.executable, "-c", PLAIN_PYTHON, str(src), str(out / "plain.png")],
     }
     convert = shutil.which("convert")
-    if convert and "ImageMagick" in subprocess.run([convert, "-version"], capture_output=True, text=True).stdout:
+    if (
+        convert
+        and "ImageMagick" in subprocess.run([convert, "-version"], capture_output=True, text=True).stdout
+    ):
         base = [convert, str(src), "-morphology", "Convolve", MAGICK_KERNEL]
         commands["ImageMagick (default)"] = base + [str(out / "magick.png")]
-        commands["ImageMagick (level 1)"] = base + ["-define", "png:compression-level=1", str(out / "magick1.png")]
+        commands["ImageMagick (level 1)"] = base + [
+            "-define",
+            "png:compression-level=1",
+            str(out / "magick1.png"),
+        ]
     vips = shutil.which("vips")
     if vips:
         matrix = work / "sobel.mat"
         matrix.write_text("3 3 1 0\n1 0 -1\n2 0 -2\n1 0 -1\n")
         commands["vips conv (default)"] = [vips, "conv", str(src), str(out / "vips.png"), str(matrix)]
-        commands["vips conv (level 1)"] = [vips, "conv", str(src), f"{out / 'vips1.png'}[compression=1]", str(matrix)]
+        commands["vips conv (level 1)"] = [
+            vips,
+            "conv",
+            str(src),
+            f"{out / 'vips1.png'}[compression=1]",
+            str(matrix),
+        ]
     return commands
 
 

@@ -34,7 +34,7 @@ def _edges_rgb(height: int = 10, width: int = 13) -> np.ndarray:
     """An RGB image with a vertical edge, a horizontal stripe and per-channel differences."""
     rgb = np.zeros((height, width, 3), dtype=np.uint8)
     rgb[:, : width // 2, 0] = 30
-    rgb[:, width // 2:, 0] = 220  # vertical edge in red
+    rgb[:, width // 2 :, 0] = 220  # vertical edge in red
     rgb[:, :, 1] = np.linspace(0, 250, width, dtype=np.uint8)[None, :]  # ramp in green
     rgb[3:6, :, 2] = 200  # horizontal stripe in blue
     rgb[7, 2, :] = 255  # a lone bright pixel
@@ -163,8 +163,9 @@ class Cli:
         assert "Traceback" not in result.stderr
         return result
 
-    def fail(self, *args, env: dict | None = None, mentions: str | tuple = (),
-             empty_stdout: bool = True) -> CliResult:
+    def fail(
+        self, *args, env: dict | None = None, mentions: str | tuple = (), empty_stdout: bool = True
+    ) -> CliResult:
         """Exit 2, exactly one stderr line ``convcli: error: ...`` naming ``mentions``, no traceback
         (and, unless ``empty_stdout`` is false, nothing on stdout)."""
         result = self.run(*args, env=env)
@@ -200,8 +201,9 @@ def list_folder():
 def dask_cluster():
     """A LocalCluster of two one-thread worker processes on 127.0.0.1, one per test module."""
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as cluster:
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
         yield cluster
 
 

@@ -105,8 +105,7 @@ def pad_reference(x2d, top: int, bottom: int, left: int, right: int, mode: str =
 # ---------------------------------------------------------------- convolution
 
 
-def conv_output_length(length: int, kernel: int, stride: int, before: int, after: int,
-                       dilation: int) -> int:
+def conv_output_length(length: int, kernel: int, stride: int, before: int, after: int, dilation: int) -> int:
     """floor((in + before + after - d*(k-1) - 1) / s) + 1, or 0 when the kernel overhangs."""
     span = length + before + after - dilation * (kernel - 1) - 1
     return span // stride + 1 if span >= 0 else 0
@@ -130,8 +129,7 @@ def same_sides(input_hw, kernel_hw, stride=1, dilation=1) -> tuple[int, int, int
     return tuple(result)
 
 
-def conv2d_reference(x2d, k, stride=1, padding_sides=(0, 0, 0, 0), dilation=1,
-                     pad_mode: str = "zeros"):
+def conv2d_reference(x2d, k, stride=1, padding_sides=(0, 0, 0, 0), dilation=1, pad_mode: str = "zeros"):
     """F.conv2d (cross-correlation) of one channel with one kernel, after F.pad.
 
     out[i, j] = sum_{m, n} x_pad[i*sy + m*dy, j*sx + n*dx] * k[m, n]
@@ -167,8 +165,9 @@ def rot180(k):
 # -------------------------------------------------------------------- pooling
 
 
-def pool_output_length(length: int, kernel: int, stride: int, padding: int, dilation: int = 1,
-                       ceil_mode: bool = False) -> int:
+def pool_output_length(
+    length: int, kernel: int, stride: int, padding: int, dilation: int = 1, ceil_mode: bool = False
+) -> int:
     """PyTorch's pooling_output_shape_pad_lr (div_rtn is floor division)."""
     numerator = length + 2 * padding - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)
     out = numerator // stride + 1  # Python's // rounds toward -inf, as div_rtn
@@ -250,8 +249,9 @@ def pool_reference(x2d, k, s=None, p=0, d=1, ceil_mode=False, op="max", count_in
 # ------------------------------------------------------ transposed convolution
 
 
-def tconv_output_length(length: int, kernel: int, stride: int = 1, padding: int = 0,
-                        output_padding: int = 0, dilation: int = 1) -> int:
+def tconv_output_length(
+    length: int, kernel: int, stride: int = 1, padding: int = 0, output_padding: int = 0, dilation: int = 1
+) -> int:
     return (length - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
 
 
@@ -299,8 +299,7 @@ class Refused(Exception):
     """The parameters are ones PyTorch (and so convcli) must refuse."""
 
 
-def filter_reference(x2d, k, stride=1, padding=0, dilation=1, pad_mode="zeros",
-                     mode="correlation"):
+def filter_reference(x2d, k, stride=1, padding=0, dilation=1, pad_mode="zeros", mode="correlation"):
     """What convcli's filter2d must return for one channel, from the definitions above.
 
     Raises Refused when the padding is illegal for the mode or the (dilated)
@@ -315,11 +314,12 @@ def filter_reference(x2d, k, stride=1, padding=0, dilation=1, pad_mode="zeros",
     else:
         padding_sides = sides(padding)
     top, bottom, left, right = padding_sides
-    if not (pad_legal(x.shape[0], top, bottom, pad_mode)
-            and pad_legal(x.shape[1], left, right, pad_mode)):
+    if not (pad_legal(x.shape[0], top, bottom, pad_mode) and pad_legal(x.shape[1], left, right, pad_mode)):
         raise Refused(f"{pad_mode} padding {padding_sides} on {x.shape}")
     (sy, sx), (dy, dx) = pair(stride), pair(dilation)
-    if (conv_output_length(x.shape[0], kernel.shape[0], sy, top, bottom, dy) < 1
-            or conv_output_length(x.shape[1], kernel.shape[1], sx, left, right, dx) < 1):
+    if (
+        conv_output_length(x.shape[0], kernel.shape[0], sy, top, bottom, dy) < 1
+        or conv_output_length(x.shape[1], kernel.shape[1], sx, left, right, dx) < 1
+    ):
         raise Refused("kernel larger than the padded input")
     return conv2d_reference(x, kernel, stride, padding_sides, dilation, pad_mode)

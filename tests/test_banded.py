@@ -18,16 +18,25 @@ def loaded_image(height, width, channels, dtype=np.uint8, gray=False, seed=0):
 
 
 def filter_op(kernel, stride, padding, dilation, pad_mode, mode):
-    return Filter(np.asarray(kernel, np.float32), stride=stride, padding=padding, dilation=dilation,
-                  pad_mode=pad_mode, mode=mode, value_map="abs")
+    return Filter(
+        np.asarray(kernel, np.float32),
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        pad_mode=pad_mode,
+        mode=mode,
+        value_map="abs",
+    )
 
 
-CASES = list(itertools.product(
-    ["zeros", "reflect", "replicate", "circular"],
-    [(1, 1), (2, 1), (3, 2)],
-    [(1, 1), (2, 1)],
-    [(0, 0, 0, 0), (2, 1, 1, 2), "same"],
-))
+CASES = list(
+    itertools.product(
+        ["zeros", "reflect", "replicate", "circular"],
+        [(1, 1), (2, 1), (3, 2)],
+        [(1, 1), (2, 1)],
+        [(0, 0, 0, 0), (2, 1, 1, 2), "same"],
+    )
+)
 
 
 @pytest.mark.parametrize("pad_mode, stride, dilation, padding", CASES)
@@ -41,7 +50,7 @@ def test_bands_equal_whole_image(pad_mode, stride, dilation, padding):
     rebuilt = np.zeros_like(whole)
     seen = 0
     for first, rows in bands:
-        rebuilt[first: first + rows.shape[0]] = rows
+        rebuilt[first : first + rows.shape[0]] = rows
         seen += rows.shape[0]
     assert seen == whole.shape[0]
     np.testing.assert_allclose(rebuilt, whole, rtol=1e-5, atol=1e-5)

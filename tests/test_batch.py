@@ -11,15 +11,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 CONVCLI = [sys.executable, "-m", "convcli"]
 
 
 def run(args, cwd, stdin=None, timeout=120):
-    return subprocess.run(CONVCLI + [str(a) for a in args], cwd=cwd, input=stdin,
-                          capture_output=True, timeout=timeout)
+    return subprocess.run(
+        CONVCLI + [str(a) for a in args], cwd=cwd, input=stdin, capture_output=True, timeout=timeout
+    )
 
 
 def make_images(folder: Path, count: int, size=(40, 30), seed=0) -> list[Path]:
@@ -44,8 +44,9 @@ def test_folder_to_folder_in_input_order_and_summary(tmp_path):
     result = run(["filter", "in", "-k", "sobel-vertical", "-o", "out", "-j", "2"], tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.decode().splitlines()
-    assert lines == [f"in/img{i:03d}.png: 40x30 -> 38x28, wrote out/img{i:03d}-sobel-vertical.png"
-                     for i in range(5)]
+    assert lines == [
+        f"in/img{i:03d}.png: 40x30 -> 38x28, wrote out/img{i:03d}-sobel-vertical.png" for i in range(5)
+    ]
     assert "done 5, skipped 0, failed 0 of 5" in result.stderr.decode()
     for i in range(5):
         assert Image.open(tmp_path / "out" / f"img{i:03d}-sobel-vertical.png").size == (38, 28)
@@ -75,8 +76,18 @@ def test_skip_existing_then_overwrite(tmp_path):
 
 def test_glob_pattern_and_template(tmp_path):
     make_images(tmp_path / "in", 3)
-    result = run(["filter", "in/img00[01].png", "-k", "box", "--output-template",
-                  "res/{stem}-{op}-{kernel}.{ext}", "--json"], tmp_path)
+    result = run(
+        [
+            "filter",
+            "in/img00[01].png",
+            "-k",
+            "box",
+            "--output-template",
+            "res/{stem}-{op}-{kernel}.{ext}",
+            "--json",
+        ],
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.decode().splitlines()]
     assert [r["output"] for r in records] == ["res/img000-filter-box.png", "res/img001-filter-box.png"]
@@ -162,8 +173,11 @@ def test_pipe_chain_png(tmp_path):
 def test_pipe_npy_raw_floats(tmp_path):
     x = np.random.default_rng(1).normal(size=(9, 7)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
-    piped = run(["filter", "-", "-k", "1,-1", "-o", "-", "--format", "npy"], tmp_path,
-                stdin=(tmp_path / "x.npy").read_bytes())
+    piped = run(
+        ["filter", "-", "-k", "1,-1", "-o", "-", "--format", "npy"],
+        tmp_path,
+        stdin=(tmp_path / "x.npy").read_bytes(),
+    )
     assert piped.returncode == 0, piped.stderr
     (tmp_path / "y.npy").write_bytes(piped.stdout)
     y = np.load(tmp_path / "y.npy")
@@ -185,16 +199,20 @@ def _default_sigint():
 
 def test_ctrl_c_leaves_no_partial_files_and_rerun_continues(tmp_path):
     make_images(tmp_path / "in", 24, size=(900, 700))
-    proc = subprocess.Popen(CONVCLI + ["filter", "in", "-k", "gaussian:size=9", "-o", "out",
-                                       "-j", "2", "--compress-level", "9"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True, preexec_fn=_default_sigint)
+    proc = subprocess.Popen(
+        CONVCLI + ["filter", "in", "-k", "gaussian:size=9", "-o", "out", "-j", "2", "--compress-level", "9"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=_default_sigint,
+    )
     out = tmp_path / "out"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (out.exists() and any(out.glob("*.png"))):
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C does: the whole process group
-    stdout, stderr = proc.communicate(timeout=60)
+    _, stderr = proc.communicate(timeout=60)
     finished = sorted(out.glob("*.png"))
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr.decode()

@@ -14,16 +14,16 @@ import pytest
 da = pytest.importorskip("dask.array")
 dask = pytest.importorskip("dask")
 
+from convcli.engine.filtering import filter2d  # noqa: E402
+from convcli.engine.pooling import pool2d  # noqa: E402
+from convcli.engine.transposed import conv_transpose2d  # noqa: E402
+from convcli.errors import ConvcliError  # noqa: E402
 from convcli.io.bigfiles import open_source  # noqa: E402
 from convcli.ops.catalog import Filter, Pool, Upsample  # noqa: E402
 from convcli.ops.chunked import conv_transpose2d_chunked, filter2d_chunked, pool2d_chunked  # noqa: E402
 from convcli.run.chunked import process_chunked, process_huge, wants_chunked  # noqa: E402
-from convcli.errors import ConvcliError  # noqa: E402
-from convcli.engine.filtering import filter2d  # noqa: E402
-from convcli.engine.pooling import pool2d  # noqa: E402
 from convcli.run.process import process  # noqa: E402
 from convcli.run.tasks import RunOptions, Task  # noqa: E402
-from convcli.engine.transposed import conv_transpose2d  # noqa: E402
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 PAD_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -65,8 +65,15 @@ FILTER_CASES = [
 def test_filter_chunked_equals_in_memory(pad_mode, stride, dilation, padding, chunk):
     x, k = image(), kernel()
     expected = filter2d(x, k, stride=stride, padding=padding, dilation=dilation, pad_mode=pad_mode)
-    lazy = filter2d_chunked(da.from_array(x, chunks=(5, 6, 1)), k, stride=stride, padding=padding,
-                            dilation=dilation, pad_mode=pad_mode, chunk=chunk)
+    lazy = filter2d_chunked(
+        da.from_array(x, chunks=(5, 6, 1)),
+        k,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        pad_mode=pad_mode,
+        chunk=chunk,
+    )
     assert lazy.shape == expected.shape
     np.testing.assert_allclose(lazy.compute(), expected, **TOL)
 
@@ -110,17 +117,34 @@ POOL_CASES = [
 ]
 
 
-@pytest.mark.parametrize("op,size,stride,padding,dilation,ceil_mode,chunk",
-                         [(op, *case) for op in ("max", "min", "mean") for case in POOL_CASES
-                          if op != "mean" or case[3] == 1])  # mean pooling has no dilation
+@pytest.mark.parametrize(
+    "op,size,stride,padding,dilation,ceil_mode,chunk",
+    [(op, *case) for op in ("max", "min", "mean") for case in POOL_CASES if op != "mean" or case[3] == 1],
+)  # mean pooling has no dilation
 def test_pool_chunked_equals_in_memory(op, size, stride, padding, dilation, ceil_mode, chunk):
     x = image()
-    for include in ((True, False) if op == "mean" else (True,)):
-        expected = pool2d(x, size, stride=stride, padding=padding, dilation=dilation,
-                          ceil_mode=ceil_mode, op=op, count_include_pad=include)
-        got = pool2d_chunked(da.from_array(x, chunks=(7, 4, 2)), size, stride=stride, padding=padding,
-                             dilation=dilation, ceil_mode=ceil_mode, op=op, count_include_pad=include,
-                             chunk=chunk)
+    for include in (True, False) if op == "mean" else (True,):
+        expected = pool2d(
+            x,
+            size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            ceil_mode=ceil_mode,
+            op=op,
+            count_include_pad=include,
+        )
+        got = pool2d_chunked(
+            da.from_array(x, chunks=(7, 4, 2)),
+            size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            ceil_mode=ceil_mode,
+            op=op,
+            count_include_pad=include,
+            chunk=chunk,
+        )
         assert got.shape == expected.shape
         np.testing.assert_allclose(got.compute(), expected, **TOL)
 
@@ -142,10 +166,12 @@ UPSAMPLE_CASES = [
 @pytest.mark.parametrize("stride,padding,output_padding,dilation,chunk", UPSAMPLE_CASES)
 def test_upsample_chunked_equals_in_memory(stride, padding, output_padding, dilation, chunk):
     x, k = image((11, 13, 2)), kernel((3, 4))
-    expected = conv_transpose2d(x, k, stride=stride, padding=padding, output_padding=output_padding,
-                                dilation=dilation)
-    got = conv_transpose2d_chunked(x, k, stride=stride, padding=padding,
-                                   output_padding=output_padding, dilation=dilation, chunk=chunk)
+    expected = conv_transpose2d(
+        x, k, stride=stride, padding=padding, output_padding=output_padding, dilation=dilation
+    )
+    got = conv_transpose2d_chunked(
+        x, k, stride=stride, padding=padding, output_padding=output_padding, dilation=dilation, chunk=chunk
+    )
     assert got.shape == expected.shape
     np.testing.assert_allclose(got.compute(), expected, **TOL)
 
@@ -156,8 +182,9 @@ def test_upsample_bilinear_exact_scale():
     k = parse_kernel("bilinear", defaults={"factor": "2x2"}).matrix
     x = image((9, 10))
     expected = conv_transpose2d(x, k, stride=2, padding=1)
-    np.testing.assert_allclose(conv_transpose2d_chunked(x, k, stride=2, padding=1, chunk=3).compute(),
-                               expected, **TOL)
+    np.testing.assert_allclose(
+        conv_transpose2d_chunked(x, k, stride=2, padding=1, chunk=3).compute(), expected, **TOL
+    )
 
 
 # ------------------------------------------------------------- huge files
@@ -167,23 +194,38 @@ def filter_op(pad_mode="reflect", stride=(1, 1), padding="same", dilation=(1, 1)
     from convcli.engine.kernels import parse_kernel
 
     kern = parse_kernel(f"gaussian:size={size},sigma=1.2")
-    return Filter(kern, stride=stride, padding=padding, dilation=dilation, pad_mode=pad_mode,
-                  value_map="clip")
+    return Filter(
+        kern, stride=stride, padding=padding, dilation=dilation, pad_mode=pad_mode, value_map="clip"
+    )
 
 
 def pool_op(op="max", size=(3, 3), stride=(2, 2), padding=(1, 1), ceil_mode=True):
-    return Pool(size, stride=stride, padding=padding, ceil_mode=ceil_mode, op=op,
-                count_include_pad=False, value_map="clip")
+    return Pool(
+        size,
+        stride=stride,
+        padding=padding,
+        ceil_mode=ceil_mode,
+        op=op,
+        count_include_pad=False,
+        value_map="clip",
+    )
 
 
 def upsample_op():
     return Upsample(kernel((3, 3)), stride=2, padding=1, output_padding=1, value_map="clip")
 
 
-@pytest.mark.parametrize("op", [filter_op(m) for m in PAD_MODES]
-                         + [filter_op("zeros", (2, 3), (2, 1), (2, 1), 3), pool_op(),
-                            pool_op("mean", ceil_mode=False), upsample_op()],
-                         ids=[*PAD_MODES, "strided", "maxpool", "meanpool", "upsample"])
+@pytest.mark.parametrize(
+    "op",
+    [filter_op(m) for m in PAD_MODES]
+    + [
+        filter_op("zeros", (2, 3), (2, 1), (2, 1), 3),
+        pool_op(),
+        pool_op("mean", ceil_mode=False),
+        upsample_op(),
+    ],
+    ids=[*PAD_MODES, "strided", "maxpool", "meanpool", "upsample"],
+)
 def test_process_huge_npy_equals_in_memory(tmp_path, op):
     x = image((37, 41, 3), seed=4)
     np.save(tmp_path / "in.npy", x)
@@ -254,7 +296,9 @@ def test_compressed_tiled_tiff_gray_and_zarr_round_trip(tmp_path):
     np.testing.assert_allclose(got, op.apply(luma)[:, :, 0], **TOL)
     # .zarr in, .npy out; then replace an existing .zarr output whole
     process_huge(pool_op(), tmp_path / "out.zarr", tmp_path / "pooled.npy", chunk=7)
-    np.testing.assert_allclose(np.load(tmp_path / "pooled.npy"), pool_op().apply(got[:, :, None])[:, :, 0], **TOL)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "pooled.npy"), pool_op().apply(got[:, :, None])[:, :, 0], **TOL
+    )
     process_huge(op, tmp_path / "pooled.npy", tmp_path / "out.zarr", chunk=7)
     assert zarr.open(str(tmp_path / "out.zarr"), mode="r").shape == np.load(tmp_path / "pooled.npy").shape
     assert leftovers(tmp_path) == []
@@ -287,7 +331,7 @@ def test_bad_values_fail_whole_and_leave_nothing(tmp_path):
 
 def test_unknown_output_and_missing_input(tmp_path):
     np.save(tmp_path / "in.npy", image((8, 8)))
-    with pytest.raises(ConvcliError, match="writes .npy"):
+    with pytest.raises(ConvcliError, match=r"writes \.npy"):
         process_huge(filter_op(), tmp_path / "in.npy", tmp_path / "out.png")
     with pytest.raises(ConvcliError, match="no such file"):
         process_huge(filter_op(), tmp_path / "nope.npy", tmp_path / "out.npy")
@@ -323,8 +367,9 @@ def test_process_chunked_outcome(tmp_path):
     for key in ("input_size", "output_size", "channels", "padding", "depth", "operation"):
         assert outcome.record[key] == expected.record[key]
     np.testing.assert_allclose(np.load(task.output), np.load(tmp_path / "mem.npy"), **TOL)
-    bad = process_chunked(filter_op(), Task(4, str(tmp_path / "none.npy"), str(tmp_path / "x.npy")),
-                          RunOptions())
+    bad = process_chunked(
+        filter_op(), Task(4, str(tmp_path / "none.npy"), str(tmp_path / "x.npy")), RunOptions()
+    )
     assert bad.status == "failed" and "no such file" in bad.record["error"]
 
 
@@ -332,8 +377,7 @@ def test_threaded_scheduler_gives_the_same(tmp_path):
     x = image((64, 48, 2))
     np.save(tmp_path / "in.npy", x)
     with dask.config.set(scheduler="threads"):
-        process_huge(filter_op("circular"), tmp_path / "in.npy", tmp_path / "out.npy", chunk=11,
-                     workers=2)
+        process_huge(filter_op("circular"), tmp_path / "in.npy", tmp_path / "out.npy", chunk=11, workers=2)
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), filter_op("circular").apply(x))
 
 
@@ -342,8 +386,7 @@ def test_many_chunkings_of_one_case():
     x, k = image((15, 14, 1)), kernel((3, 3))
     expected = filter2d(x, k, stride=2, padding=(2, 1, 1, 2), dilation=2, pad_mode="reflect")
     for ch in itertools.product(range(1, 10, 2), range(2, 10, 3)):
-        got = filter2d_chunked(x, k, stride=2, padding=(2, 1, 1, 2), dilation=2, pad_mode="reflect",
-                               chunk=ch)
+        got = filter2d_chunked(x, k, stride=2, padding=(2, 1, 1, 2), dilation=2, pad_mode="reflect", chunk=ch)
         np.testing.assert_allclose(got.compute(), expected, **TOL, err_msg=f"chunk {ch}")
 
 
@@ -352,9 +395,15 @@ def test_chunked_module_imports_without_dask():
     import subprocess
     import sys
 
-    code = ("import sys; sys.modules['dask'] = None; sys.modules['distributed'] = None; "
-            "import convcli.run.chunked, convcli.run.cluster, convcli.run.batch; "
-            "print(convcli.run.chunked.dask_installed() is False or 'x')")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    code = (
+        "import sys; sys.modules['dask'] = None; sys.modules['distributed'] = None; "
+        "import convcli.run.chunked, convcli.run.cluster, convcli.run.batch; "
+        "print(convcli.run.chunked.dask_installed() is False or 'x')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     assert result.returncode == 0, result.stderr

@@ -97,27 +97,49 @@ NPY_CASES = [
     # same with an even kernel: the extra pixel goes bottom/right
     (["-k", "1,2;3,4", "-p", "same"], [[1, 2], [3, 4]], {"sides": (0, 1, 0, 1)}),
     (["-k", "1,2,3,4", "-p", "same"], [[1, 2, 3, 4]], {"sides": (0, 0, 1, 2)}),
-    (["-k", "1,2;3,4;5,6", "-p", "same", "-d", "2"], [[1, 2], [3, 4], [5, 6]], {"sides": (2, 2, 1, 1), "dilation": (2, 2)}),
+    (
+        ["-k", "1,2;3,4;5,6", "-p", "same", "-d", "2"],
+        [[1, 2], [3, 4], [5, 6]],
+        {"sides": (2, 2, 1, 1), "dilation": (2, 2)},
+    ),
     (["-k", "1,2,3;4,5,6", "-p", "valid"], [[1, 2, 3], [4, 5, 6]], {}),
     # -p 2x1: 2 left and right, 1 top and bottom
     (["-k", "1 2 3; 4 5 6", "-p", "2x1"], [[1, 2, 3], [4, 5, 6]], {"sides": (1, 1, 2, 2)}),
-    (["-k", "1 2 3; 4 5 6", "-p", "2x1", "--pad-mode", "reflect"], [[1, 2, 3], [4, 5, 6]],
-     {"sides": (1, 1, 2, 2), "pad_mode": "reflect"}),
-    (["-k", "1,-2;3,0.5", "-p", "3x2", "--pad-mode", "replicate"], [[1, -2], [3, 0.5]],
-     {"sides": (2, 2, 3, 3), "pad_mode": "replicate"}),
-    (["-k", "0,1;2,3", "-p", "1", "--pad-mode", "circular", "-s", "2"], [[0, 1], [2, 3]],
-     {"sides": (1, 1, 1, 1), "pad_mode": "circular", "stride": (2, 2)}),
+    (
+        ["-k", "1 2 3; 4 5 6", "-p", "2x1", "--pad-mode", "reflect"],
+        [[1, 2, 3], [4, 5, 6]],
+        {"sides": (1, 1, 2, 2), "pad_mode": "reflect"},
+    ),
+    (
+        ["-k", "1,-2;3,0.5", "-p", "3x2", "--pad-mode", "replicate"],
+        [[1, -2], [3, 0.5]],
+        {"sides": (2, 2, 3, 3), "pad_mode": "replicate"},
+    ),
+    (
+        ["-k", "0,1;2,3", "-p", "1", "--pad-mode", "circular", "-s", "2"],
+        [[0, 1], [2, 3]],
+        {"sides": (1, 1, 1, 1), "pad_mode": "circular", "stride": (2, 2)},
+    ),
     (["-k", "1,0,-1", "-p", "valid", "-d", "2"], [[1, 0, -1]], {"dilation": (2, 2)}),
     # -d 2x1: taps 2 apart across, 1 apart down
-    (["-k", "1,2;3,4;5,6", "-d", "2x1", "-s", "1x2", "-p", "3x2", "--pad-mode", "reflect"],
-     [[1, 2], [3, 4], [5, 6]], {"dilation": (1, 2), "stride": (2, 1), "sides": (2, 2, 3, 3), "pad_mode": "reflect"}),
+    (
+        ["-k", "1,2;3,4;5,6", "-d", "2x1", "-s", "1x2", "-p", "3x2", "--pad-mode", "reflect"],
+        [[1, 2], [3, 4], [5, 6]],
+        {"dilation": (1, 2), "stride": (2, 1), "sides": (2, 2, 3, 3), "pad_mode": "reflect"},
+    ),
     # same at stride > 1 (TensorFlow's rule, documented in geometry.same_padding): output
     # ceil(in / stride); height 9 / 3 needs no padding, width 11 / 2 needs 1 left, 1 right
-    (["-k", "0.5 -1 2; 1 1 1; -3 0 1", "-p", "same", "--pad-mode", "circular", "-s", "2x3"],
-     [[0.5, -1, 2], [1, 1, 1], [-3, 0, 1]], {"sides": (0, 0, 1, 1), "pad_mode": "circular", "stride": (3, 2)}),
+    (
+        ["-k", "0.5 -1 2; 1 1 1; -3 0 1", "-p", "same", "--pad-mode", "circular", "-s", "2x3"],
+        [[0.5, -1, 2], [1, 1, 1], [-3, 0, 1]],
+        {"sides": (0, 0, 1, 1), "pad_mode": "circular", "stride": (3, 2)},
+    ),
     # convolution: the kernel rotated 180 degrees
-    (["-k", "1,2,3;4,5,6;7,8,10", "--mode", "convolution", "-p", "same", "--pad-mode", "replicate"],
-     [[10, 8, 7], [6, 5, 4], [3, 2, 1]], {"sides": (1, 1, 1, 1), "pad_mode": "replicate"}),
+    (
+        ["-k", "1,2,3;4,5,6;7,8,10", "--mode", "convolution", "-p", "same", "--pad-mode", "replicate"],
+        [[10, 8, 7], [6, 5, 4], [3, 2, 1]],
+        {"sides": (1, 1, 1, 1), "pad_mode": "replicate"},
+    ),
 ]
 
 
@@ -146,8 +168,12 @@ def test_scipy_agrees_correlation_and_convolution(cli, float2d_npy, tmp_path):
     cli.ok("filter", float2d_npy.path, "-k", spec, "-o", tmp_path / "c.npy", "-q")
     cli.ok("filter", float2d_npy.path, "-k", spec, "--mode", "convolution", "-o", tmp_path / "v.npy", "-q")
     x = float2d_npy.pixels.astype(np.float64)
-    np.testing.assert_allclose(np.load(tmp_path / "c.npy"), scipy.signal.correlate2d(x, kernel, mode="valid"), atol=1e-5)
-    np.testing.assert_allclose(np.load(tmp_path / "v.npy"), scipy.signal.convolve2d(x, kernel, mode="valid"), atol=1e-5)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "c.npy"), scipy.signal.correlate2d(x, kernel, mode="valid"), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        np.load(tmp_path / "v.npy"), scipy.signal.convolve2d(x, kernel, mode="valid"), atol=1e-5
+    )
 
 
 # ----------------------------------------------------------- kernel sources
@@ -170,19 +196,22 @@ def test_gaussian_default_is_size_5_sigma_1(cli, float_npy, tmp_path):
     np.testing.assert_allclose(y, correlate_oracle(float_npy.pixels, gaussian_explicit(5, 1.0)), atol=1e-5)
 
 
-@pytest.mark.parametrize("spec, kernel", [
-    ("sobel-vertical", SOBEL_V),
-    ("sobel-horizontal", SOBEL_V.T),
-    ("laplacian", [[0, 1, 0], [1, -4, 1], [0, 1, 0]]),
-    ("box", np.full((3, 3), 1 / 9)),
-    ("box:size=2x4", np.full((4, 2), 1 / 8)),  # WIDTHxHEIGHT: 2 wide, 4 high
-    ("1,0,-1;2,0,-2;1,0,-1", SOBEL_V),
-    ("1 0 -1; 2 0 -2; 1 0 -1", SOBEL_V),
-    ("  1, 0, -1 ;2 ,0,-2; 1 0 -1  ", SOBEL_V),
-    ("[1, 2, 3]", [[1, 2, 3]]),
-    ("1;2;3", [[1], [2], [3]]),
-    ("0.5,-1.5;2e-1,4", [[0.5, -1.5], [0.2, 4]]),
-])
+@pytest.mark.parametrize(
+    "spec, kernel",
+    [
+        ("sobel-vertical", SOBEL_V),
+        ("sobel-horizontal", SOBEL_V.T),
+        ("laplacian", [[0, 1, 0], [1, -4, 1], [0, 1, 0]]),
+        ("box", np.full((3, 3), 1 / 9)),
+        ("box:size=2x4", np.full((4, 2), 1 / 8)),  # WIDTHxHEIGHT: 2 wide, 4 high
+        ("1,0,-1;2,0,-2;1,0,-1", SOBEL_V),
+        ("1 0 -1; 2 0 -2; 1 0 -1", SOBEL_V),
+        ("  1, 0, -1 ;2 ,0,-2; 1 0 -1  ", SOBEL_V),
+        ("[1, 2, 3]", [[1, 2, 3]]),
+        ("1;2;3", [[1], [2], [3]]),
+        ("0.5,-1.5;2e-1,4", [[0.5, -1.5], [0.2, 4]]),
+    ],
+)
 def test_kernel_specs(cli, float_npy, tmp_path, spec, kernel):
     y = _run_kernel(cli, float_npy, tmp_path, spec)
     np.testing.assert_allclose(y, correlate_oracle(float_npy.pixels, kernel), rtol=1e-5, atol=1e-5)
@@ -234,20 +263,41 @@ def test_gray_png_output_has_one_channel(cli, rgb_png, tmp_path):
 
 def test_json_report_fields_and_values(cli, rgb_png, tmp_path):
     out = tmp_path / "j.png"
-    result = cli.ok("filter", rgb_png.path, "-k", "sobel-vertical", "-s", "2x1", "-p", "1x2",
-                    "--pad-mode", "replicate", "-o", out, "--json")
+    result = cli.ok(
+        "filter",
+        rgb_png.path,
+        "-k",
+        "sobel-vertical",
+        "-s",
+        "2x1",
+        "-p",
+        "1x2",
+        "--pad-mode",
+        "replicate",
+        "-o",
+        out,
+        "--json",
+    )
     assert result.stdout.count("\n") == 1 and result.stderr == ""
     record = json.loads(result.stdout)
     # 13x10 input, padding 1 left/right and 2 top/bottom, stride 2 across:
     # width (13 + 2 - 3) // 2 + 1 = 7, height (10 + 4 - 3) // 1 + 1 = 12
     expected = {
-        "input": str(rgb_png.path), "output": str(out), "operation": "filter",
-        "input_size": {"width": 13, "height": 10}, "output_size": {"width": 7, "height": 12},
+        "input": str(rgb_png.path),
+        "output": str(out),
+        "operation": "filter",
+        "input_size": {"width": 13, "height": 10},
+        "output_size": {"width": 7, "height": 12},
         "channels": 3,
         "kernel": {"name": "sobel-vertical", "source": "preset", "size": {"width": 3, "height": 3}},
-        "mode": "correlation", "stride": {"x": 2, "y": 1}, "dilation": {"x": 1, "y": 1},
-        "pad_mode": "replicate", "padding": {"top": 2, "bottom": 2, "left": 1, "right": 1},
-        "map": "abs", "depth": "8", "alpha": "none",
+        "mode": "correlation",
+        "stride": {"x": 2, "y": 1},
+        "dilation": {"x": 1, "y": 1},
+        "pad_mode": "replicate",
+        "padding": {"top": 2, "bottom": 2, "left": 1, "right": 1},
+        "map": "abs",
+        "depth": "8",
+        "alpha": "none",
     }
     for key, value in expected.items():
         assert record.get(key) == value, (key, record.get(key), value)
@@ -255,8 +305,21 @@ def test_json_report_fields_and_values(cli, rgb_png, tmp_path):
 
 
 def test_json_same_padding_reports_sides_and_dilation(cli, float_npy, tmp_path):
-    result = cli.ok("filter", float_npy.path, "-k", "1,2;3,4", "-p", "same", "-d", "3x2",
-                    "--mode", "convolution", "-o", tmp_path / "o.npy", "--json")
+    result = cli.ok(
+        "filter",
+        float_npy.path,
+        "-k",
+        "1,2;3,4",
+        "-p",
+        "same",
+        "-d",
+        "3x2",
+        "--mode",
+        "convolution",
+        "-o",
+        tmp_path / "o.npy",
+        "--json",
+    )
     record = json.loads(result.stdout)
     # dilation 3 across, 2 down with a 2x2 kernel: totals 3 (1 left, 2 right) and 2 (1 top, 1 bottom)
     assert record["padding"] == {"top": 1, "bottom": 1, "left": 1, "right": 2}
@@ -288,11 +351,14 @@ def test_default_output_next_to_input(cli, rgb_png, tmp_path, list_folder):
         np.testing.assert_array_equal(np.asarray(image), rgb_png.pixels)
 
 
-@pytest.mark.parametrize("spec, name", [
-    ("gaussian:size=7,sigma=1.5", "rgb-gaussian.png"),
-    ("1,0;0,-1", "rgb-custom.png"),
-    ("identity", "rgb-identity.png"),
-])
+@pytest.mark.parametrize(
+    "spec, name",
+    [
+        ("gaussian:size=7,sigma=1.5", "rgb-gaussian.png"),
+        ("1,0;0,-1", "rgb-custom.png"),
+        ("identity", "rgb-identity.png"),
+    ],
+)
 def test_default_output_names_by_kernel(cli, rgb_png, tmp_path, spec, name):
     cli.ok("filter", rgb_png.path, "-k", spec, "-q")
     assert (tmp_path / name).is_file()
@@ -407,7 +473,9 @@ def test_npy_to_float_tiff(cli, float2d_npy, tmp_path):
     cli.ok("filter", float2d_npy.path, "-k", "sobel-vertical", "-o", out, "-q")
     with Image.open(out) as image:
         assert image.mode == "F"
-        np.testing.assert_allclose(np.asarray(image), correlate_oracle(float2d_npy.pixels, SOBEL_V), atol=1e-5)
+        np.testing.assert_allclose(
+            np.asarray(image), correlate_oracle(float2d_npy.pixels, SOBEL_V), atol=1e-5
+        )
 
 
 # --------------------------------------------------------------- alpha
@@ -427,19 +495,31 @@ def test_alpha_carried_when_size_unchanged(cli, rgba_png, tmp_path):
 def test_alpha_dropped_when_size_changes(cli, rgba_png, tmp_path):
     out = tmp_path / "a.png"
     result = cli.ok("filter", rgba_png.path, "-k", "box", "-o", out)
-    assert result.stdout == (f"{rgba_png.path}: 12x9 -> 10x7, wrote {out} "
-                             "(alpha dropped: the size changed)\n")
+    assert result.stdout == (
+        f"{rgba_png.path}: 12x9 -> 10x7, wrote {out} (alpha dropped: the size changed)\n"
+    )
     mode, _ = read_png(out)
     assert mode == "RGB"
     record = json.loads(cli.ok("filter", rgba_png.path, "-k", "box", "-o", out, "--json").stdout)
     assert record["alpha"] == "dropped"
 
 
-@pytest.mark.parametrize("name, holds", [("a.jpg", False), ("a.bmp", False), ("a.npy", False),
-                                         ("a.tif", True), ("a.webp", True), ("a.png", True)])
+@pytest.mark.parametrize(
+    "name, holds",
+    [
+        ("a.jpg", False),
+        ("a.bmp", False),
+        ("a.npy", False),
+        ("a.tif", True),
+        ("a.webp", True),
+        ("a.png", True),
+    ],
+)
 def test_alpha_report_matches_the_file(cli, rgba_png, tmp_path, name, holds):
     out = tmp_path / name
-    record = json.loads(cli.ok("filter", rgba_png.path, "-k", "box", "-p", "same", "-o", out, "--json").stdout)
+    record = json.loads(
+        cli.ok("filter", rgba_png.path, "-k", "box", "-p", "same", "-o", out, "--json").stdout
+    )
     if name.endswith(".npy"):
         has_alpha = np.load(out).shape[2] == 4
     else:
@@ -453,7 +533,9 @@ def test_alpha_report_matches_the_file(cli, rgba_png, tmp_path, name, holds):
 
 # A 5x3 L image and kernels chosen so that no expected pixel sits within 0.05 of a
 # rounding tie (float32 in convcli vs float64 here cannot flip a rounding).
-MAP_PIXELS = np.array([[213, 17, 190, 129, 101], [71, 232, 125, 163, 86], [66, 162, 16, 203, 22]], dtype=np.uint8)
+MAP_PIXELS = np.array(
+    [[213, 17, 190, 129, 101], [71, 232, 125, 163, 86], [66, 162, 16, 203, 22]], dtype=np.uint8
+)
 
 
 def _map_expected(raw, value_map):
@@ -504,10 +586,18 @@ def test_map_hand_computed_values(cli, tmp_path):
     assert got["offset"] == [[112, 66, 203]]  # 127.5 + raw: 112.2, 66.3, 203.4
 
 
-@pytest.mark.parametrize("spec, expected_map", [
-    ("0.3,-0.3", "abs"), ("sobel-vertical", "abs"), ("laplacian", "abs"),
-    ("1.3,-0.3", "clip"), ("box", "clip"), ("sharpen", "clip"), ("emboss", "clip"),
-])
+@pytest.mark.parametrize(
+    "spec, expected_map",
+    [
+        ("0.3,-0.3", "abs"),
+        ("sobel-vertical", "abs"),
+        ("laplacian", "abs"),
+        ("1.3,-0.3", "clip"),
+        ("box", "clip"),
+        ("sharpen", "clip"),
+        ("emboss", "clip"),
+    ],
+)
 def test_auto_map_abs_for_zero_sum_else_clip(cli, map_png, tmp_path, spec, expected_map):
     out = tmp_path / "o.png"
     result = cli.ok("filter", map_png, "-k", spec, "-p", "same", "-o", out, "--json")
@@ -588,10 +678,26 @@ def _errors():
         ("output is input npy", [X, "-o", "{npy}"], ("x.npy",)),
         ("unknown output extension", [R, "-o", "{tmp}/out/o.xyz"], (".xyz",)),
         ("no output extension", [R, "-o", "{tmp}/out/o"], ("'{tmp}/out/o'",)),
-        ("reflect padding >= side", [R, "-k", "box", "-p", "10", "--pad-mode", "reflect", "-o", "{tmp}/out/o.png"], ("padding", "reflect")),
-        ("reflect padding >= side npy", [X, "-k", "box", "-p", "9", "--pad-mode", "reflect", "-o", "{tmp}/out/o.npy"], ("padding", "reflect")),
-        ("reflect padding 2x10", [R, "-k", "box", "-p", "1x10", "--pad-mode", "reflect", "-o", "{tmp}/out/o.png"], ("padding",)),
-        ("circular padding > side", [X, "-k", "box", "-p", "12", "--pad-mode", "circular", "-o", "{tmp}/out/o.npy"], ("padding", "circular")),
+        (
+            "reflect padding >= side",
+            [R, "-k", "box", "-p", "10", "--pad-mode", "reflect", "-o", "{tmp}/out/o.png"],
+            ("padding", "reflect"),
+        ),
+        (
+            "reflect padding >= side npy",
+            [X, "-k", "box", "-p", "9", "--pad-mode", "reflect", "-o", "{tmp}/out/o.npy"],
+            ("padding", "reflect"),
+        ),
+        (
+            "reflect padding 2x10",
+            [R, "-k", "box", "-p", "1x10", "--pad-mode", "reflect", "-o", "{tmp}/out/o.png"],
+            ("padding",),
+        ),
+        (
+            "circular padding > side",
+            [X, "-k", "box", "-p", "12", "--pad-mode", "circular", "-o", "{tmp}/out/o.npy"],
+            ("padding", "circular"),
+        ),
         ("unknown option", [R, "--bogus"], ("--bogus",)),
         ("matrix and input", [R, "--matrix", "1 2; 3 4"], ("--matrix",)),
     ]
@@ -601,8 +707,9 @@ ERRORS = _errors()
 
 
 @pytest.mark.parametrize("args, mentions", [e[1:] for e in ERRORS], ids=[e[0] for e in ERRORS])
-def test_bad_input_one_line_exit_2_nothing_written(cli, bad_setup, rgb_png, float_npy, list_folder,
-                                                   args, mentions):
+def test_bad_input_one_line_exit_2_nothing_written(
+    cli, bad_setup, rgb_png, float_npy, list_folder, args, mentions
+):
     tmp = bad_setup
     fill = {"rgb": str(rgb_png.path), "npy": str(float_npy.path), "tmp": str(tmp)}
     before = list_folder(tmp)
@@ -614,7 +721,9 @@ def test_bad_input_one_line_exit_2_nothing_written(cli, bad_setup, rgb_png, floa
     assert list_folder(tmp) == before
 
 
-@pytest.mark.parametrize("args", [["-k", "nosuch"], ["-s", "0"], ["-k", "gaussian:size=15"], ["-p", "10", "--pad-mode", "reflect"]])
+@pytest.mark.parametrize(
+    "args", [["-k", "nosuch"], ["-s", "0"], ["-k", "gaussian:size=15"], ["-p", "10", "--pad-mode", "reflect"]]
+)
 def test_bad_input_with_default_output_writes_nothing(cli, rgb_png, tmp_path, list_folder, args):
     cli.fail("filter", rgb_png.path, *args)
     assert list_folder(tmp_path) == ["rgb.png"]
@@ -672,11 +781,14 @@ def test_banded_16bit_png_equals_loop_oracle(cli, tmp_path, args, kernel, oracle
     assert np.abs(got.astype(np.int64) - expected).max() <= 1
 
 
-@pytest.mark.parametrize("args, sides", [
-    (["-p", "same", "--pad-mode", "reflect"], (1, 1, 1, 1)),
-    (["-p", "2", "--pad-mode", "circular", "-s", "2x3"], (2, 2, 2, 2)),
-    (["-p", "3x1", "--pad-mode", "replicate", "-d", "2"], (1, 1, 3, 3)),
-])
+@pytest.mark.parametrize(
+    "args, sides",
+    [
+        (["-p", "same", "--pad-mode", "reflect"], (1, 1, 1, 1)),
+        (["-p", "2", "--pad-mode", "circular", "-s", "2x3"], (2, 2, 2, 2)),
+        (["-p", "3x1", "--pad-mode", "replicate", "-d", "2"], (1, 1, 3, 3)),
+    ],
+)
 def test_banded_rgb_png_equals_loop_oracle(cli, tmp_path, args, sides):
     rgb = np.random.default_rng(2).integers(0, 256, size=(140, 12, 3), dtype=np.uint8)
     Image.fromarray(rgb, "RGB").save(tmp_path / "tall.png")
@@ -685,8 +797,9 @@ def test_banded_rgb_png_equals_loop_oracle(cli, tmp_path, args, sides):
     stride = {"-s": (3, 2)}.get(args[-2], (1, 1)) if "-s" in args else (1, 1)
     dilation = (2, 2) if "-d" in args else (1, 1)
     pad_mode = args[args.index("--pad-mode") + 1]
-    raw = correlate_oracle(rgb / 255.0, np.full((3, 3), 1 / 9), stride=stride, sides=sides,
-                           dilation=dilation, pad_mode=pad_mode)
+    raw = correlate_oracle(
+        rgb / 255.0, np.full((3, 3), 1 / 9), stride=stride, sides=sides, dilation=dilation, pad_mode=pad_mode
+    )
     mode, got = read_png(out)
     assert mode == "RGB"
     np.testing.assert_array_equal(got, to_uint8(np.clip(raw, 0, 1)))
@@ -714,13 +827,16 @@ def _commands():
 
 def _run_process(command, args, cwd):
     env = {k: v for k, v in os.environ.items() if k != "CONVCLI_PRESETS"}
-    return subprocess.run(command + [str(a) for a in args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        command + [str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.mark.parametrize("how", ["module", "script"])
 def test_subprocess_success_writes_file_and_prints_line(rgb_png, tmp_path, how):
-    result = _run_process(_commands()[how], ["filter", "rgb.png", "-k", "sobel-vertical", "-o", "e.png"], tmp_path)
+    result = _run_process(
+        _commands()[how], ["filter", "rgb.png", "-k", "sobel-vertical", "-o", "e.png"], tmp_path
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "rgb.png: 13x10 -> 11x8, wrote e.png\n"
     assert result.stderr == ""
@@ -750,7 +866,9 @@ def test_subprocess_bad_output_folder_writes_nothing(rgb_png, tmp_path, how):
 
 
 def test_subprocess_uses_the_installed_package(tmp_path):
-    result = _run_process([sys.executable, "-c", "import convcli, sys; print(convcli.__file__)"], [], tmp_path)
+    result = _run_process(
+        [sys.executable, "-c", "import convcli, sys; print(convcli.__file__)"], [], tmp_path
+    )
     assert result.returncode == 0
     assert not result.stdout.strip().startswith(str(tmp_path))
     assert Path(result.stdout.strip()).name == "__init__.py"

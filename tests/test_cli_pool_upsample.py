@@ -23,11 +23,11 @@ except ImportError:  # run from the repository root as a package
 # ------------------------------------------------------------------ oracles
 
 
-def pool_oracle(x, op, size, stride=None, padding=(0, 0), dilation=(1, 1), ceil_mode=False,
-                count_include_pad=True):
+def pool_oracle(
+    x, op, size, stride=None, padding=(0, 0), dilation=(1, 1), ceil_mode=False, count_include_pad=True
+):
     """Explicit-loop pooling of each channel (tests/oracles.py); pairs are (y, x)."""
-    return each_channel(pool_reference, x, size, stride, padding, dilation, ceil_mode, op,
-                        count_include_pad)
+    return each_channel(pool_reference, x, size, stride, padding, dilation, ceil_mode, op, count_include_pad)
 
 
 def scatter_oracle(x, k, stride=(1, 1), padding=(0, 0), output_padding=(0, 0), dilation=(1, 1)):
@@ -47,32 +47,64 @@ POOL_CASES = [
     # (CLI arguments, oracle keyword arguments); the input is 9 high x 11 wide x 2
     (["--op", "max"], {"op": "max", "size": (2, 2)}),  # stride defaults to the window
     (["--op", "max", "-k", "3"], {"op": "max", "size": (3, 3)}),
-    (["--op", "max", "-k", "3", "-s", "2", "-p", "1"], {"op": "max", "size": (3, 3), "stride": (2, 2), "padding": (1, 1)}),
+    (
+        ["--op", "max", "-k", "3", "-s", "2", "-p", "1"],
+        {"op": "max", "size": (3, 3), "stride": (2, 2), "padding": (1, 1)},
+    ),
     (["--op", "max", "-k", "2", "--ceil-mode"], {"op": "max", "size": (2, 2), "ceil_mode": True}),
-    (["--op", "max", "-k", "3", "-s", "3", "-p", "1", "--ceil-mode"],
-     {"op": "max", "size": (3, 3), "stride": (3, 3), "padding": (1, 1), "ceil_mode": True}),
+    (
+        ["--op", "max", "-k", "3", "-s", "3", "-p", "1", "--ceil-mode"],
+        {"op": "max", "size": (3, 3), "stride": (3, 3), "padding": (1, 1), "ceil_mode": True},
+    ),
     # -k 3x2: 3 wide, 2 high; -s 2x1: 2 across, 1 down; -d 2x1: taps 2 apart across
-    (["--op", "max", "-k", "3x2", "-s", "2x1", "-p", "1", "-d", "2x1"],
-     {"op": "max", "size": (2, 3), "stride": (1, 2), "padding": (1, 1), "dilation": (1, 2)}),
-    (["--op", "max", "-k", "2", "-s", "1", "-d", "3"], {"op": "max", "size": (2, 2), "stride": (1, 1), "dilation": (3, 3)}),
+    (
+        ["--op", "max", "-k", "3x2", "-s", "2x1", "-p", "1", "-d", "2x1"],
+        {"op": "max", "size": (2, 3), "stride": (1, 2), "padding": (1, 1), "dilation": (1, 2)},
+    ),
+    (
+        ["--op", "max", "-k", "2", "-s", "1", "-d", "3"],
+        {"op": "max", "size": (2, 2), "stride": (1, 1), "dilation": (3, 3)},
+    ),
     (["--op", "min"], {"op": "min", "size": (2, 2)}),
-    (["--op", "min", "-k", "3", "-s", "1", "-p", "1"], {"op": "min", "size": (3, 3), "stride": (1, 1), "padding": (1, 1)}),
+    (
+        ["--op", "min", "-k", "3", "-s", "1", "-p", "1"],
+        {"op": "min", "size": (3, 3), "stride": (1, 1), "padding": (1, 1)},
+    ),
     (["--op", "min", "-k", "2x3", "--ceil-mode"], {"op": "min", "size": (3, 2), "ceil_mode": True}),
     (["--op", "mean"], {"op": "mean", "size": (2, 2)}),
-    (["--op", "mean", "-k", "3", "-s", "2", "-p", "1"],
-     {"op": "mean", "size": (3, 3), "stride": (2, 2), "padding": (1, 1)}),
-    (["--op", "mean", "-k", "3", "-s", "2", "-p", "1", "--count-include-pad"],
-     {"op": "mean", "size": (3, 3), "stride": (2, 2), "padding": (1, 1)}),
-    (["--op", "mean", "-k", "3", "-s", "2", "-p", "1", "--no-count-include-pad"],
-     {"op": "mean", "size": (3, 3), "stride": (2, 2), "padding": (1, 1), "count_include_pad": False}),
+    (
+        ["--op", "mean", "-k", "3", "-s", "2", "-p", "1"],
+        {"op": "mean", "size": (3, 3), "stride": (2, 2), "padding": (1, 1)},
+    ),
+    (
+        ["--op", "mean", "-k", "3", "-s", "2", "-p", "1", "--count-include-pad"],
+        {"op": "mean", "size": (3, 3), "stride": (2, 2), "padding": (1, 1)},
+    ),
+    (
+        ["--op", "mean", "-k", "3", "-s", "2", "-p", "1", "--no-count-include-pad"],
+        {"op": "mean", "size": (3, 3), "stride": (2, 2), "padding": (1, 1), "count_include_pad": False},
+    ),
     # ceil mode adds a last window starting on the last row, half in the padding
-    (["--op", "mean", "-k", "3", "-s", "3", "-p", "1", "--ceil-mode"],
-     {"op": "mean", "size": (3, 3), "stride": (3, 3), "padding": (1, 1), "ceil_mode": True}),
-    (["--op", "mean", "-k", "3", "-s", "3", "-p", "1", "--ceil-mode", "--no-count-include-pad"],
-     {"op": "mean", "size": (3, 3), "stride": (3, 3), "padding": (1, 1), "ceil_mode": True, "count_include_pad": False}),
+    (
+        ["--op", "mean", "-k", "3", "-s", "3", "-p", "1", "--ceil-mode"],
+        {"op": "mean", "size": (3, 3), "stride": (3, 3), "padding": (1, 1), "ceil_mode": True},
+    ),
+    (
+        ["--op", "mean", "-k", "3", "-s", "3", "-p", "1", "--ceil-mode", "--no-count-include-pad"],
+        {
+            "op": "mean",
+            "size": (3, 3),
+            "stride": (3, 3),
+            "padding": (1, 1),
+            "ceil_mode": True,
+            "count_include_pad": False,
+        },
+    ),
     (["--op", "mean", "-k", "2", "--ceil-mode"], {"op": "mean", "size": (2, 2), "ceil_mode": True}),
-    (["--op", "mean", "-k", "4x2", "-s", "3x1", "-p", "2x1", "--ceil-mode"],
-     {"op": "mean", "size": (2, 4), "stride": (1, 3), "padding": (1, 2), "ceil_mode": True}),
+    (
+        ["--op", "mean", "-k", "4x2", "-s", "3x1", "-p", "2x1", "--ceil-mode"],
+        {"op": "mean", "size": (2, 4), "stride": (1, 3), "padding": (1, 2), "ceil_mode": True},
+    ),
 ]
 
 
@@ -87,8 +119,24 @@ def test_pool_npy_equals_loop_oracle(cli, float_npy, tmp_path, args, oracle):
 
 
 def test_ceil_mode_changes_the_size(cli, float_npy, tmp_path):
-    floor = cli.ok("pool", float_npy.path, "--op", "mean", "-k", "3", "-s", "3", "-p", "1", "-o", tmp_path / "a.npy")
-    ceil = cli.ok("pool", float_npy.path, "--op", "mean", "-k", "3", "-s", "3", "-p", "1", "--ceil-mode", "-o", tmp_path / "b.npy")
+    floor = cli.ok(
+        "pool", float_npy.path, "--op", "mean", "-k", "3", "-s", "3", "-p", "1", "-o", tmp_path / "a.npy"
+    )
+    ceil = cli.ok(
+        "pool",
+        float_npy.path,
+        "--op",
+        "mean",
+        "-k",
+        "3",
+        "-s",
+        "3",
+        "-p",
+        "1",
+        "--ceil-mode",
+        "-o",
+        tmp_path / "b.npy",
+    )
     assert floor.stdout == f"{float_npy.path}: 11x9 -> 4x3, wrote {tmp_path / 'a.npy'}\n"
     assert ceil.stdout == f"{float_npy.path}: 11x9 -> 4x4, wrote {tmp_path / 'b.npy'}\n"
 
@@ -104,8 +152,22 @@ def test_max_pool_png_is_exact(cli, rgb_png, tmp_path):
 
 
 def test_pool_json(cli, float_npy, tmp_path):
-    result = cli.ok("pool", float_npy.path, "--op", "mean", "-k", "3x2", "-s", "1", "-p", "1",
-                    "--no-count-include-pad", "-o", tmp_path / "p.npy", "--json")
+    result = cli.ok(
+        "pool",
+        float_npy.path,
+        "--op",
+        "mean",
+        "-k",
+        "3x2",
+        "-s",
+        "1",
+        "-p",
+        "1",
+        "--no-count-include-pad",
+        "-o",
+        tmp_path / "p.npy",
+        "--json",
+    )
     record = json.loads(result.stdout)
     assert record["operation"] == "pool"
     assert record["input_size"] == {"width": 11, "height": 9}
@@ -116,11 +178,14 @@ def test_pool_json(cli, float_npy, tmp_path):
     assert record["channels"] == 2
 
 
-@pytest.mark.parametrize("args, name", [
-    ([], "x-maxpool2.npy"),
-    (["--op", "mean", "-k", "3x2"], "x-meanpool3x2.npy"),
-    (["--op", "min", "-k", "3", "-s", "1"], "x-minpool3.npy"),
-])
+@pytest.mark.parametrize(
+    "args, name",
+    [
+        ([], "x-maxpool2.npy"),
+        (["--op", "mean", "-k", "3x2"], "x-meanpool3x2.npy"),
+        (["--op", "min", "-k", "3", "-s", "1"], "x-minpool3.npy"),
+    ],
+)
 def test_pool_default_output_name(cli, float_npy, tmp_path, list_folder, args, name):
     result = cli.ok("pool", float_npy.path, *args)
     assert result.stdout.endswith(f", wrote {tmp_path / name}\n")
@@ -222,7 +287,9 @@ def test_upsample_nearest_stride_3_is_kron(cli, float_npy, rgb_png, tmp_path):
     png = tmp_path / "n.png"
     result = cli.ok("upsample", rgb_png.path, "-k", "nearest", "-s", "3", "-o", png)
     assert result.stdout == f"{rgb_png.path}: 13x10 -> 39x30, wrote {png}\n"
-    np.testing.assert_array_equal(read_image(png)[1], np.kron(rgb_png.pixels, np.ones((3, 3, 1), dtype=np.uint8)))
+    np.testing.assert_array_equal(
+        read_image(png)[1], np.kron(rgb_png.pixels, np.ones((3, 3, 1), dtype=np.uint8))
+    )
 
 
 def test_upsample_nearest_non_square(cli, float2d_npy, tmp_path):
@@ -233,11 +300,15 @@ def test_upsample_nearest_non_square(cli, float2d_npy, tmp_path):
 
 UPSAMPLE_CASES = [
     # (CLI arguments after -k KERNEL, oracle keyword arguments)
-    (["-s", "2", "-p", "1", "--output-padding", "1", "-d", "1"],
-     {"stride": (2, 2), "padding": (1, 1), "output_padding": (1, 1)}),
+    (
+        ["-s", "2", "-p", "1", "--output-padding", "1", "-d", "1"],
+        {"stride": (2, 2), "padding": (1, 1), "output_padding": (1, 1)},
+    ),
     (["-s", "2"], {"stride": (2, 2)}),
-    (["-s", "3x2", "-p", "2x1", "--output-padding", "2x1"],
-     {"stride": (2, 3), "padding": (1, 2), "output_padding": (1, 2)}),
+    (
+        ["-s", "3x2", "-p", "2x1", "--output-padding", "2x1"],
+        {"stride": (2, 3), "padding": (1, 2), "output_padding": (1, 2)},
+    ),
     (["-s", "1", "-d", "2", "--output-padding", "1"], {"dilation": (2, 2), "output_padding": (1, 1)}),
     (["-s", "2", "-d", "3x1", "-p", "1"], {"stride": (2, 2), "dilation": (1, 3), "padding": (1, 1)}),
 ]
@@ -257,7 +328,9 @@ def test_upsample_npy_equals_scatter_oracle(cli, float_npy, tmp_path, args, orac
 
 def test_upsample_convolution_mode_rotates_the_kernel(cli, float2d_npy, tmp_path):
     out = tmp_path / "u.npy"
-    cli.ok("upsample", float2d_npy.path, "-k", "1,2,3;4,5,7", "-s", "2", "--mode", "convolution", "-o", out, "-q")
+    cli.ok(
+        "upsample", float2d_npy.path, "-k", "1,2,3;4,5,7", "-s", "2", "--mode", "convolution", "-o", out, "-q"
+    )
     expected = scatter_oracle(float2d_npy.pixels, [[7, 5, 4], [3, 2, 1]], (2, 2))
     np.testing.assert_allclose(np.load(out), expected, rtol=1e-5, atol=1e-5)
 
@@ -298,7 +371,9 @@ UPSAMPLE_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("args, mentions", [e[1:] for e in UPSAMPLE_ERRORS], ids=[e[0] for e in UPSAMPLE_ERRORS])
+@pytest.mark.parametrize(
+    "args, mentions", [e[1:] for e in UPSAMPLE_ERRORS], ids=[e[0] for e in UPSAMPLE_ERRORS]
+)
 def test_upsample_errors(cli, float_npy, tmp_path, list_folder, args, mentions):
     out_dir = tmp_path / "out"
     out_dir.mkdir()

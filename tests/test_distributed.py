@@ -23,13 +23,12 @@ distributed = pytest.importorskip("distributed")
 
 from PIL import Image  # noqa: E402
 
-from convcli.run.cluster import MISSING_EXTRA, run_on_cluster  # noqa: E402
 from convcli.errors import ConvcliError  # noqa: E402
-from convcli.ops.catalog import Filter, Operation, Pool, Upsample  # noqa: E402
+from convcli.ops.catalog import Filter, Pool, Upsample  # noqa: E402
+from convcli.run.cluster import MISSING_EXTRA, run_on_cluster  # noqa: E402
 from convcli.run.plan import default_name  # noqa: E402
 from convcli.run.process import process  # noqa: E402
 from convcli.run.tasks import RunOptions, Task  # noqa: E402
-
 
 # ------------------------------------------------------- operations as the CLI builds them
 
@@ -117,8 +116,10 @@ def make_images(folder: Path, count=6, seed=0):
 
 
 def tasks_for(inputs, folder: Path, op, suffix=None):
-    return [Task(i, path, str(folder / default_name(path, op, suffix)), make_folder=True)
-            for i, path in enumerate(inputs)]
+    return [
+        Task(i, path, str(folder / default_name(path, op, suffix)), make_folder=True)
+        for i, path in enumerate(inputs)
+    ]
 
 
 def local_batch(op, tasks, opts):
@@ -132,9 +133,11 @@ def temporaries(folder: Path):
 # -------------------------------------------------------------------- tests
 
 
-@pytest.mark.parametrize("make_op,suffix", [(filter_operation, None), (pool_operation, None),
-                                            (upsample_operation, ".npy")],
-                         ids=["filter", "pool", "upsample-npy"])
+@pytest.mark.parametrize(
+    "make_op,suffix",
+    [(filter_operation, None), (pool_operation, None), (upsample_operation, ".npy")],
+    ids=["filter", "pool", "upsample-npy"],
+)
 def test_cluster_outputs_are_byte_identical(tmp_path, dask_address, make_op, suffix):
     op, opts = make_op(), RunOptions(compress_level=1)
     inputs = make_images(tmp_path / "in")
@@ -182,8 +185,9 @@ def test_bad_images_fail_alone_and_bugs_become_failures(tmp_path, dask_address):
 
     broken = Broken(np.ones((3, 3)))  # apply raises KeyError
     outcomes = []
-    run_on_cluster(broken, tasks_for(inputs[:1], tmp_path / "out2", broken), opts, dask_address,
-                   outcomes, Collect())
+    run_on_cluster(
+        broken, tasks_for(inputs[:1], tmp_path / "out2", broken), opts, dask_address, outcomes, Collect()
+    )
     assert [o.status for o in outcomes] == ["failed"]
     assert "failed on a Dask worker (KeyError" in outcomes[0].record["error"]
     assert outcomes[0].line.startswith(f"convcli: error: input {inputs[0]!r}:")
@@ -249,13 +253,16 @@ def test_interrupt_cancels_pending_and_reraises(tmp_path, dask_address):
     op = filter_operation()
     outcomes, report = [], Collect(interrupt_after=1)
     with pytest.raises(KeyboardInterrupt):
-        run_on_cluster(op, tasks_for(inputs, tmp_path / "out", op), RunOptions(), dask_address,
-                       outcomes, report)
+        run_on_cluster(
+            op, tasks_for(inputs, tmp_path / "out", op), RunOptions(), dask_address, outcomes, report
+        )
     assert len({o.task.index for o in outcomes}) == len(outcomes) >= 1
     with distributed.Client(dask_address, set_as_default=False) as client:
         deadline = time.monotonic() + 10
-        while client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)) and \
-                time.monotonic() < deadline:
+        while (
+            client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.1)
         assert client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)) == 0
 
@@ -265,13 +272,16 @@ def test_scheduler_local_starts_and_closes_its_own_cluster(tmp_path):
     op = pool_operation()
     before = set(threading.enumerate())
     outcomes = []
-    run_on_cluster(op, tasks_for(inputs, tmp_path / "out", op), RunOptions(jobs=2), "local",
-                   outcomes, Collect())
+    run_on_cluster(
+        op, tasks_for(inputs, tmp_path / "out", op), RunOptions(jobs=2), "local", outcomes, Collect()
+    )
     assert [o.status for o in outcomes] == ["done"] * 3
     expected = local_batch(op, tasks_for(inputs, tmp_path / "local", op), RunOptions())
     for outcome in outcomes:
-        assert Path(outcome.task.output).read_bytes() == \
-            Path(expected[outcome.task.index].task.output).read_bytes()
+        assert (
+            Path(outcome.task.output).read_bytes()
+            == Path(expected[outcome.task.index].task.output).read_bytes()
+        )
     time.sleep(0.5)
     assert not [t for t in set(threading.enumerate()) - before if t.is_alive() and not t.daemon]
 
@@ -283,9 +293,16 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path):
     inputs = make_images(tmp_path / "in", count=1)
     op = pool_operation()
     started = time.monotonic()
-    with pytest.raises(ConvcliError, match="cannot reach the Dask scheduler at 'tcp://127.0.0.1:"):
-        run_on_cluster(op, tasks_for(inputs, tmp_path / "out", op), RunOptions(),
-                       f"tcp://127.0.0.1:{port}", [], Collect(), timeout=1)
+    with pytest.raises(ConvcliError, match=r"cannot reach the Dask scheduler at 'tcp://127\.0\.0\.1:"):
+        run_on_cluster(
+            op,
+            tasks_for(inputs, tmp_path / "out", op),
+            RunOptions(),
+            f"tcp://127.0.0.1:{port}",
+            [],
+            Collect(),
+            timeout=1,
+        )
     assert time.monotonic() - started < 8
 
 
@@ -297,10 +314,8 @@ def test_missing_extra_and_stdin_are_clear_errors(tmp_path, monkeypatch):
         run_on_cluster(op, [Task(0, "a.png", "-")], RunOptions(), "local", [], Collect())
     monkeypatch.setitem(sys.modules, "distributed", None)
     with pytest.raises(ConvcliError) as info:
-        run_on_cluster(op, [Task(0, "a.png", str(tmp_path / "x.png"))], RunOptions(), "local", [],
-                       Collect())
-    assert str(info.value) == MISSING_EXTRA == \
-        "--scheduler needs the dask extra: pip install 'convcli[dask]'"
+        run_on_cluster(op, [Task(0, "a.png", str(tmp_path / "x.png"))], RunOptions(), "local", [], Collect())
+    assert str(info.value) == MISSING_EXTRA == "--scheduler needs the dask extra: pip install 'convcli[dask]'"
 
 
 def test_nothing_pending_starts_nothing():

@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 
 from convcli.engine import filtering
 from convcli.engine import loops as engine
-from convcli.errors import ConvcliError
 from convcli.engine.filtering import filter2d
 from convcli.engine.pooling import pool2d
 from convcli.engine.transposed import conv_transpose2d
+from convcli.errors import ConvcliError
 
 PAD_MODES = ("zeros", "reflect", "replicate", "circular")
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -96,7 +96,8 @@ def kernels(draw):
 @settings(max_examples=150, **SETTINGS)
 @given(
     data=st.data(),
-    height=st.integers(1, 30), width=st.integers(1, 30),
+    height=st.integers(1, 30),
+    width=st.integers(1, 30),
     channels=st.sampled_from([None, 1, 3]),
     kernel=kernels(),
     stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
@@ -105,8 +106,9 @@ def kernels(draw):
     pad_mode=st.sampled_from(PAD_MODES),
     mode=st.sampled_from(["correlation", "convolution"]),
 )
-def test_filter_fast_paths_equal_direct(data, height, width, channels, kernel, stride, dilation,
-                                        padding, pad_mode, mode):
+def test_filter_fast_paths_equal_direct(
+    data, height, width, channels, kernel, stride, dilation, padding, pad_mode, mode
+):
     shape = (height, width) if channels is None else (height, width, channels)
     x = image(shape, data.draw(st.integers(0, 1000), label="seed"))
     kwargs = dict(stride=stride, padding=padding, dilation=dilation, pad_mode=pad_mode, mode=mode)
@@ -118,41 +120,54 @@ def test_filter_fast_paths_equal_direct(data, height, width, channels, kernel, s
                 filter2d(x, kernel, method=method, **kwargs)
         return
     methods = ["auto", "tiled", "fft"]
-    if engine.separable_factors(np.asarray(kernel, np.float32),
-                                max(1, min(np.shape(kernel)) // 2)) is not None:
+    if (
+        engine.separable_factors(np.asarray(kernel, np.float32), max(1, min(np.shape(kernel)) // 2))
+        is not None
+    ):
         methods.append("separable")
     scale = scale_of(x, kernel)
     with tiny_tiles(data.draw(st.integers(1, 5), label="tile rows")):
         for method in methods:
-            assert_close(filter2d(x, kernel, method=method, **kwargs), expected, scale,
-                         f"{method} {kwargs}")
+            assert_close(filter2d(x, kernel, method=method, **kwargs), expected, scale, f"{method} {kwargs}")
 
 
 @pytest.mark.parametrize("pad_mode", PAD_MODES)
-@pytest.mark.parametrize("kwargs", [
-    dict(), dict(stride=2, padding=1), dict(stride=(3, 2), padding="same", dilation=(1, 2)),
-    dict(padding=(3, 0, 1, 4), dilation=2, mode="convolution"),
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(),
+        dict(stride=2, padding=1),
+        dict(stride=(3, 2), padding="same", dilation=(1, 2)),
+        dict(padding=(3, 0, 1, 4), dilation=2, mode="convolution"),
+    ],
+)
 def test_tiled_is_the_direct_sum_bit_for_bit(pad_mode, kwargs):
     """Tiles and threads change nothing: the same float operations in the same order."""
     x = image((41, 37, 3), seed=3)
     k = np.random.default_rng(4).normal(size=(4, 3))
     expected = filter2d(x, k, method="direct", pad_mode=pad_mode, **kwargs)
     with tiny_tiles(4):
-        np.testing.assert_array_equal(filter2d(x, k, method="tiled", pad_mode=pad_mode, **kwargs),
-                                      expected)
-    np.testing.assert_array_equal(filter2d(x, k, method="tiled", pad_mode=pad_mode, workers=1,
-                                           **kwargs), expected)
+        np.testing.assert_array_equal(filter2d(x, k, method="tiled", pad_mode=pad_mode, **kwargs), expected)
+    np.testing.assert_array_equal(
+        filter2d(x, k, method="tiled", pad_mode=pad_mode, workers=1, **kwargs), expected
+    )
 
 
 def test_fft_forced_on_a_small_kernel():
     x = image((23, 19, 2), seed=5)
     k = [[1, 2, 0], [-1, 0.5, 3], [0, 0, -2]]
-    for kwargs in (dict(), dict(stride=2, padding=1), dict(padding="same", pad_mode="reflect"),
-                   dict(stride=(1, 3), dilation=(2, 1), padding=(0, 2, 3, 1),
-                        pad_mode="circular", mode="convolution")):
-        assert_close(filter2d(x, k, method="fft", **kwargs),
-                     filter2d(x, k, method="direct", **kwargs), scale_of(x, k), str(kwargs))
+    for kwargs in (
+        dict(),
+        dict(stride=2, padding=1),
+        dict(padding="same", pad_mode="reflect"),
+        dict(stride=(1, 3), dilation=(2, 1), padding=(0, 2, 3, 1), pad_mode="circular", mode="convolution"),
+    ):
+        assert_close(
+            filter2d(x, k, method="fft", **kwargs),
+            filter2d(x, k, method="direct", **kwargs),
+            scale_of(x, k),
+            str(kwargs),
+        )
 
 
 @pytest.mark.parametrize("size", [3, 7, 31, (5, 8), (1, 9), (6, 1), (2, 2)])
@@ -161,12 +176,19 @@ def test_separable_forced_on_gaussians(size):
     x = image((70, 45, 3), seed=6)
     assert len(engine.separable_factors(k.astype(np.float32))) == 1
     with tiny_tiles(5):
-        for kwargs in (dict(), dict(padding="same", pad_mode="replicate"),
-                       dict(stride=2, dilation=2, padding="same", pad_mode="zeros")):
+        for kwargs in (
+            dict(),
+            dict(padding="same", pad_mode="replicate"),
+            dict(stride=2, dilation=2, padding="same", pad_mode="zeros"),
+        ):
             expected = filter2d(x, k, method="direct", **kwargs)
             for method in ("separable", "auto"):
-                assert_close(filter2d(x, k, method=method, **kwargs), expected, scale_of(x, k),
-                             f"{method} {size} {kwargs}")
+                assert_close(
+                    filter2d(x, k, method=method, **kwargs),
+                    expected,
+                    scale_of(x, k),
+                    f"{method} {size} {kwargs}",
+                )
 
 
 def test_sobel_factors_into_integers():
@@ -178,15 +200,17 @@ def test_sobel_factors_into_integers():
 
 def test_low_rank_kernel_is_a_sum_of_separable_passes():
     rng = np.random.default_rng(8)
-    k = np.outer(rng.normal(size=7), rng.normal(size=7)) + np.outer(rng.normal(size=7),
-                                                                    rng.normal(size=7))
+    k = np.outer(rng.normal(size=7), rng.normal(size=7)) + np.outer(rng.normal(size=7), rng.normal(size=7))
     assert len(engine.separable_factors(k.astype(np.float32), 3)) == 2
     x = image((50, 40, 3), seed=9)
     with tiny_tiles(4):
         for method in ("separable", "auto"):
-            assert_close(filter2d(x, k, method=method, padding="same", pad_mode="reflect"),
-                         filter2d(x, k, method="direct", padding="same", pad_mode="reflect"),
-                         scale_of(x, k), method)
+            assert_close(
+                filter2d(x, k, method=method, padding="same", pad_mode="reflect"),
+                filter2d(x, k, method="direct", padding="same", pad_mode="reflect"),
+                scale_of(x, k),
+                method,
+            )
 
 
 def test_nearly_separable_kernel_is_not_taken_for_separable():
@@ -204,8 +228,7 @@ def test_nearly_separable_kernel_is_not_taken_for_separable():
         assert factors is None or len(factors) == 2
     # noise far below float32's rounding may be absorbed, and the result stays exact
     tiny = gaussian(5, 1.2) + rng.normal(scale=1e-10, size=(5, 5))
-    assert_close(filter2d(x, tiny, method="separable"), filter2d(x, tiny, method="direct"),
-                 scale_of(x, tiny))
+    assert_close(filter2d(x, tiny, method="separable"), filter2d(x, tiny, method="direct"), scale_of(x, tiny))
 
 
 def test_separable_on_a_non_separable_kernel_raises():
@@ -222,8 +245,9 @@ def test_zero_kernel_and_single_tap():
     for method in filtering.METHODS:
         if method == "separable":
             continue
-        np.testing.assert_array_equal(filter2d(x, np.zeros((3, 2)), method=method),
-                                      np.zeros((18, 16, 3), np.float32))
+        np.testing.assert_array_equal(
+            filter2d(x, np.zeros((3, 2)), method=method), np.zeros((18, 16, 3), np.float32)
+        )
     np.testing.assert_array_equal(filter2d(x, [[0, 0], [0, 1]]), x[1:, 1:])
 
 
@@ -236,8 +260,12 @@ def test_default_tiles_on_a_tall_image(stride):
     for k in (gaussian(7, 1.5), np.random.default_rng(15).normal(size=(3, 4))):
         expected = filter2d(x, k, stride=stride, padding="same", method="direct")
         for workers in (1, 2):
-            assert_close(filter2d(x, k, stride=stride, padding="same", workers=workers),
-                         expected, scale_of(x, k), f"workers={workers}")
+            assert_close(
+                filter2d(x, k, stride=stride, padding="same", workers=workers),
+                expected,
+                scale_of(x, k),
+                f"workers={workers}",
+            )
 
 
 def test_result_does_not_depend_on_tiles_or_threads():
@@ -246,10 +274,13 @@ def test_result_does_not_depend_on_tiles_or_threads():
     for k in (gaussian(7, 1.5), gaussian(3, 1), np.random.default_rng(17).normal(size=(5, 5))):
         whole = filter2d(x, k, padding="same", pad_mode="reflect")
         with tiny_tiles(3):
-            np.testing.assert_array_equal(filter2d(x, k, padding="same", pad_mode="reflect"),
-                                          whole)
-        top = filter2d(x[:47], k, padding=(k.shape[0] // 2, 0, k.shape[1] // 2,
-                                           k.shape[1] - 1 - k.shape[1] // 2), pad_mode="reflect")
+            np.testing.assert_array_equal(filter2d(x, k, padding="same", pad_mode="reflect"), whole)
+        top = filter2d(
+            x[:47],
+            k,
+            padding=(k.shape[0] // 2, 0, k.shape[1] // 2, k.shape[1] - 1 - k.shape[1] // 2),
+            pad_mode="reflect",
+        )
         np.testing.assert_array_equal(top[:40], whole[:40])
 
 
@@ -259,24 +290,34 @@ def test_result_does_not_depend_on_tiles_or_threads():
 @settings(max_examples=120, **SETTINGS)
 @given(
     data=st.data(),
-    height=st.integers(1, 25), width=st.integers(1, 25),
+    height=st.integers(1, 25),
+    width=st.integers(1, 25),
     channels=st.sampled_from([None, 1, 3, 4]),
     size=st.tuples(st.integers(1, 4), st.integers(1, 4)),
     stride=st.one_of(st.none(), st.tuples(st.integers(1, 3), st.integers(1, 3))),
     dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)),
-    ceil_mode=st.booleans(), count_include_pad=st.booleans(),
+    ceil_mode=st.booleans(),
+    count_include_pad=st.booleans(),
     op=st.sampled_from(["max", "min", "mean"]),
 )
-def test_pool_fast_path_equals_direct_bit_for_bit(data, height, width, channels, size, stride,
-                                                  dilation, ceil_mode, count_include_pad, op):
+def test_pool_fast_path_equals_direct_bit_for_bit(
+    data, height, width, channels, size, stride, dilation, ceil_mode, count_include_pad, op
+):
     if op == "mean":
         dilation = (1, 1)
-    padding = data.draw(st.tuples(st.integers(0, size[0] // 2), st.integers(0, size[1] // 2)),
-                        label="padding")
+    padding = data.draw(
+        st.tuples(st.integers(0, size[0] // 2), st.integers(0, size[1] // 2)), label="padding"
+    )
     shape = (height, width) if channels is None else (height, width, channels)
     x = image(shape, data.draw(st.integers(0, 1000), label="seed"))
-    kwargs = dict(stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode, op=op,
-                  count_include_pad=count_include_pad)
+    kwargs = dict(
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        ceil_mode=ceil_mode,
+        op=op,
+        count_include_pad=count_include_pad,
+    )
     try:
         expected = pool2d(x, size, method="direct", **kwargs)
     except ConvcliError:
@@ -297,7 +338,8 @@ def test_pool_default_tiles_on_a_tall_image(op):
         assert len(engine.row_tiles(*expected.shape)) > 1
         for workers in (1, 2):
             np.testing.assert_array_equal(
-                pool2d(x, size, stride=stride, padding=padding, op=op, workers=workers), expected)
+                pool2d(x, size, stride=stride, padding=padding, op=op, workers=workers), expected
+            )
 
 
 def test_pool_method_is_checked():
@@ -311,7 +353,8 @@ def test_pool_method_is_checked():
 @settings(max_examples=120, **SETTINGS)
 @given(
     data=st.data(),
-    height=st.integers(1, 15), width=st.integers(1, 15),
+    height=st.integers(1, 15),
+    width=st.integers(1, 15),
     channels=st.sampled_from([None, 1, 3]),
     kernel=kernels(),
     stride=st.tuples(st.integers(1, 4), st.integers(1, 4)),
@@ -319,15 +362,18 @@ def test_pool_method_is_checked():
     dilation=st.tuples(st.integers(1, 3), st.integers(1, 3)),
     mode=st.sampled_from(["correlation", "convolution"]),
 )
-def test_polyphase_transposed_equals_scatter(data, height, width, channels, kernel, stride,
-                                             padding, dilation, mode):
-    output_padding = data.draw(st.tuples(st.integers(0, max(stride[0], dilation[0]) - 1),
-                                         st.integers(0, max(stride[1], dilation[1]) - 1)),
-                               label="output_padding")
+def test_polyphase_transposed_equals_scatter(
+    data, height, width, channels, kernel, stride, padding, dilation, mode
+):
+    output_padding = data.draw(
+        st.tuples(
+            st.integers(0, max(stride[0], dilation[0]) - 1), st.integers(0, max(stride[1], dilation[1]) - 1)
+        ),
+        label="output_padding",
+    )
     shape = (height, width) if channels is None else (height, width, channels)
     x = image(shape, data.draw(st.integers(0, 1000), label="seed"))
-    kwargs = dict(stride=stride, padding=padding, output_padding=output_padding,
-                  dilation=dilation, mode=mode)
+    kwargs = dict(stride=stride, padding=padding, output_padding=output_padding, dilation=dilation, mode=mode)
     try:
         expected = conv_transpose2d(x, kernel, method="direct", **kwargs)
     except ConvcliError:
@@ -349,7 +395,8 @@ def test_transposed_default_tiles_and_method_check():
         expected = conv_transpose2d(x, k, stride=stride, padding=padding, method="direct")
         for workers in (1, 2):
             np.testing.assert_array_equal(
-                conv_transpose2d(x, k, stride=stride, padding=padding, workers=workers), expected)
+                conv_transpose2d(x, k, stride=stride, padding=padding, workers=workers), expected
+            )
     with pytest.raises(ConvcliError, match="method: expected one of"):
         conv_transpose2d(x, k, method="fft")
 
@@ -358,13 +405,14 @@ def test_transposed_default_tiles_and_method_check():
 
 
 def test_filter_with_a_preset_does_not_import_scipy():
-    code = ("import sys, numpy as np; from convcli import filter2d; "
-            "filter2d(np.zeros((64, 64), np.float32), np.ones((3, 3))); "
-            "filter2d(np.zeros((64, 64, 3), np.float32), np.ones((31, 31)), method='fft'); "
-            "from convcli import pool2d, conv_transpose2d; "
-            "pool2d(np.zeros((64, 64, 3), np.float32), 2); "
-            "conv_transpose2d(np.zeros((64, 64, 3), np.float32), np.ones((4, 4)), stride=2); "
-            "print('scipy' in sys.modules)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
+    code = (
+        "import sys, numpy as np; from convcli import filter2d; "
+        "filter2d(np.zeros((64, 64), np.float32), np.ones((3, 3))); "
+        "filter2d(np.zeros((64, 64, 3), np.float32), np.ones((31, 31)), method='fft'); "
+        "from convcli import pool2d, conv_transpose2d; "
+        "pool2d(np.zeros((64, 64, 3), np.float32), 2); "
+        "conv_transpose2d(np.zeros((64, 64, 3), np.float32), np.ones((4, 4)), stride=2); "
+        "print('scipy' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

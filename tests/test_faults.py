@@ -21,8 +21,9 @@ IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 def run(args, cwd, **kwargs):
-    return subprocess.run(CONVCLI + [str(a) for a in args], cwd=cwd, capture_output=True,
-                          text=True, timeout=120, **kwargs)
+    return subprocess.run(
+        CONVCLI + [str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=120, **kwargs
+    )
 
 
 def assert_clean_error(result, *, code=2, mentions=()):
@@ -56,18 +57,25 @@ def bomb_png(width: int, height: int) -> bytes:
     """A tiny PNG whose header declares a huge 8-bit grayscale image."""
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     body = zlib.compress(b"\0" * 1024)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", body)
-            + _png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", body)
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 # ------------------------------------------------------------- bad image files
 
 
-@pytest.mark.parametrize("name, make", [
-    ("truncated.png", lambda good: good.read_bytes()[: len(good.read_bytes()) // 2]),
-    ("zero.png", lambda good: b""),
-    ("text.png", lambda good: b"this is not an image\n"),
-])
+@pytest.mark.parametrize(
+    "name, make",
+    [
+        ("truncated.png", lambda good: good.read_bytes()[: len(good.read_bytes()) // 2]),
+        ("zero.png", lambda good: b""),
+        ("text.png", lambda good: b"this is not an image\n"),
+    ],
+)
 def test_bad_image_files(tmp_path, png, name, make):
     (tmp_path / name).write_bytes(make(png))
     before = files_in(tmp_path)
@@ -79,7 +87,8 @@ def test_bad_image_files(tmp_path, png, name, make):
 def test_truncated_jpeg(tmp_path):
     buffer = io.BytesIO()
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(
-        buffer, format="JPEG")
+        buffer, format="JPEG"
+    )
     (tmp_path / "cut.jpg").write_bytes(buffer.getvalue()[:600])
     result = run(["filter", "cut.jpg", "-o", "out.png"], tmp_path)
     assert_clean_error(result, mentions=["cut.jpg"])
@@ -114,18 +123,20 @@ def test_memory_limit_refused_up_front_with_estimate(tmp_path, png):
     result = run(["filter", png.name, "--max-memory", "10K", "-o", "out.png"], tmp_path)
     assert_clean_error(result, mentions=["MiB", "--max-memory"])
     assert not (tmp_path / "out.png").exists()
-    assert_clean_error(run(["filter", png.name, "--max-memory", "lots"], tmp_path),
-                       mentions=["--max-memory"])
+    assert_clean_error(run(["filter", png.name, "--max-memory", "lots"], tmp_path), mentions=["--max-memory"])
 
 
-@pytest.mark.parametrize("name, array", [
-    ("object.npy", None),
-    ("four_d.npy", np.zeros((2, 3, 4, 5), np.float32)),
-    ("empty.npy", np.zeros((0, 4), np.float32)),
-    ("nan.npy", np.array([[1.0, np.nan], [0.0, 1.0]], np.float32)),
-    ("inf.npy", np.array([[1.0, np.inf], [0.0, 1.0]], np.float32)),
-    ("strings.npy", np.array([["a", "b"], ["c", "d"]])),
-])
+@pytest.mark.parametrize(
+    "name, array",
+    [
+        ("object.npy", None),
+        ("four_d.npy", np.zeros((2, 3, 4, 5), np.float32)),
+        ("empty.npy", np.zeros((0, 4), np.float32)),
+        ("nan.npy", np.array([[1.0, np.nan], [0.0, 1.0]], np.float32)),
+        ("inf.npy", np.array([[1.0, np.inf], [0.0, 1.0]], np.float32)),
+        ("strings.npy", np.array([["a", "b"], ["c", "d"]])),
+    ],
+)
 def test_bad_npy_inputs(tmp_path, name, array):
     path = tmp_path / name
     if array is None:  # an object array holds a pickle: it must never be loaded
@@ -155,17 +166,20 @@ def test_pickle_in_npy_is_never_executed(tmp_path):
 # ----------------------------------------------------------------- kernels
 
 
-@pytest.mark.parametrize("spec, mentions", [
-    ("", ["kernel"]),
-    ("1,2;3", ["different lengths"]),
-    ("1,x;3,4", ["'x' is not a number"]),
-    ("1,nan;0,1", ["NaN"]),
-    ("1,inf;0,1", ["NaN or infinite"]),
-    ("gaussian:size=999", ["kernel"]),
-    ("no-such-preset", ["unknown preset"]),
-    ("../../etc/passwd", ["kernel"]),
-    ("gaussian:sigma=0", ["sigma"]),
-])
+@pytest.mark.parametrize(
+    "spec, mentions",
+    [
+        ("", ["kernel"]),
+        ("1,2;3", ["different lengths"]),
+        ("1,x;3,4", ["'x' is not a number"]),
+        ("1,nan;0,1", ["NaN"]),
+        ("1,inf;0,1", ["NaN or infinite"]),
+        ("gaussian:size=999", ["kernel"]),
+        ("no-such-preset", ["unknown preset"]),
+        ("../../etc/passwd", ["kernel"]),
+        ("gaussian:sigma=0", ["sigma"]),
+    ],
+)
 def test_bad_kernels(tmp_path, png, spec, mentions):
     result = run(["filter", png.name, "-k", spec, "-o", "out.png"], tmp_path)
     assert_clean_error(result, mentions=mentions)
@@ -177,11 +191,14 @@ def test_zero_by_n_kernel_file(tmp_path, png):
     assert_clean_error(run(["filter", png.name, "-k", "k.npy"], tmp_path), mentions=["empty"])
 
 
-@pytest.mark.parametrize("filename, text", [
-    ("broken.toml", "matrix = [[1, 2], [3"),
-    ("broken.json", '{"matrix": [[1, 2], [3, 4]'),
-    ("neither.toml", 'description = "no matrix"'),
-])
+@pytest.mark.parametrize(
+    "filename, text",
+    [
+        ("broken.toml", "matrix = [[1, 2], [3"),
+        ("broken.json", '{"matrix": [[1, 2], [3, 4]'),
+        ("neither.toml", 'description = "no matrix"'),
+    ],
+)
 def test_invalid_user_preset_files(tmp_path, png, filename, text):
     presets = tmp_path / "presets"
     presets.mkdir()
@@ -193,15 +210,18 @@ def test_invalid_user_preset_files(tmp_path, png, filename, text):
 # -------------------------------------------------------------- parameters
 
 
-@pytest.mark.parametrize("args, mentions", [
-    (["-s", "0"], ["--stride"]),
-    (["-s", "-1"], ["--stride"]),
-    (["-p", "-1"], ["--padding"]),
-    (["-d", "0"], ["--dilation"]),
-    (["-s", "2xjunk"], ["--stride", "2xjunk"]),
-    (["-s", "x2"], ["--stride"]),
-    (["-p", "1x1x1"], ["--padding"]),
-])
+@pytest.mark.parametrize(
+    "args, mentions",
+    [
+        (["-s", "0"], ["--stride"]),
+        (["-s", "-1"], ["--stride"]),
+        (["-p", "-1"], ["--padding"]),
+        (["-d", "0"], ["--dilation"]),
+        (["-s", "2xjunk"], ["--stride", "2xjunk"]),
+        (["-s", "x2"], ["--stride"]),
+        (["-p", "1x1x1"], ["--padding"]),
+    ],
+)
 def test_bad_filter_parameters(tmp_path, png, args, mentions):
     assert_clean_error(run(["filter", png.name, *args, "-o", "o.png"], tmp_path), mentions=mentions)
     assert not (tmp_path / "o.png").exists()
@@ -249,8 +269,11 @@ def test_disk_full_keeps_earlier_file_and_leaves_no_partial(tmp_path):
     def limit_file_size():  # as `ulimit -f 64`: any write past 64 KiB fails
         resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
 
-    result = run(["filter", "big.png", "-k", "identity", "--compress-level", "0", "-o", "out.png"],
-                 tmp_path, preexec_fn=limit_file_size)
+    result = run(
+        ["filter", "big.png", "-k", "identity", "--compress-level", "0", "-o", "out.png"],
+        tmp_path,
+        preexec_fn=limit_file_size,
+    )
     assert_clean_error(result, mentions=["out.png", "cannot be written"])
     assert (tmp_path / "out.png").read_bytes() == b"earlier result"
     assert files_in(tmp_path) == ["big.png", "out.png"]
@@ -276,11 +299,19 @@ def test_two_writers_same_folder_never_half_files(tmp_path):
         Image.fromarray(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)).save(tmp_path / f"i{i}.png")
     (tmp_path / "out").mkdir()
     same = ["filter", "i0.png", "-k", "gaussian:size=9", "-o", "out/same.png"]
-    procs = [subprocess.Popen(CONVCLI + same, cwd=tmp_path, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE) for _ in range(2)]
-    procs += [subprocess.Popen(CONVCLI + ["filter", f"i{i}.png", "i1.png", "-o", f"out/d{i}", "-k", "box"],
-                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-              for i in (2, 3)]
+    procs = [
+        subprocess.Popen(CONVCLI + same, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    procs += [
+        subprocess.Popen(
+            CONVCLI + ["filter", f"i{i}.png", "i1.png", "-o", f"out/d{i}", "-k", "box"],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for i in (2, 3)
+    ]
     for proc in procs:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err

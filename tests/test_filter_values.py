@@ -16,15 +16,29 @@ import scipy.signal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from convcli.errors import ConvcliError
 from convcli.engine.filtering import filter2d
+from convcli.errors import ConvcliError
 
 try:
-    from oracles import (PAD_MODES, Refused, conv_output_length, filter_reference, pad_reference,
-                         same_sides, source_index)
+    from oracles import (
+        PAD_MODES,
+        Refused,
+        conv_output_length,
+        filter_reference,
+        pad_reference,
+        same_sides,
+        source_index,
+    )
 except ImportError:  # tests/ became a package
-    from tests.oracles import (PAD_MODES, Refused, conv_output_length, filter_reference,
-                               pad_reference, same_sides, source_index)
+    from tests.oracles import (
+        PAD_MODES,
+        Refused,
+        conv_output_length,
+        filter_reference,
+        pad_reference,
+        same_sides,
+        source_index,
+    )
 
 TOL = dict(rtol=1e-4, atol=1e-4)
 
@@ -54,8 +68,7 @@ def test_pad_reference_hand_examples():
     assert pad_reference(row, 1, 0, 1, 0, "zeros").tolist() == [[0, 0, 0, 0], [0, 1, 2, 3]]
     col = [[1.0], [2.0]]
     assert pad_reference(col, 1, 1, 0, 0, "reflect").tolist() == [[2], [1], [2], [1]]
-    assert pad_reference(col, 2, 0, 1, 1, "circular").tolist() == [
-        [1, 1, 1], [2, 2, 2], [1, 1, 1], [2, 2, 2]]
+    assert pad_reference(col, 2, 0, 1, 1, "circular").tolist() == [[1, 1, 1], [2, 2, 2], [1, 1, 1], [2, 2, 2]]
 
 
 def test_same_sides_rule():
@@ -72,8 +85,10 @@ def test_same_sides_rule():
 def sweep_cases():
     combos = itertools.product(STRIDES, PADDINGS, DILATIONS, MODES)
     for index, (stride, padding, dilation, mode) in enumerate(combos):
-        for shape in (INPUT_SHAPES[index % len(INPUT_SHAPES)],
-                      INPUT_SHAPES[(3 * index + 4) % len(INPUT_SHAPES)]):
+        for shape in (
+            INPUT_SHAPES[index % len(INPUT_SHAPES)],
+            INPUT_SHAPES[(3 * index + 4) % len(INPUT_SHAPES)],
+        ):
             yield shape, stride, padding, dilation, mode
 
 
@@ -87,8 +102,7 @@ def test_filter2d_sweep_matches_reference(pad_mode, kernel_shape):
     for shape, stride, padding, dilation, mode in sweep_cases():
         x = rng.normal(size=shape).astype(np.float32)
         what = f"x{shape} k{kernel_shape} s={stride} p={padding!r} d={dilation} {pad_mode} {mode}"
-        kwargs = dict(stride=stride, padding=padding, dilation=dilation, pad_mode=pad_mode,
-                      mode=mode)
+        kwargs = dict(stride=stride, padding=padding, dilation=dilation, pad_mode=pad_mode, mode=mode)
         try:
             expected = filter_reference(x, kernel, **kwargs)
         except Refused:
@@ -103,21 +117,26 @@ def test_filter2d_sweep_matches_reference(pad_mode, kernel_shape):
 @settings(max_examples=120, deadline=None)
 @given(
     data=st.data(),
-    height=st.integers(5, 12), width=st.integers(5, 12),
+    height=st.integers(5, 12),
+    width=st.integers(5, 12),
     kernel_shape=st.tuples(st.integers(1, 5), st.integers(1, 5)),
     stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
     dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)),
     pad_mode=st.sampled_from(PAD_MODES),
     mode=st.sampled_from(MODES),
 )
-def test_filter2d_random_matches_reference(data, height, width, kernel_shape, stride, dilation,
-                                           pad_mode, mode):
-    padding = data.draw(st.one_of(
-        st.sampled_from(["same", "valid"]),
-        st.integers(0, 3),
-        st.tuples(st.integers(0, 3), st.integers(0, 3)),
-        st.tuples(*[st.integers(0, 4)] * 4),
-    ), label="padding")
+def test_filter2d_random_matches_reference(
+    data, height, width, kernel_shape, stride, dilation, pad_mode, mode
+):
+    padding = data.draw(
+        st.one_of(
+            st.sampled_from(["same", "valid"]),
+            st.integers(0, 3),
+            st.tuples(st.integers(0, 3), st.integers(0, 3)),
+            st.tuples(*[st.integers(0, 4)] * 4),
+        ),
+        label="padding",
+    )
     seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
     rng = np.random.default_rng(seed)
     x = rng.uniform(-3, 3, size=(height, width)).astype(np.float32)
@@ -133,13 +152,16 @@ def test_filter2d_random_matches_reference(data, height, width, kernel_shape, st
 
 
 @pytest.mark.parametrize("pad_mode", PAD_MODES)
-@pytest.mark.parametrize("padding,stride,dilation,mode", [
-    ("same", 1, 1, "correlation"),
-    ("same", 2, (2, 1), "convolution"),
-    ((2, 0, 1, 3), (1, 2), 1, "correlation"),
-    (1, 3, 2, "convolution"),
-    ("valid", 1, 1, "convolution"),
-])
+@pytest.mark.parametrize(
+    "padding,stride,dilation,mode",
+    [
+        ("same", 1, 1, "correlation"),
+        ("same", 2, (2, 1), "convolution"),
+        ((2, 0, 1, 3), (1, 2), 1, "correlation"),
+        (1, 3, 2, "convolution"),
+        ("valid", 1, 1, "convolution"),
+    ],
+)
 def test_three_channels_are_filtered_independently(pad_mode, padding, stride, dilation, mode):
     rng = np.random.default_rng(7)
     x = rng.normal(size=(9, 8, 3)).astype(np.float32)
@@ -154,13 +176,16 @@ def test_three_channels_are_filtered_independently(pad_mode, padding, stride, di
         np.testing.assert_allclose(out[:, :, c], filter2d(x[:, :, c], kernel, **kwargs), **TOL)
 
 
-@pytest.mark.parametrize("shape,kernel_shape,stride,padding,dilation", [
-    ((7, 9), (3, 2), (2, 3), (1, 0, 2, 1), (1, 2)),
-    ((12, 5), (5, 1), 3, 2, 2),
-    ((6, 6), (2, 2), 1, "same", 1),
-    ((11, 10), (4, 3), (3, 2), "same", (2, 1)),
-    ((8, 8), (3, 3), 2, "valid", 1),
-])
+@pytest.mark.parametrize(
+    "shape,kernel_shape,stride,padding,dilation",
+    [
+        ((7, 9), (3, 2), (2, 3), (1, 0, 2, 1), (1, 2)),
+        ((12, 5), (5, 1), 3, 2, 2),
+        ((6, 6), (2, 2), 1, "same", 1),
+        ((11, 10), (4, 3), (3, 2), "same", (2, 1)),
+        ((8, 8), (3, 3), 2, "valid", 1),
+    ],
+)
 def test_output_shape_equals_formula(shape, kernel_shape, stride, padding, dilation):
     """out = floor((in + before + after - d*(k-1) - 1)/s) + 1; "same" gives ceil(in/s)."""
     x = np.ones(shape, dtype=np.float32)
@@ -176,28 +201,40 @@ def test_output_shape_equals_formula(shape, kernel_shape, stride, padding, dilat
         t = b = l = r = padding
     else:
         t, b, l, r = padding
-    assert out.shape == (conv_output_length(shape[0], kernel_shape[0], sy, t, b, dy),
-                         conv_output_length(shape[1], kernel_shape[1], sx, l, r, dx))
+    assert out.shape == (
+        conv_output_length(shape[0], kernel_shape[0], sy, t, b, dy),
+        conv_output_length(shape[1], kernel_shape[1], sx, l, r, dx),
+    )
 
 
 # ----------------------------------------------------------------- refusals
 
 
-@pytest.mark.parametrize("shape,kernel_shape,kwargs", [
-    ((4, 4), (5, 5), {}),
-    ((4, 6), (5, 3), {}),                       # too tall only
-    ((5, 5), (3, 3), {"dilation": 3}),          # spans 7
-    ((3, 3), (6, 6), {"padding": 1}),           # padded 5 < 6
-    ((3, 3), (6, 6), {"padding": (0, 2, 0, 0)}),
-])
+@pytest.mark.parametrize(
+    "shape,kernel_shape,kwargs",
+    [
+        ((4, 4), (5, 5), {}),
+        ((4, 6), (5, 3), {}),  # too tall only
+        ((5, 5), (3, 3), {"dilation": 3}),  # spans 7
+        ((3, 3), (6, 6), {"padding": 1}),  # padded 5 < 6
+        ((3, 3), (6, 6), {"padding": (0, 2, 0, 0)}),
+    ],
+)
 def test_kernel_larger_than_padded_input_raises(shape, kernel_shape, kwargs):
     with pytest.raises(ConvcliError):
         filter2d(np.ones(shape), np.ones(kernel_shape), **kwargs)
 
 
-@pytest.mark.parametrize("shape,padding", [
-    ((3, 8), 3), ((8, 3), 3), ((5, 5), (0, 5, 0, 0)), ((5, 5), (0, 0, 7, 0)), ((2, 9), (2, 1)),
-])
+@pytest.mark.parametrize(
+    "shape,padding",
+    [
+        ((3, 8), 3),
+        ((8, 3), 3),
+        ((5, 5), (0, 5, 0, 0)),
+        ((5, 5), (0, 0, 7, 0)),
+        ((2, 9), (2, 1)),
+    ],
+)
 def test_reflect_padding_not_smaller_than_side_raises(shape, padding):
     with pytest.raises(ConvcliError):
         filter2d(np.ones(shape), np.ones((1, 1)), padding=padding, pad_mode="reflect")
@@ -209,9 +246,15 @@ def test_reflect_same_with_big_kernel_raises():
         filter2d(np.ones((3, 3)), np.ones((7, 7)), padding="same", pad_mode="reflect")
 
 
-@pytest.mark.parametrize("shape,padding", [
-    ((3, 8), 4), ((8, 3), (0, 4)), ((5, 5), (6, 0, 0, 0)), ((5, 5), (0, 0, 0, 6)),
-])
+@pytest.mark.parametrize(
+    "shape,padding",
+    [
+        ((3, 8), 4),
+        ((8, 3), (0, 4)),
+        ((5, 5), (6, 0, 0, 0)),
+        ((5, 5), (0, 0, 0, 6)),
+    ],
+)
 def test_circular_padding_over_side_raises(shape, padding):
     with pytest.raises(ConvcliError):
         filter2d(np.ones(shape), np.ones((1, 1)), padding=padding, pad_mode="circular")
@@ -221,10 +264,10 @@ def test_padding_limits_are_inclusive_where_pytorch_allows():
     """reflect pad = side - 1 and circular pad = side are legal: check their values."""
     x = np.arange(12, dtype=np.float32).reshape(3, 4)
     one = np.ones((1, 1))
-    check(filter2d(x, one, padding=(2, 2, 3, 3), pad_mode="reflect"),
-          pad_reference(x, 2, 2, 3, 3, "reflect"))
-    check(filter2d(x, one, padding=(3, 3, 4, 4), pad_mode="circular"),
-          pad_reference(x, 3, 3, 4, 4, "circular"))
+    check(filter2d(x, one, padding=(2, 2, 3, 3), pad_mode="reflect"), pad_reference(x, 2, 2, 3, 3, "reflect"))
+    check(
+        filter2d(x, one, padding=(3, 3, 4, 4), pad_mode="circular"), pad_reference(x, 3, 3, 4, 4, "circular")
+    )
 
 
 # ---------------------------------------------------------- scipy cross-check
@@ -237,8 +280,11 @@ def test_valid_matches_scipy_signal(shape, kernel_shape):
     x = rng.normal(size=shape)
     k = rng.normal(size=kernel_shape)
     check(filter2d(x, k), scipy.signal.correlate2d(x, k, mode="valid"), "correlate valid")
-    check(filter2d(x, k, padding="valid", mode="convolution"),
-          scipy.signal.convolve2d(x, k, mode="valid"), "convolve valid")
+    check(
+        filter2d(x, k, padding="valid", mode="convolution"),
+        scipy.signal.convolve2d(x, k, mode="valid"),
+        "convolve valid",
+    )
 
 
 @pytest.mark.parametrize("kernel_shape", KERNEL_SHAPES)
@@ -249,15 +295,13 @@ def test_full_padding_matches_scipy_full(shape, kernel_shape):
     k = rng.normal(size=kernel_shape)
     pad = (kernel_shape[0] - 1, kernel_shape[1] - 1)
     check(filter2d(x, k, padding=pad), scipy.signal.correlate2d(x, k, mode="full"))
-    check(filter2d(x, k, padding=pad, mode="convolution"),
-          scipy.signal.convolve2d(x, k, mode="full"))
+    check(filter2d(x, k, padding=pad, mode="convolution"), scipy.signal.convolve2d(x, k, mode="full"))
 
 
 # convcli pad mode -> scipy.ndimage mode.  ndimage's "reflect" repeats the edge
 # (d c b a | a b c d), PyTorch's reflect does not (d c b | a b c d), which is
 # ndimage's "mirror".
-NDIMAGE_MODE = {"zeros": "constant", "replicate": "nearest", "circular": "wrap",
-                "reflect": "mirror"}
+NDIMAGE_MODE = {"zeros": "constant", "replicate": "nearest", "circular": "wrap", "reflect": "mirror"}
 
 
 @pytest.mark.parametrize("pad_mode", PAD_MODES)
@@ -326,8 +370,12 @@ def test_worked_example_pad_modes():
     row = np.array([[1.0, 2.0, 3.0]])
     k = [[1, 1, 1]]
     results = {m: filter2d(row, k, padding="same", pad_mode=m).tolist() for m in PAD_MODES}
-    assert results == {"zeros": [[3, 6, 5]], "reflect": [[5, 6, 7]],
-                       "replicate": [[4, 6, 8]], "circular": [[6, 6, 6]]}
+    assert results == {
+        "zeros": [[3, 6, 5]],
+        "reflect": [[5, 6, 7]],
+        "replicate": [[4, 6, 8]],
+        "circular": [[6, 6, 6]],
+    }
 
 
 def test_worked_example_dilation_and_same_even_kernel():
@@ -358,7 +406,10 @@ def test_pad_rows_match_reference_indices(mode):
                 index, zeros = pad_rows(length, start, stop, mode)
                 expected = [source_index(i, length, mode) for i in range(start, stop)]
                 assert [None if z else int(i) for i, z in zip(index, zeros)] == expected, (
-                    length, start, stop)
+                    length,
+                    start,
+                    stop,
+                )
 
 
 class _Stored:
@@ -380,27 +431,34 @@ def test_filter_bands_match_reference(pad_mode):
 
     rng = np.random.default_rng(PAD_MODES.index(pad_mode))
     x = rng.normal(size=(9, 7, 2)).astype(np.float32)
-    cases = itertools.product([(3, 3), (2, 3), (4, 1)], [(1, 1), (2, 1), (3, 2)],
-                              [(1, 1), (2, 1)], [0, (2, 1), (0, 2, 1, 0), "same"],
-                              MODES)
+    cases = itertools.product(
+        [(3, 3), (2, 3), (4, 1)],
+        [(1, 1), (2, 1), (3, 2)],
+        [(1, 1), (2, 1)],
+        [0, (2, 1), (0, 2, 1, 0), "same"],
+        MODES,
+    )
     compared = 0
     for kernel_shape, stride, dilation, padding, mode in cases:
         kernel = rng.normal(size=kernel_shape).astype(np.float32)
         try:
-            expected = [filter_reference(x[:, :, c], kernel, stride, padding, dilation, pad_mode,
-                                         mode) for c in range(2)]
+            expected = [
+                filter_reference(x[:, :, c], kernel, stride, padding, dilation, pad_mode, mode)
+                for c in range(2)
+            ]
         except Refused:
             continue
-        op = Filter(kernel, stride=stride, padding=padding, dilation=dilation, pad_mode=pad_mode,
-                    mode=mode)
+        op = Filter(kernel, stride=stride, padding=padding, dilation=dilation, pad_mode=pad_mode, mode=mode)
         for band_rows in (1, 2, 3, 64):
-            what = (f"k{kernel_shape} s={stride} d={dilation} p={padding!r} {pad_mode} {mode} "
-                    f"band_rows={band_rows}")
+            what = (
+                f"k{kernel_shape} s={stride} d={dilation} p={padding!r} {pad_mode} {mode} "
+                f"band_rows={band_rows}"
+            )
             out_hw = op.output_size(x.shape[:2])
             bands = op.bands(_Stored(x), band_rows=band_rows)
             out = np.full(out_hw + (2,), np.nan, dtype=np.float32)
             for first, rows in bands:
-                out[first:first + rows.shape[0]] = rows
+                out[first : first + rows.shape[0]] = rows
             for c in range(2):
                 check(out[:, :, c], expected[c], what)  # NaN left = a row no band wrote
         compared += 1

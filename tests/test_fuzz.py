@@ -18,15 +18,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from convcli.engine.kernels import parse_kernel
 from convcli.errors import ConvcliError
 from convcli.geometry.sizes import parse_pair
 from convcli.io.images import load_image
-from convcli.engine.kernels import parse_kernel
 
-settings.register_profile("ci", max_examples=150, deadline=None,
-                          suppress_health_check=[HealthCheck.function_scoped_fixture])
-settings.register_profile("long", max_examples=20_000, deadline=None,
-                          suppress_health_check=[HealthCheck.function_scoped_fixture])
+settings.register_profile(
+    "ci", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+settings.register_profile(
+    "long", max_examples=20_000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 MATRIX_ALPHABET = "0123456789-+.,; eEinfa:=xX/\n\t#[]"
@@ -42,8 +44,11 @@ def test_kernel_parser_raises_only_convcli_errors(spec):
     assert matrix.ndim == 2 and matrix.size > 0 and np.isfinite(matrix).all()
 
 
-@given(st.lists(st.lists(st.integers(-9, 9), min_size=1, max_size=5), min_size=1, max_size=5),
-       st.sampled_from([",", " ", ", "]), st.sampled_from([";", "\n", "; "]))
+@given(
+    st.lists(st.lists(st.integers(-9, 9), min_size=1, max_size=5), min_size=1, max_size=5),
+    st.sampled_from([",", " ", ", "]),
+    st.sampled_from([";", "\n", "; "]),
+)
 def test_inline_matrix_round_trip(rows, value_sep, row_sep):
     spec = row_sep.join(value_sep.join(str(v) for v in row) for row in rows)
     widths = {len(r) for r in rows}
@@ -77,7 +82,9 @@ def _sample_bytes() -> list[bytes]:
     rng = np.random.default_rng(0)
     for fmt, mode in (("PNG", "RGB"), ("JPEG", "RGB"), ("TIFF", "L"), ("BMP", "RGB")):
         buffer = io.BytesIO()
-        Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).convert(mode).save(buffer, format=fmt)
+        Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).convert(mode).save(
+            buffer, format=fmt
+        )
         samples.append(buffer.getvalue())
     buffer = io.BytesIO()
     np.save(buffer, rng.random((5, 6), dtype=np.float32))

@@ -13,8 +13,16 @@ import pytest
 from PIL import Image
 
 from convcli.errors import ConvcliError
-from convcli.io.images import (atomic_write, choose_depth, load_image, map_values, output_format,
-                               parse_bytes, read_size, write_atomic)
+from convcli.io.images import (
+    atomic_write,
+    choose_depth,
+    load_image,
+    map_values,
+    output_format,
+    parse_bytes,
+    read_size,
+    write_atomic,
+)
 
 LUMA = np.array([0.299, 0.587, 0.114])
 
@@ -130,14 +138,17 @@ def test_float_tiff(tmp_path):
     np.testing.assert_array_equal(loaded.data[:, :, 0], x)
 
 
-@pytest.mark.parametrize("array, mentions", [
-    (np.array([[1.0, np.nan]]), "NaN"),
-    (np.array([[1.0, np.inf]]), "NaN or infinite"),
-    (np.zeros((2, 2, 2, 2)), "shape"),
-    (np.zeros(5), "shape"),
-    (np.zeros((0, 3)), "empty"),
-    (np.array([["a", "b"]]), "dtype"),
-])
+@pytest.mark.parametrize(
+    "array, mentions",
+    [
+        (np.array([[1.0, np.nan]]), "NaN"),
+        (np.array([[1.0, np.inf]]), "NaN or infinite"),
+        (np.zeros((2, 2, 2, 2)), "shape"),
+        (np.zeros(5), "shape"),
+        (np.zeros((0, 3)), "empty"),
+        (np.array([["a", "b"]]), "dtype"),
+    ],
+)
 def test_bad_npy(tmp_path, array, mentions):
     np.save(tmp_path / "bad.npy", array)
     with pytest.raises(ConvcliError, match=mentions) as info:
@@ -147,16 +158,19 @@ def test_bad_npy(tmp_path, array, mentions):
 
 def test_pickled_npy_is_refused_without_unpickling(tmp_path):
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(ConvcliError, match="obj.npy"):
+    with pytest.raises(ConvcliError, match=r"obj\.npy"):
         load_image(tmp_path / "obj.npy")
 
 
-@pytest.mark.parametrize("make, mentions", [
-    (lambda d: d / "missing.png", "no such file"),
-    (lambda d: (d / "folder").mkdir() or d / "folder", "folder"),
-    (lambda d: (d / "text.png").write_text("hello") and d / "text.png", "not an image"),
-    (lambda d: (d / "junk.npy").write_bytes(b"\x93NUMPY junk") and d / "junk.npy", "junk.npy"),
-])
+@pytest.mark.parametrize(
+    "make, mentions",
+    [
+        (lambda d: d / "missing.png", "no such file"),
+        (lambda d: (d / "folder").mkdir() or d / "folder", "folder"),
+        (lambda d: (d / "text.png").write_text("hello") and d / "text.png", "not an image"),
+        (lambda d: (d / "junk.npy").write_bytes(b"\x93NUMPY junk") and d / "junk.npy", "junk.npy"),
+    ],
+)
 def test_unreadable_inputs(tmp_path, make, mentions):
     path = make(tmp_path)
     with pytest.raises(ConvcliError, match=mentions) as info:
@@ -187,9 +201,20 @@ def test_read_size(rgb_png, float_npy):
 # ----------------------------------------------------------------- output
 
 
-@pytest.mark.parametrize("name, fmt", [("a.png", "PNG"), ("a.PNG", "PNG"), ("a.tif", "TIFF"), ("a.tiff", "TIFF"),
-                                       ("a.jpg", "JPEG"), ("a.jpeg", "JPEG"), ("a.bmp", "BMP"),
-                                       ("a.webp", "WEBP"), ("a.npy", "NPY")])
+@pytest.mark.parametrize(
+    "name, fmt",
+    [
+        ("a.png", "PNG"),
+        ("a.PNG", "PNG"),
+        ("a.tif", "TIFF"),
+        ("a.tiff", "TIFF"),
+        ("a.jpg", "JPEG"),
+        ("a.jpeg", "JPEG"),
+        ("a.bmp", "BMP"),
+        ("a.webp", "WEBP"),
+        ("a.npy", "NPY"),
+    ],
+)
 def test_output_formats(name, fmt):
     assert output_format(name)[0] == fmt
 
@@ -200,30 +225,36 @@ def test_unknown_output_extension(name):
         output_format(name)
 
 
-@pytest.mark.parametrize("path, requested, source, channels, expected", [
-    ("o.png", None, "8", 3, "8"),
-    ("o.png", None, "16", 1, "16"),
-    ("o.png", None, "float", 1, "8"),
-    ("o.tif", None, "float", 1, "float"),
-    ("o.tif", None, "16", 1, "16"),
-    ("o.jpg", None, "16", 1, "8"),
-    ("o.npy", None, "8", 3, "float"),
-    ("o.png", "16", "8", 1, "16"),
-    ("o.tif", "float", "8", 1, "float"),
-    ("o.npy", "float", "8", 4, "float"),
-])
+@pytest.mark.parametrize(
+    "path, requested, source, channels, expected",
+    [
+        ("o.png", None, "8", 3, "8"),
+        ("o.png", None, "16", 1, "16"),
+        ("o.png", None, "float", 1, "8"),
+        ("o.tif", None, "float", 1, "float"),
+        ("o.tif", None, "16", 1, "16"),
+        ("o.jpg", None, "16", 1, "8"),
+        ("o.npy", None, "8", 3, "float"),
+        ("o.png", "16", "8", 1, "16"),
+        ("o.tif", "float", "8", 1, "float"),
+        ("o.npy", "float", "8", 4, "float"),
+    ],
+)
 def test_choose_depth(path, requested, source, channels, expected):
     assert choose_depth(path, requested, source, channels) == expected
 
 
-@pytest.mark.parametrize("path, requested, channels", [
-    ("o.png", "16", 3),
-    ("o.png", "float", 1),
-    ("o.jpg", "16", 1),
-    ("o.npy", "8", 1),
-    ("o.tif", "float", 3),
-    ("o.png", "12", 1),
-])
+@pytest.mark.parametrize(
+    "path, requested, channels",
+    [
+        ("o.png", "16", 3),
+        ("o.png", "float", 1),
+        ("o.jpg", "16", 1),
+        ("o.npy", "8", 1),
+        ("o.tif", "float", 3),
+        ("o.png", "12", 1),
+    ],
+)
 def test_choose_depth_refuses(path, requested, channels):
     with pytest.raises(ConvcliError, match="depth"):
         choose_depth(path, requested, "8", channels)
@@ -240,8 +271,16 @@ def test_map_values_documented():
         map_values(data, "log")
 
 
-@pytest.mark.parametrize("text, expected", [("512M", 512 * 2**20), ("4G", 4 * 2**30), ("1.5GiB", int(1.5 * 2**30)),
-                                            ("1000000", 1000000), ("2k", 2048)])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("512M", 512 * 2**20),
+        ("4G", 4 * 2**30),
+        ("1.5GiB", int(1.5 * 2**30)),
+        ("1000000", 1000000),
+        ("2k", 2048),
+    ],
+)
 def test_parse_bytes(text, expected):
     assert parse_bytes(text) == expected
 

@@ -32,8 +32,12 @@ MATRIX_PRESETS = [p.stem for p in PRESET_FILES if "matrix" in read_preset(p)]
 
 def explicit_gaussian(size, sigma):
     centre = (size - 1) / 2
-    g = np.array([[math.exp(-((i - centre) ** 2 + (j - centre) ** 2) / (2 * sigma ** 2))
-                   for j in range(size)] for i in range(size)])
+    g = np.array(
+        [
+            [math.exp(-((i - centre) ** 2 + (j - centre) ** 2) / (2 * sigma**2)) for j in range(size)]
+            for i in range(size)
+        ]
+    )
     return g / g.sum()
 
 
@@ -99,17 +103,20 @@ def test_matrix_presets_json_equal_their_files(cli, name):
     np.testing.assert_array_equal(np.array(item["matrix"]), np.array(expected, dtype=float))
 
 
-@pytest.mark.parametrize("spec, expected", [
-    ("gaussian", explicit_gaussian(5, 1.0)),
-    ("gaussian:size=7,sigma=1.5", explicit_gaussian(7, 1.5)),
-    ("gaussian:size=3, sigma=0.8", explicit_gaussian(3, 0.8)),
-    ("box", np.full((3, 3), 1 / 9)),
-    ("box:size=4x2", np.full((2, 4), 1 / 8)),  # 4 wide, 2 high
-    ("nearest", np.ones((2, 2))),
-    ("nearest:factor=3", np.ones((3, 3))),
-    ("bilinear", np.outer([0.25, 0.75, 0.75, 0.25], [0.25, 0.75, 0.75, 0.25])),
-    ("bilinear:factor=3", np.outer([1, 2, 3, 2, 1], [1, 2, 3, 2, 1]) / 9),
-])
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ("gaussian", explicit_gaussian(5, 1.0)),
+        ("gaussian:size=7,sigma=1.5", explicit_gaussian(7, 1.5)),
+        ("gaussian:size=3, sigma=0.8", explicit_gaussian(3, 0.8)),
+        ("box", np.full((3, 3), 1 / 9)),
+        ("box:size=4x2", np.full((2, 4), 1 / 8)),  # 4 wide, 2 high
+        ("nearest", np.ones((2, 2))),
+        ("nearest:factor=3", np.ones((3, 3))),
+        ("bilinear", np.outer([0.25, 0.75, 0.75, 0.25], [0.25, 0.75, 0.75, 0.25])),
+        ("bilinear:factor=3", np.outer([1, 2, 3, 2, 1], [1, 2, 3, 2, 1]) / 9),
+    ],
+)
 def test_generator_presets(cli, spec, expected):
     item = json.loads(cli.ok("kernels", "show", spec, "--json").stdout)
     np.testing.assert_allclose(np.array(item["matrix"]), expected, rtol=1e-6, atol=1e-7)
@@ -144,17 +151,20 @@ def test_kernels_show_inline_matrix(cli):
     assert item["source"] == "inline" and item["matrix"] == [[1, 2, 3], [4, 5, 6]]
 
 
-@pytest.mark.parametrize("spec, mentions", [
-    ("nosuch", "nosuch"),
-    ("../x", "../x"),
-    ("../presets/sobel-vertical", "sobel-vertical"),
-    ("sub\\x", "preset name"),
-    ("gaussian:size=0", "size"),
-    ("gaussian:sigma=abc", "sigma"),
-    ("gaussian:size", "size"),
-    ("sobel-vertical:factor=2", "factor"),
-    ("1,2;3", "rows"),
-])
+@pytest.mark.parametrize(
+    "spec, mentions",
+    [
+        ("nosuch", "nosuch"),
+        ("../x", "../x"),
+        ("../presets/sobel-vertical", "sobel-vertical"),
+        ("sub\\x", "preset name"),
+        ("gaussian:size=0", "size"),
+        ("gaussian:sigma=abc", "sigma"),
+        ("gaussian:size", "size"),
+        ("sobel-vertical:factor=2", "factor"),
+        ("1,2;3", "rows"),
+    ],
+)
 def test_kernels_show_errors(cli, spec, mentions):
     cli.fail("kernels", "show", spec, mentions=mentions)
 
@@ -187,11 +197,14 @@ def test_filter_with_presets_option(cli, float_npy, tmp_path, user_presets):
     y = filtered(cli, float_npy, tmp_path, "-k", "row", "--presets", user_presets)
     np.testing.assert_allclose(y, correlate_oracle(float_npy.pixels, [[1, -2, 4]]), atol=1e-5)
     y = filtered(cli, float_npy, tmp_path, "-k", "soft:sigma=2", "--presets", user_presets, "-p", "same")
-    np.testing.assert_allclose(y, correlate_oracle(float_npy.pixels, explicit_gaussian(3, 2.0), sides=(1, 1, 1, 1)),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        y, correlate_oracle(float_npy.pixels, explicit_gaussian(3, 2.0), sides=(1, 1, 1, 1)), atol=1e-5
+    )
     # built-ins stay available next to the folder
     y = filtered(cli, float_npy, tmp_path, "-k", "laplacian", "--presets", user_presets)
-    np.testing.assert_allclose(y, correlate_oracle(float_npy.pixels, [[0, 1, 0], [1, -4, 1], [0, 1, 0]]), atol=1e-5)
+    np.testing.assert_allclose(
+        y, correlate_oracle(float_npy.pixels, [[0, 1, 0], [1, -4, 1], [0, 1, 0]]), atol=1e-5
+    )
 
 
 def test_user_preset_default_output_name(cli, float_npy, tmp_path, user_presets):
@@ -215,13 +228,15 @@ def test_upsample_with_user_preset(cli, float2d_npy, tmp_path, user_presets):
     x = float2d_npy.pixels.astype(float)
     expected = np.zeros((7, (10 - 1) * 3 + 3))
     for j in range(10):
-        expected[:, 3 * j: 3 * j + 3] += np.outer(x[:, j], [1, -2, 4])
+        expected[:, 3 * j : 3 * j + 3] += np.outer(x[:, j], [1, -2, 4])
     np.testing.assert_allclose(np.load(out), expected, atol=1e-5)
 
 
 def test_kernels_lists_user_presets(cli, user_presets):
-    for result in (cli.ok("kernels", "--presets", user_presets),
-                   cli.ok("kernels", env={"CONVCLI_PRESETS": str(user_presets)})):
+    for result in (
+        cli.ok("kernels", "--presets", user_presets),
+        cli.ok("kernels", env={"CONVCLI_PRESETS": str(user_presets)}),
+    ):
         for name in PRESET_NAMES + ["diag", "row", "soft"]:
             assert re.search(rf"^{re.escape(name)}( \(|$)", result.stdout, re.MULTILINE), name
         assert "notes" not in result.stdout
@@ -246,9 +261,14 @@ def test_presets_option_overrides_environment_overrides_builtin(cli, float2d_npy
     (opt_dir / "sobel-vertical.json").write_text('{"matrix": [[3]]}')
     env = {"CONVCLI_PRESETS": str(env_dir)}
     x = float2d_npy.pixels
-    np.testing.assert_allclose(filtered(cli, float2d_npy, tmp_path, "-k", "sobel-vertical", env=env), 2 * x, rtol=1e-6)
-    np.testing.assert_allclose(filtered(cli, float2d_npy, tmp_path, "-k", "sobel-vertical", "--presets", opt_dir,
-                                        env=env), 3 * x, rtol=1e-6)
+    np.testing.assert_allclose(
+        filtered(cli, float2d_npy, tmp_path, "-k", "sobel-vertical", env=env), 2 * x, rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        filtered(cli, float2d_npy, tmp_path, "-k", "sobel-vertical", "--presets", opt_dir, env=env),
+        3 * x,
+        rtol=1e-6,
+    )
 
 
 def test_environment_with_several_folders(cli, float2d_npy, tmp_path, user_presets):
@@ -258,7 +278,9 @@ def test_environment_with_several_folders(cli, float2d_npy, tmp_path, user_prese
     other.mkdir()
     (other / "two.toml").write_text("matrix = [[2]]\n")
     env = {"CONVCLI_PRESETS": f"{user_presets}{os.pathsep}{other}"}
-    np.testing.assert_allclose(filtered(cli, float2d_npy, tmp_path, "-k", "two", env=env), 2 * float2d_npy.pixels, rtol=1e-6)
+    np.testing.assert_allclose(
+        filtered(cli, float2d_npy, tmp_path, "-k", "two", env=env), 2 * float2d_npy.pixels, rtol=1e-6
+    )
     filtered(cli, float2d_npy, tmp_path, "-k", "diag", env=env)
 
 
@@ -278,7 +300,9 @@ BAD_PRESETS = [
 ]
 
 
-@pytest.mark.parametrize("filename, content, mentions", [b[1:] for b in BAD_PRESETS], ids=[b[0] for b in BAD_PRESETS])
+@pytest.mark.parametrize(
+    "filename, content, mentions", [b[1:] for b in BAD_PRESETS], ids=[b[0] for b in BAD_PRESETS]
+)
 def test_bad_user_preset_one_line_error(cli, float_npy, tmp_path, list_folder, filename, content, mentions):
     folder = tmp_path / "mine"
     folder.mkdir()
@@ -286,9 +310,19 @@ def test_bad_user_preset_one_line_error(cli, float_npy, tmp_path, list_folder, f
     path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    cli.fail("filter", float_npy.path, "-k", "bad", "--presets", folder, "-o", out_dir / "y.npy", mentions=mentions)
-    cli.fail("filter", float_npy.path, "-k", "bad", "-o", out_dir / "y.npy", mentions=mentions,
-             env={"CONVCLI_PRESETS": str(folder)})
+    cli.fail(
+        "filter", float_npy.path, "-k", "bad", "--presets", folder, "-o", out_dir / "y.npy", mentions=mentions
+    )
+    cli.fail(
+        "filter",
+        float_npy.path,
+        "-k",
+        "bad",
+        "-o",
+        out_dir / "y.npy",
+        mentions=mentions,
+        env={"CONVCLI_PRESETS": str(folder)},
+    )
     assert list_folder(out_dir) == []
     # the text listing may have printed the presets before the bad one; --json prints nothing
     cli.fail("kernels", "--presets", folder, mentions=mentions, empty_stdout=False)
@@ -303,17 +337,32 @@ def test_bad_user_preset_does_not_break_other_presets(cli, float2d_npy, tmp_path
     filtered(cli, float2d_npy, tmp_path, "-k", "sobel-vertical", "--presets", folder)
 
 
-@pytest.mark.parametrize("spec, mentions", [
-    ("../x", "../x"),
-    ("../mine/diag", "diag"),
-    ("..", "'..'"),
-    ("mine/diag", "mine/diag"),
-    ("sub\\diag", "preset name"),
-])
-def test_preset_name_with_a_path_errors_cleanly(cli, float_npy, tmp_path, user_presets, list_folder, spec, mentions):
+@pytest.mark.parametrize(
+    "spec, mentions",
+    [
+        ("../x", "../x"),
+        ("../mine/diag", "diag"),
+        ("..", "'..'"),
+        ("mine/diag", "mine/diag"),
+        ("sub\\diag", "preset name"),
+    ],
+)
+def test_preset_name_with_a_path_errors_cleanly(
+    cli, float_npy, tmp_path, user_presets, list_folder, spec, mentions
+):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    cli.fail("filter", float_npy.path, "-k", spec, "--presets", user_presets, "-o", out_dir / "y.npy", mentions=mentions)
+    cli.fail(
+        "filter",
+        float_npy.path,
+        "-k",
+        spec,
+        "--presets",
+        user_presets,
+        "-o",
+        out_dir / "y.npy",
+        mentions=mentions,
+    )
     assert list_folder(out_dir) == []
 
 
@@ -323,5 +372,7 @@ def test_presets_folder_that_does_not_exist(cli, float_npy, tmp_path, where):
     if where == "option":
         cli.fail("filter", float_npy.path, "-k", "box", "--presets", missing, mentions="nope")
     else:
-        cli.fail("filter", float_npy.path, "-k", "box", env={"CONVCLI_PRESETS": str(missing)}, mentions="nope")
+        cli.fail(
+            "filter", float_npy.path, "-k", "box", env={"CONVCLI_PRESETS": str(missing)}, mentions="nope"
+        )
     assert not (tmp_path / "x-box.npy").exists()

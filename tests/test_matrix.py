@@ -14,7 +14,9 @@ from convcli.cli.app import app
 runner = CliRunner()
 
 X5 = "1 2 3 0 1; 4 5 6 1 2; 7 8 9 2 3; 1 1 1 1 1; 0 1 0 1 0"
-X5_ARRAY = np.array([[1, 2, 3, 0, 1], [4, 5, 6, 1, 2], [7, 8, 9, 2, 3], [1, 1, 1, 1, 1], [0, 1, 0, 1, 0]], float)
+X5_ARRAY = np.array(
+    [[1, 2, 3, 0, 1], [4, 5, 6, 1, 2], [7, 8, 9, 2, 3], [1, 1, 1, 1, 1], [0, 1, 0, 1, 0]], float
+)
 SOBEL = np.array([[1, 0, -1], [2, 0, -2], [1, 0, -1]], float)
 
 
@@ -38,7 +40,7 @@ def correlate_loop(x, k, stride, pad):
     out = np.zeros((out_h, out_w))
     for i in range(out_h):
         for j in range(out_w):
-            out[i, j] = (xp[i * stride: i * stride + kh, j * stride: j * stride + kw] * k).sum()
+            out[i, j] = (xp[i * stride : i * stride + kh, j * stride : j * stride + kw] * k).sum()
     return out
 
 
@@ -59,14 +61,28 @@ def test_table_shows_every_number():
 
 
 def test_explain_writes_the_dot_product_and_formula():
-    result = invoke("filter", "--matrix", X5, "-k", "1,0,-1;2,0,-2;1,0,-1", "-s", "2", "-p", "1",
-                    "--explain", "--at", "1,1")
+    result = invoke(
+        "filter",
+        "--matrix",
+        X5,
+        "-k",
+        "1,0,-1;2,0,-2;1,0,-1",
+        "-s",
+        "2",
+        "-p",
+        "1",
+        "--explain",
+        "--at",
+        "1,1",
+    )
     assert result.exit_code == 0, result.output
     value = correlate_loop(X5_ARRAY, SOBEL, 2, 1)[1, 1]
     # out(1, 1) reads padded rows 2..4, cols 2..4 = input rows 1..3, cols 1..3
     window = X5_ARRAY[1:4, 1:4]
-    terms = " + ".join(f"{int(v) if v >= 0 else f'({int(v)})'}*{int(w) if w >= 0 else f'({int(w)})'}"
-                       for v, w in zip(window.ravel(), SOBEL.ravel()))
+    terms = " + ".join(
+        f"{int(v) if v >= 0 else f'({int(v)})'}*{int(w) if w >= 0 else f'({int(w)})'}"
+        for v, w in zip(window.ravel(), SOBEL.ravel())
+    )
     assert f"out(1, 1) = {terms} = {int(value)}" in result.stdout
     assert "floor((5 + 1 + 1 - 1*(3-1) - 1) / 2) + 1 = 3" in result.stdout
     assert "no flip" in result.stdout
@@ -74,7 +90,9 @@ def test_explain_writes_the_dot_product_and_formula():
 
 def test_explain_convolution_flips_the_kernel():
     corr = as_json("filter", "--matrix", X5, "-k", "1,2;3,4", "--explain", "--at", "0,0")
-    conv = as_json("filter", "--matrix", X5, "-k", "1,2;3,4", "--mode", "convolution", "--explain", "--at", "0,0")
+    conv = as_json(
+        "filter", "--matrix", X5, "-k", "1,2;3,4", "--mode", "convolution", "--explain", "--at", "0,0"
+    )
     assert corr["explain"]["value"] == 1 * 1 + 2 * 2 + 4 * 3 + 5 * 4
     assert conv["explain"]["value"] == 1 * 4 + 2 * 3 + 4 * 2 + 5 * 1
     text = invoke("filter", "--matrix", X5, "-k", "1,2;3,4", "--mode", "convolution", "--explain").stdout
@@ -88,9 +106,24 @@ def test_tutorial_max_pool_2x2():
 
 
 def test_mean_pool_explains_what_was_counted():
-    included = as_json("pool", "--matrix", X5, "--op", "mean", "-k", "2", "-p", "1", "--explain", "--at", "0,0")
-    excluded = as_json("pool", "--matrix", X5, "--op", "mean", "-k", "2", "-p", "1",
-                       "--no-count-include-pad", "--explain", "--at", "0,0")
+    included = as_json(
+        "pool", "--matrix", X5, "--op", "mean", "-k", "2", "-p", "1", "--explain", "--at", "0,0"
+    )
+    excluded = as_json(
+        "pool",
+        "--matrix",
+        X5,
+        "--op",
+        "mean",
+        "-k",
+        "2",
+        "-p",
+        "1",
+        "--no-count-include-pad",
+        "--explain",
+        "--at",
+        "0,0",
+    )
     assert included["explain"]["value"] == pytest.approx(1 / 4)  # only x[0,0] = 1 is inside
     assert excluded["explain"]["value"] == pytest.approx(1.0)
     text = invoke("pool", "--matrix", X5, "--op", "mean", "-k", "2", "-p", "1", "--explain").stdout
@@ -98,12 +131,14 @@ def test_mean_pool_explains_what_was_counted():
 
 
 def test_tutorial_transposed_2x2_stride2():
-    record = as_json("upsample", "--matrix", "1 2; 3 4", "-k", "1,1;1,2", "-s", "2", "--explain", "--at", "1,3")
+    record = as_json(
+        "upsample", "--matrix", "1 2; 3 4", "-k", "1,1;1,2", "-s", "2", "--explain", "--at", "1,3"
+    )
     expected = np.zeros((4, 4))
     kernel = np.array([[1, 1], [1, 2]])
     for i in range(2):
         for j in range(2):
-            expected[2 * i: 2 * i + 2, 2 * j: 2 * j + 2] += np.array([[1, 2], [3, 4]])[i, j] * kernel
+            expected[2 * i : 2 * i + 2, 2 * j : 2 * j + 2] += np.array([[1, 2], [3, 4]])[i, j] * kernel
     np.testing.assert_allclose(record["result"], expected)
     assert record["explain"]["value"] == expected[1, 3] == 4
     assert record["explain"]["terms"] == ["x(0, 1)*k(1, 1) = 2*2"]
@@ -113,7 +148,7 @@ def test_matrix_written_as_csv_and_npy(tmp_path):
     csv, npy = tmp_path / "r.csv", tmp_path / "r.npy"
     assert invoke("pool", "--matrix", X5, "-k", "2", "-s", "1", "-o", str(csv), "-q").exit_code == 0
     assert invoke("pool", "--matrix", X5, "-k", "2", "-s", "1", "-o", str(npy), "-q").exit_code == 0
-    expected = np.array([[X5_ARRAY[i:i + 2, j:j + 2].max() for j in range(4)] for i in range(4)])
+    expected = np.array([[X5_ARRAY[i : i + 2, j : j + 2].max() for j in range(4)] for i in range(4)])
     np.testing.assert_array_equal(np.loadtxt(csv, delimiter=","), expected)
     np.testing.assert_array_equal(np.load(npy), expected)
 
@@ -124,15 +159,28 @@ def test_matrix_file_input(tmp_path):
     assert record["result"] == [[3, 5], [9, 11]]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["filter", "--matrix", "1 2; 3 4", "-k", "1", "--explain", "--at", "5,0"], "--at"),
-    (["filter", "--matrix", "1 2; 3 4", "-k", "1", "--at", "x"], "--at"),
-    (["filter", "--matrix", "; ".join(" ".join(["1"] * 20) for _ in range(20)), "-k", "1", "--explain"], "--explain"),
-    (["filter", "img.png", "--matrix", "1 2; 3 4"], "--matrix"),
-    (["filter", "img.png", "--explain"], "--explain"),
-    (["filter", "--matrix", "1 2; 3"], "different lengths"),
-    (["filter", "--matrix", "1 2; 3 4", "-k", "1", "-o", "r.png"], ".npy, .csv or .txt"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["filter", "--matrix", "1 2; 3 4", "-k", "1", "--explain", "--at", "5,0"], "--at"),
+        (["filter", "--matrix", "1 2; 3 4", "-k", "1", "--at", "x"], "--at"),
+        (
+            [
+                "filter",
+                "--matrix",
+                "; ".join(" ".join(["1"] * 20) for _ in range(20)),
+                "-k",
+                "1",
+                "--explain",
+            ],
+            "--explain",
+        ),
+        (["filter", "img.png", "--matrix", "1 2; 3 4"], "--matrix"),
+        (["filter", "img.png", "--explain"], "--explain"),
+        (["filter", "--matrix", "1 2; 3"], "different lengths"),
+        (["filter", "--matrix", "1 2; 3 4", "-k", "1", "-o", "r.png"], ".npy, .csv or .txt"),
+    ],
+)
 def test_matrix_errors(args, message):
     result = invoke(*args)
     assert result.exit_code == 2

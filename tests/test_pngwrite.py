@@ -9,14 +9,17 @@ from PIL import Image
 from convcli.io import png as pngwrite
 
 
-@pytest.mark.parametrize("shape, dtype, mode", [
-    ((37, 53), np.uint8, "L"),
-    ((37, 53, 2), np.uint8, "LA"),
-    ((64, 41, 3), np.uint8, "RGB"),
-    ((9, 7, 4), np.uint8, "RGBA"),
-    ((31, 17), np.uint16, "I;16"),
-    ((1, 1, 3), np.uint8, "RGB"),
-])
+@pytest.mark.parametrize(
+    "shape, dtype, mode",
+    [
+        ((37, 53), np.uint8, "L"),
+        ((37, 53, 2), np.uint8, "LA"),
+        ((64, 41, 3), np.uint8, "RGB"),
+        ((9, 7, 4), np.uint8, "RGBA"),
+        ((31, 17), np.uint16, "I;16"),
+        ((1, 1, 3), np.uint8, "RGB"),
+    ],
+)
 @pytest.mark.parametrize("level", [0, 1, 3, 6, 9])
 def test_round_trip_through_pillow(shape, dtype, mode, level, monkeypatch):
     monkeypatch.setattr(pngwrite, "_BAND_BYTES", 100)  # many bands, so the joins are exercised
@@ -46,12 +49,15 @@ def test_without_isal_falls_back_to_zlib(monkeypatch):
         np.testing.assert_array_equal(np.asarray(image), pixels)
 
 
-@pytest.mark.parametrize("shape, dtype, mode", [
-    ((37, 53, 1), np.uint8, "L"),
-    ((40, 29, 3), np.uint8, "RGB"),
-    ((23, 11, 4), np.uint8, "RGBA"),
-    ((31, 17, 1), np.uint16, "I;16"),
-])
+@pytest.mark.parametrize(
+    "shape, dtype, mode",
+    [
+        ((37, 53, 1), np.uint8, "L"),
+        ((40, 29, 3), np.uint8, "RGB"),
+        ((23, 11, 4), np.uint8, "RGBA"),
+        ((31, 17, 1), np.uint16, "I;16"),
+    ],
+)
 @pytest.mark.parametrize("level", [0, 1, 6])
 @pytest.mark.parametrize("cuts", [[1], [5, 1, 13], [64]])
 def test_bands_round_trip_through_pillow(shape, dtype, mode, level, cuts):
@@ -62,7 +68,7 @@ def test_bands_round_trip_through_pillow(shape, dtype, mode, level, cuts):
     while first < shape[0]:  # bands of uneven heights, cycling through `cuts`
         starts.append(first)
         first += cuts[len(starts) % len(cuts)]
-    bands = (pixels[a: a + cuts[(i + 1) % len(cuts)]] for i, a in enumerate(starts))
+    bands = (pixels[a : a + cuts[(i + 1) % len(cuts)]] for i, a in enumerate(starts))
     buffer = io.BytesIO()
     pngwrite.write_png_bands(buffer, pngwrite.PixelBands(shape, np.dtype(dtype), bands), level, threads=2)
     with Image.open(io.BytesIO(buffer.getvalue())) as image:
@@ -73,8 +79,9 @@ def test_bands_round_trip_through_pillow(shape, dtype, mode, level, cuts):
 def test_bands_that_do_not_make_the_height_are_refused():
     pixels = np.zeros((5, 4, 3), np.uint8)
     with pytest.raises(ValueError, match="held 4 rows, not 5"):
-        pngwrite.write_png_bands(io.BytesIO(), pngwrite.PixelBands((5, 4, 3), np.dtype(np.uint8),
-                                                                   iter([pixels[:4]])))
+        pngwrite.write_png_bands(
+            io.BytesIO(), pngwrite.PixelBands((5, 4, 3), np.dtype(np.uint8), iter([pixels[:4]]))
+        )
 
 
 def test_materialize_gives_the_whole_array():

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from convcli.errors import ConvcliError
 from convcli.engine.pooling import pool2d
+from convcli.errors import ConvcliError
 
 try:
     from oracles import pool_accepted, pool_output_length, pool_reference
@@ -24,9 +24,9 @@ except ImportError:  # tests/ became a package
 
 TOL = dict(rtol=1e-4, atol=1e-4)
 
-KERNELS = list(itertools.product(range(1, 5), repeat=2))          # 1..4, non-square too
+KERNELS = list(itertools.product(range(1, 5), repeat=2))  # 1..4, non-square too
 STRIDES = [None, 1, 2, 3, (1, 3)]
-INPUT_SHAPES = list(itertools.product(range(1, 10), repeat=2))    # 1..9 x 1..9
+INPUT_SHAPES = list(itertools.product(range(1, 10), repeat=2))  # 1..9 x 1..9
 
 
 def pair(v):
@@ -50,16 +50,16 @@ def sweep(op, ceil_mode):
     index = 0
     for size, stride, dilation in itertools.product(KERNELS, STRIDES, dilations):
         d = pair(dilation)
-        pads = itertools.product(range(pad_limit(size[0], d[0]) + 2),
-                                 range(pad_limit(size[1], d[1]) + 2))
+        pads = itertools.product(range(pad_limit(size[0], d[0]) + 2), range(pad_limit(size[1], d[1]) + 2))
         for padding in pads:
             shape = INPUT_SHAPES[(37 * index) % len(INPUT_SHAPES)]
             index += 1
             yield shape, size, stride, padding, dilation
 
 
-@pytest.mark.parametrize("op,count_include_pad", [
-    ("max", True), ("min", True), ("mean", True), ("mean", False)])
+@pytest.mark.parametrize(
+    "op,count_include_pad", [("max", True), ("min", True), ("mean", True), ("mean", False)]
+)
 @pytest.mark.parametrize("ceil_mode", [False, True], ids=["floor", "ceil"])
 def test_pool2d_sweep_matches_reference(op, ceil_mode, count_include_pad):
     """size 1..4 (non-square), stride None/1..3, padding 0..limit+1, dilation 1..2 (max/min),
@@ -68,17 +68,21 @@ def test_pool2d_sweep_matches_reference(op, ceil_mode, count_include_pad):
     compared = refused = 0
     for shape, size, stride, padding, dilation in sweep(op, ceil_mode):
         x = rng.normal(size=shape).astype(np.float32)
-        kwargs = dict(stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode,
-                      op=op, count_include_pad=count_include_pad)
+        kwargs = dict(
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            ceil_mode=ceil_mode,
+            op=op,
+            count_include_pad=count_include_pad,
+        )
         what = f"x{shape} size={size} {kwargs}"
-        if not pool_accepted(shape, size, size if stride is None else stride, padding,
-                             dilation, ceil_mode):
+        if not pool_accepted(shape, size, size if stride is None else stride, padding, dilation, ceil_mode):
             with pytest.raises(ConvcliError):
                 pool2d(x, size, **kwargs)
             refused += 1
             continue
-        expected = pool_reference(x, size, stride, padding, dilation, ceil_mode, op,
-                                  count_include_pad)
+        expected = pool_reference(x, size, stride, padding, dilation, ceil_mode, op, count_include_pad)
         check(pool2d(x, size, **kwargs), expected, what)
         compared += 1
     assert compared >= 150 and refused >= 50
@@ -96,27 +100,35 @@ def test_pool2d_sweep_matches_reference(op, ceil_mode, count_include_pad):
     channels=st.sampled_from([0, 3]),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_pool2d_random_matches_reference(shape, size, stride, data, ceil_mode, count_include_pad,
-                                         op, channels, seed):
-    dilation = (1, 1) if op == "mean" else data.draw(
-        st.tuples(st.integers(1, 2), st.integers(1, 2)))
-    padding = data.draw(st.tuples(st.integers(0, pad_limit(size[0], dilation[0]) + 1),
-                                  st.integers(0, pad_limit(size[1], dilation[1]) + 1)))
+def test_pool2d_random_matches_reference(
+    shape, size, stride, data, ceil_mode, count_include_pad, op, channels, seed
+):
+    dilation = (1, 1) if op == "mean" else data.draw(st.tuples(st.integers(1, 2), st.integers(1, 2)))
+    padding = data.draw(
+        st.tuples(
+            st.integers(0, pad_limit(size[0], dilation[0]) + 1),
+            st.integers(0, pad_limit(size[1], dilation[1]) + 1),
+        )
+    )
     rng = np.random.default_rng(seed)
     full_shape = shape + ((channels,) if channels else ())
     x = rng.integers(-50, 50, size=full_shape).astype(np.float32) / 4  # ties too
-    kwargs = dict(stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode, op=op,
-                  count_include_pad=count_include_pad)
-    if not pool_accepted(shape, size, size if stride is None else stride, padding, dilation,
-                         ceil_mode):
+    kwargs = dict(
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        ceil_mode=ceil_mode,
+        op=op,
+        count_include_pad=count_include_pad,
+    )
+    if not pool_accepted(shape, size, size if stride is None else stride, padding, dilation, ceil_mode):
         with pytest.raises(ConvcliError):
             pool2d(x, size, **kwargs)
         return
     out = pool2d(x, size, **kwargs)
     planes = [x] if not channels else [x[:, :, c] for c in range(channels)]
     for c, plane in enumerate(planes):
-        expected = pool_reference(plane, size, stride, padding, dilation, ceil_mode, op,
-                                  count_include_pad)
+        expected = pool_reference(plane, size, stride, padding, dilation, ceil_mode, op, count_include_pad)
         check(out if not channels else out[:, :, c], expected, f"channel {c}")
 
 
@@ -132,40 +144,43 @@ def test_three_channels_are_pooled_independently(op):
         np.testing.assert_allclose(out[:, :, c], pool2d(x[:, :, c], (3, 2), **kwargs), **TOL)
 
 
-@pytest.mark.parametrize("shape,size,stride,padding,dilation,ceil_mode", [
-    ((9, 7), (3, 2), (2, 3), (1, 1), (1, 2), False),
-    ((9, 7), (3, 2), (2, 3), (1, 1), (1, 2), True),
-    ((5, 5), 2, 2, 1, 1, True),
-    ((6, 8), (4, 1), None, (2, 0), 1, True),
-])
+@pytest.mark.parametrize(
+    "shape,size,stride,padding,dilation,ceil_mode",
+    [
+        ((9, 7), (3, 2), (2, 3), (1, 1), (1, 2), False),
+        ((9, 7), (3, 2), (2, 3), (1, 1), (1, 2), True),
+        ((5, 5), 2, 2, 1, 1, True),
+        ((6, 8), (4, 1), None, (2, 0), 1, True),
+    ],
+)
 def test_output_shape_equals_formula(shape, size, stride, padding, dilation, ceil_mode):
-    out = pool2d(np.ones(shape), size, stride=stride, padding=padding, dilation=dilation,
-                 ceil_mode=ceil_mode)
+    out = pool2d(np.ones(shape), size, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode)
     k, p, d = pair(size), pair(padding), pair(dilation)
     s = k if stride is None else pair(stride)
-    assert out.shape == tuple(pool_output_length(shape[i], k[i], s[i], p[i], d[i], ceil_mode)
-                              for i in (0, 1))
+    assert out.shape == tuple(pool_output_length(shape[i], k[i], s[i], p[i], d[i], ceil_mode) for i in (0, 1))
 
 
 # ----------------------------------------------------------------- refusals
 
 
 @pytest.mark.parametrize("op", ["max", "min", "mean"])
-@pytest.mark.parametrize("size,padding", [(2, 2), (1, 1), (3, 2), (4, 3), ((4, 2), (1, 2)),
-                                          ((1, 3), (1, 0))])
+@pytest.mark.parametrize("size,padding", [(2, 2), (1, 1), (3, 2), (4, 3), ((4, 2), (1, 2)), ((1, 3), (1, 0))])
 def test_padding_over_half_the_window_raises(op, size, padding):
     with pytest.raises(ConvcliError):
         pool2d(np.ones((9, 9)), size, padding=padding, op=op)
 
 
 @pytest.mark.parametrize("op", ["max", "min"])
-@pytest.mark.parametrize("size,padding,dilation", [
-    (2, 2, 2),             # window 2: limit 1, dilated or not
-    (3, 2, 2),             # window 3: limit 1, though the dilated window spans 5
-    (4, 3, 2),             # window 4: limit 2, though the dilated window spans 7
-    (1, 1, 2),             # window 1: limit 0
-    ((3, 2), (2, 1), (2, 3)),
-])
+@pytest.mark.parametrize(
+    "size,padding,dilation",
+    [
+        (2, 2, 2),  # window 2: limit 1, dilated or not
+        (3, 2, 2),  # window 3: limit 1, though the dilated window spans 5
+        (4, 3, 2),  # window 4: limit 2, though the dilated window spans 7
+        (1, 1, 2),  # window 1: limit 0
+        ((3, 2), (2, 1), (2, 3)),
+    ],
+)
 def test_padding_over_half_the_dilated_window_raises(op, size, padding, dilation):
     """PyTorch 2.13: F.max_pool2d(x, 3, 1, padding=2, dilation=2) raises "pad should be smaller
     than or equal to half of kernel size": the limit ignores the dilation."""
@@ -175,13 +190,16 @@ def test_padding_over_half_the_dilated_window_raises(op, size, padding, dilation
 
 
 @pytest.mark.parametrize("op", ["max", "min", "mean"])
-@pytest.mark.parametrize("shape,size,stride,padding,ceil_mode", [
-    ((2, 5), 3, 1, 0, False),          # window taller than the input
-    ((5, 1), (1, 2), 1, 0, False),
-    ((3, 3), 4, 1, 0, False),
-    ((1, 1), 4, 1, 0, True),           # span -3 <= -stride: even ceil_mode gives 0
-    ((1, 2), (4, 1), 2, 0, True),      # span 1 - 3 - 1 = -3 <= -stride
-])
+@pytest.mark.parametrize(
+    "shape,size,stride,padding,ceil_mode",
+    [
+        ((2, 5), 3, 1, 0, False),  # window taller than the input
+        ((5, 1), (1, 2), 1, 0, False),
+        ((3, 3), 4, 1, 0, False),
+        ((1, 1), 4, 1, 0, True),  # span -3 <= -stride: even ceil_mode gives 0
+        ((1, 2), (4, 1), 2, 0, True),  # span 1 - 3 - 1 = -3 <= -stride
+    ],
+)
 def test_output_below_one_raises(op, shape, size, stride, padding, ceil_mode):
     k, s, p = pair(size), pair(stride), pair(padding)
     assert min(pool_output_length(shape[i], k[i], s[i], p[i], 1, ceil_mode) for i in (0, 1)) < 1
@@ -259,8 +277,7 @@ def test_worked_example_avg_5x5_k2_s2_p1_count_include_pad():
     for ceil_mode in (False, True):
         out = pool2d(X5, 2, stride=2, padding=1, ceil_mode=ceil_mode, op="mean")
         np.testing.assert_allclose(out, incl, **TOL)
-        out = pool2d(X5, 2, stride=2, padding=1, ceil_mode=ceil_mode, op="mean",
-                     count_include_pad=False)
+        out = pool2d(X5, 2, stride=2, padding=1, ceil_mode=ceil_mode, op="mean", count_include_pad=False)
         np.testing.assert_allclose(out, excl, **TOL)
     # max over the same windows: largest real cell
     assert pool2d(X5, 2, stride=2, padding=1).tolist() == [[0, 2, 4], [10, 12, 14], [20, 22, 24]]

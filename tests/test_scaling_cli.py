@@ -28,8 +28,14 @@ ENV = {**os.environ, "NO_COLOR": "1"}
 
 
 def convcli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "convcli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, env=ENV, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "convcli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=ENV,
+        timeout=300,
+    )
 
 
 def make_pngs(folder: Path, count=5):
@@ -46,18 +52,24 @@ def images_computed(cluster) -> int:
     return 0 if prefix is None else prefix.state_counts["memory"]
 
 
-@pytest.mark.parametrize("command", [
-    ["filter", "-k", "sobel-horizontal", "-p", "same", "--pad-mode", "reflect"],
-    ["pool", "--op", "mean", "-k", "3", "-s", "2", "--ceil-mode"],
-    ["upsample", "-k", "bilinear"],
-])
-def test_cluster_batch_writes_the_same_bytes_as_the_local_batch(tmp_path, dask_cluster, dask_address, command):
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["filter", "-k", "sobel-horizontal", "-p", "same", "--pad-mode", "reflect"],
+        ["pool", "--op", "mean", "-k", "3", "-s", "2", "--ceil-mode"],
+        ["upsample", "-k", "bilinear"],
+    ],
+)
+def test_cluster_batch_writes_the_same_bytes_as_the_local_batch(
+    tmp_path, dask_cluster, dask_address, command
+):
     make_pngs(tmp_path / "in")
     before = images_computed(dask_cluster)
     local = convcli(*command, tmp_path / "in", "-o", tmp_path / "local", "-j", "2", "--json")
     assert local.returncode == 0, local.stderr
-    remote = convcli(*command, tmp_path / "in", "-o", tmp_path / "remote", "--scheduler", dask_address,
-                     "--json")
+    remote = convcli(
+        *command, tmp_path / "in", "-o", tmp_path / "remote", "--scheduler", dask_address, "--json"
+    )
     assert remote.returncode == 0, remote.stderr
     assert images_computed(dask_cluster) == before + 5  # each image was a task on the cluster
     names = sorted(p.name for p in (tmp_path / "local").iterdir())
@@ -84,7 +96,10 @@ def test_cluster_batch_reports_a_bad_image_and_goes_on(tmp_path, dask_address):
     assert [Path(r["input"]).name for r in records] == ["broken.png", "im0.png", "im1.png", "im2.png"]
     assert "error" in records[0] and all("error" not in r for r in records[1:])
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "im0-maxpool2.png", "im1-maxpool2.png", "im2-maxpool2.png"]
+        "im0-maxpool2.png",
+        "im1-maxpool2.png",
+        "im2-maxpool2.png",
+    ]
     people = convcli("pool", tmp_path / "in", "-o", tmp_path / "again", "--scheduler", dask_address)
     assert people.returncode == 1
     assert "convcli: error: input " in people.stderr and "broken.png" in people.stderr
@@ -98,8 +113,9 @@ def test_scheduler_local_and_unreachable(tmp_path):
     assert len(list((tmp_path / "out").iterdir())) == 2
     bad = convcli("filter", tmp_path / "in", "-o", tmp_path / "bad", "--scheduler", "tcp://127.0.0.1:9")
     assert bad.returncode == 2
-    assert bad.stderr.startswith("convcli: error: --scheduler: cannot reach the Dask scheduler at "
-                                 "'tcp://127.0.0.1:9'")
+    assert bad.stderr.startswith(
+        "convcli: error: --scheduler: cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'"
+    )
     assert "Traceback" not in bad.stderr and not (tmp_path / "bad").exists()
 
 
@@ -107,9 +123,24 @@ def test_scheduler_refuses_standard_input(tmp_path):
     png = tmp_path / "a.png"
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(png)
     with open(png, "rb") as stdin:
-        result = subprocess.run([sys.executable, "-m", "convcli", "pool", "-", "-o", str(tmp_path / "o.png"),
-                                 "--scheduler", "tcp://127.0.0.1:9"], stdin=stdin, capture_output=True,
-                                text=True, env=ENV, timeout=60)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "convcli",
+                "pool",
+                "-",
+                "-o",
+                str(tmp_path / "o.png"),
+                "--scheduler",
+                "tcp://127.0.0.1:9",
+            ],
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            env=ENV,
+            timeout=60,
+        )
     assert result.returncode == 2
     assert "standard input cannot be sent to a cluster" in result.stderr
 
@@ -123,19 +154,23 @@ def rgb_npy(path, shape=(97, 83, 3), seed=3):
     return data
 
 
-@pytest.mark.parametrize("command", [
-    ["filter", "-k", "gaussian:size=5,sigma=1", "-p", "same", "--pad-mode", "circular"],
-    ["filter", "-k", "1,2,0;0,-1,3", "-s", "2x3", "-p", "2x1", "-d", "2", "--pad-mode", "reflect"],
-    ["pool", "--op", "min", "-k", "3x2", "-p", "1", "--ceil-mode"],
-    ["pool", "--op", "mean", "-k", "3", "-s", "2", "-p", "1", "--no-count-include-pad"],
-    ["upsample", "-k", "bilinear", "-s", "2"],
-    ["upsample", "-k", "1,2;3,4", "-s", "3", "--output-padding", "1"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["filter", "-k", "gaussian:size=5,sigma=1", "-p", "same", "--pad-mode", "circular"],
+        ["filter", "-k", "1,2,0;0,-1,3", "-s", "2x3", "-p", "2x1", "-d", "2", "--pad-mode", "reflect"],
+        ["pool", "--op", "min", "-k", "3x2", "-p", "1", "--ceil-mode"],
+        ["pool", "--op", "mean", "-k", "3", "-s", "2", "-p", "1", "--no-count-include-pad"],
+        ["upsample", "-k", "bilinear", "-s", "2"],
+        ["upsample", "-k", "1,2;3,4", "-s", "3", "--output-padding", "1"],
+    ],
+)
 def test_chunk_equals_in_memory(tmp_path, command):
     rgb_npy(tmp_path / "in.npy")
     memory = convcli(*command, tmp_path / "in.npy", "-o", tmp_path / "mem.npy", "--json")
-    chunked = convcli(*command, tmp_path / "in.npy", "-o", tmp_path / "chunked.npy", "--chunk", "17x23",
-                      "--json")
+    chunked = convcli(
+        *command, tmp_path / "in.npy", "-o", tmp_path / "chunked.npy", "--chunk", "17x23", "--json"
+    )
     assert memory.returncode == 0 and chunked.returncode == 0, chunked.stderr
     expected, got = np.load(tmp_path / "mem.npy"), np.load(tmp_path / "chunked.npy")
     assert got.shape == expected.shape
@@ -147,16 +182,33 @@ def test_chunk_equals_in_memory(tmp_path, command):
 
 def test_over_max_memory_goes_in_chunks_and_the_limit_picks_the_block(tmp_path):
     rgb_npy(tmp_path / "in.npy", shape=(300, 260, 3))
-    result = convcli("filter", tmp_path / "in.npy", "-k", "sobel-vertical", "-o", tmp_path / "out.npy",
-                     "--max-memory", "2M", "--json")
+    result = convcli(
+        "filter",
+        tmp_path / "in.npy",
+        "-k",
+        "sobel-vertical",
+        "-o",
+        tmp_path / "out.npy",
+        "--max-memory",
+        "2M",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
     assert record["chunked"]["blocks"] > 1
-    memory = convcli("filter", tmp_path / "in.npy", "-k", "sobel-vertical", "-o", tmp_path / "mem.npy")
+    convcli("filter", tmp_path / "in.npy", "-k", "sobel-vertical", "-o", tmp_path / "mem.npy")
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), np.load(tmp_path / "mem.npy"), atol=1e-5)
     # to a format only the in-memory path writes: refused, saying how to go in chunks
-    png = convcli("filter", tmp_path / "in.npy", "-k", "sobel-vertical", "-o", tmp_path / "out.png",
-                  "--max-memory", "2M")
+    png = convcli(
+        "filter",
+        tmp_path / "in.npy",
+        "-k",
+        "sobel-vertical",
+        "-o",
+        tmp_path / "out.png",
+        "--max-memory",
+        "2M",
+    )
     assert png.returncode == 2 and not (tmp_path / "out.png").exists()
     assert "(--max-memory); write .npy, .tif or .zarr to process it in chunks" in png.stderr
 
@@ -164,15 +216,22 @@ def test_over_max_memory_goes_in_chunks_and_the_limit_picks_the_block(tmp_path):
 def test_zarr_folder_is_one_image_not_a_folder_of_inputs(tmp_path):
     pytest.importorskip("zarr")
     data = rgb_npy(tmp_path / "in.npy", shape=(40, 50, 2))
-    made = convcli("filter", tmp_path / "in.npy", "-k", "box:size=3", "-o", tmp_path / "in.zarr", "--chunk", "16")
+    made = convcli(
+        "filter", tmp_path / "in.npy", "-k", "box:size=3", "-o", tmp_path / "in.zarr", "--chunk", "16"
+    )
     assert made.returncode == 0, made.stderr
     result = convcli("pool", tmp_path / "in.zarr", "-o", tmp_path / "pooled.npy")
     assert result.returncode == 0, result.stderr
     assert "in.zarr: 48x38 -> 24x19, wrote" in result.stdout  # the box filter had no padding
     from scipy.ndimage import correlate
 
-    boxed = np.stack([correlate(data[:, :, c].astype(np.float64), np.ones((3, 3)), mode="constant")
-                      for c in range(2)], axis=-1)[1:-1, 1:-1] / 9  # box:size=3 is ones/9, no padding
+    boxed = (
+        np.stack(
+            [correlate(data[:, :, c].astype(np.float64), np.ones((3, 3)), mode="constant") for c in range(2)],
+            axis=-1,
+        )[1:-1, 1:-1]
+        / 9
+    )  # box:size=3 is ones/9, no padding
     expected = boxed.reshape(19, 2, 24, 2, 2).max(axis=(1, 3))
     np.testing.assert_allclose(np.load(tmp_path / "pooled.npy"), expected, rtol=1e-5, atol=1e-6)
 
@@ -180,8 +239,9 @@ def test_zarr_folder_is_one_image_not_a_folder_of_inputs(tmp_path):
 def test_chunked_tiff_bomb_is_refused_by_max_pixels(tmp_path):
     tifffile = pytest.importorskip("tifffile")
     tifffile.imwrite(tmp_path / "wide.tif", np.zeros((300, 400), np.uint8), compression="zlib", tile=(64, 64))
-    result = convcli("filter", tmp_path / "wide.tif", "-o", tmp_path / "out.tif", "--chunk", "64",
-                     "--max-pixels", "100000")
+    result = convcli(
+        "filter", tmp_path / "wide.tif", "-o", tmp_path / "out.tif", "--chunk", "64", "--max-pixels", "100000"
+    )
     assert result.returncode == 2
     assert "400x300 is 120,000 pixels, over the limit of 100,000 (--max-pixels)" in result.stderr
     assert list(tmp_path.iterdir()) == [tmp_path / "wide.tif"]
@@ -190,13 +250,16 @@ def test_chunked_tiff_bomb_is_refused_by_max_pixels(tmp_path):
 def test_chunk_option_errors(tmp_path, monkeypatch):
     runner = CliRunner()
     rgb_npy(tmp_path / "in.npy", shape=(8, 8, 1))
-    bad = runner.invoke(app, ["filter", str(tmp_path / "in.npy"), "-o", str(tmp_path / "o.npy"), "--chunk", "0"])
+    bad = runner.invoke(
+        app, ["filter", str(tmp_path / "in.npy"), "-o", str(tmp_path / "o.npy"), "--chunk", "0"]
+    )
     assert bad.exit_code == 2 and "--chunk" in bad.output
     import convcli.run.chunked
 
     monkeypatch.setattr(convcli.run.chunked, "dask_installed", lambda: False)
-    missing = runner.invoke(app, ["filter", str(tmp_path / "in.npy"), "-o", str(tmp_path / "o.npy"),
-                                  "--chunk", "64"])
+    missing = runner.invoke(
+        app, ["filter", str(tmp_path / "in.npy"), "-o", str(tmp_path / "o.npy"), "--chunk", "64"]
+    )
     assert missing.exit_code == 2
     assert "--chunk needs the dask extra: pip install 'convcli[dask]'" in missing.output
     assert not (tmp_path / "o.npy").exists()

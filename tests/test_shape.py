@@ -53,22 +53,22 @@ def test_dumoulin_visin_relationships(name, size, specs, expected):
 # Each number written here by hand from PyTorch's documented formulas and checked against
 # torch 2.x: Conv2d, MaxPool2d/AvgPool2d (incl. ceil_mode), ConvTranspose2d.
 PYTORCH_CASES = [
-    (224, ["conv:k=7,s=2,p=3"], 112),                 # ResNet stem
+    (224, ["conv:k=7,s=2,p=3"], 112),  # ResNet stem
     (224, ["conv:k=7,s=2,p=3", "pool:k=3,s=2,p=1"], 56),
-    (227, ["conv:k=11,s=4"], 55),                     # AlexNet conv1
+    (227, ["conv:k=11,s=4"], 55),  # AlexNet conv1
     (32, ["conv:k=3,p=2,d=2"], 32),
     (5, ["pool:k=2,s=2"], 2),
-    (5, ["pool:k=2,s=2,ceil"], 3),                    # last window starts at 4 < 5: kept
+    (5, ["pool:k=2,s=2,ceil"], 3),  # last window starts at 4 < 5: kept
     (6, ["pool:k=3,s=2,p=1"], 3),
-    (6, ["pool:k=3,s=2,p=1,ceil"], 4),                # starts at 6 < 6 + 1: kept
-    (5, ["pool:k=2,s=2,p=1,ceil"], 3),                # would start at 6 >= 5 + 1: dropped
-    (1, ["pool:k=3,s=3,ceil"], 1),                    # window larger than the input, ceil
-    (9, ["pool:k=3,s=1,p=1,d=2"], 7),                 # dilated; padding <= 3 // 2 (d not counted)
-    (4, ["tconv:k=4,s=2,p=1"], 8),                    # DCGAN upsampling
+    (6, ["pool:k=3,s=2,p=1,ceil"], 4),  # starts at 6 < 6 + 1: kept
+    (5, ["pool:k=2,s=2,p=1,ceil"], 3),  # would start at 6 >= 5 + 1: dropped
+    (1, ["pool:k=3,s=3,ceil"], 1),  # window larger than the input, ceil
+    (9, ["pool:k=3,s=1,p=1,d=2"], 7),  # dilated; padding <= 3 // 2 (d not counted)
+    (4, ["tconv:k=4,s=2,p=1"], 8),  # DCGAN upsampling
     (7, ["tconv:k=3,s=2,p=1,op=1"], 14),
-    (5, ["tconv:k=3,s=1,p=0,op=1,d=2"], 10),          # output padding below the dilation
+    (5, ["tconv:k=3,s=1,p=0,op=1,d=2"], 10),  # output padding below the dilation
     (10, ["conv:k=4,p=same"], 10),
-    (7, ["conv:k=2,s=2,p=same"], 4),                  # ceil(7 / 2)
+    (7, ["conv:k=2,s=2,p=same"], 4),  # ceil(7 / 2)
 ]
 
 
@@ -90,16 +90,19 @@ def test_non_square_values_are_width_first():
     assert result.output_size == (608, 264)  # height: 612 - 5 + 1; width: (530 - 3) // 2 + 1
 
 
-@pytest.mark.parametrize("specs, field, jump, start", [
-    (["conv:k=3"], 3, 1, 1),
-    (["conv:k=3", "conv:k=3"], 5, 1, 2),
-    (["conv:k=3", "conv:k=3", "conv:k=3"], 7, 1, 3),
-    (["conv:k=3,p=1", "conv:k=3,p=1"], 5, 1, 0),
-    (["conv:k=11,s=4"], 11, 4, 5),                                  # AlexNet conv1
-    (["conv:k=3,p=1", "conv:k=3,p=1", "pool:k=2"], 6, 2, 0.5),      # VGG block
-    (["conv:k=7,s=2,p=3", "pool:k=3,s=2,p=1"], 11, 4, 0),           # ResNet stem
-    (["conv:k=3,d=2"], 5, 1, 2),
-])
+@pytest.mark.parametrize(
+    "specs, field, jump, start",
+    [
+        (["conv:k=3"], 3, 1, 1),
+        (["conv:k=3", "conv:k=3"], 5, 1, 2),
+        (["conv:k=3", "conv:k=3", "conv:k=3"], 7, 1, 3),
+        (["conv:k=3,p=1", "conv:k=3,p=1"], 5, 1, 0),
+        (["conv:k=11,s=4"], 11, 4, 5),  # AlexNet conv1
+        (["conv:k=3,p=1", "conv:k=3,p=1", "pool:k=2"], 6, 2, 0.5),  # VGG block
+        (["conv:k=7,s=2,p=3", "pool:k=3,s=2,p=1"], 11, 4, 0),  # ResNet stem
+        (["conv:k=3,d=2"], 5, 1, 2),
+    ],
+)
 def test_receptive_fields(specs, field, jump, start):
     results = run_stack((64, 64), [parse_layer(s, i) for i, s in enumerate(specs, 1)])
     last = results[-1]
@@ -119,18 +122,21 @@ def test_transposed_receptive_field_by_brute_force():
     assert result.width.jump == 0.5
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("pool:k=3,p=2", "pooling padding must be at most half the window"),
-    ("pool:k=3,p=2,d=2", "so padding <= 1"),         # PyTorch: dilation does not count
-    ("conv:k=9", "the output would be"),
-    ("tconv:k=3,s=2,op=2", "output padding must be smaller than the stride or the dilation"),
-    ("conv:s=2", "the kernel size k= is required"),
-    ("dense:k=3", "unknown layer type"),
-    ("conv:k=3,q=1", "unknown setting 'q'"),
-    ("conv:k=3,s=0", "at least 1"),
-    ("conv:k=3,s=2xjunk", "WIDTHxHEIGHT"),
-    ("pool:k=2,ceil=maybe", "ceil takes no value"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("pool:k=3,p=2", "pooling padding must be at most half the window"),
+        ("pool:k=3,p=2,d=2", "so padding <= 1"),  # PyTorch: dilation does not count
+        ("conv:k=9", "the output would be"),
+        ("tconv:k=3,s=2,op=2", "output padding must be smaller than the stride or the dilation"),
+        ("conv:s=2", "the kernel size k= is required"),
+        ("dense:k=3", "unknown layer type"),
+        ("conv:k=3,q=1", "unknown setting 'q'"),
+        ("conv:k=3,s=0", "at least 1"),
+        ("conv:k=3,s=2xjunk", "WIDTHxHEIGHT"),
+        ("pool:k=2,ceil=maybe", "ceil takes no value"),
+    ],
+)
 def test_impossible_layers_name_position_and_rule(spec, message):
     with pytest.raises(ConvcliError) as info:
         run_stack((5, 5), [parse_layer("conv:k=1", 1), parse_layer(spec, 2)])
@@ -190,16 +196,23 @@ def test_cli_errors_are_one_line_exit_2():
 
 
 def run_convcli(*args):
-    return subprocess.run([sys.executable, "-X", "importtime", "-m", "convcli", *args],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "convcli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_subprocess_fast_path_imports_nothing_heavy():
     result = run_convcli("shape", "224", "conv:k=7,s=2,p=3", "pool:k=3,s=2,p=1")
     assert result.returncode == 0
     assert result.stdout.strip().splitlines()[-1] == "224x224 -> 56x56"
-    imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines()
-                if line.startswith("import time:")}
+    imported = {
+        line.split("|")[-1].strip().split(".")[0]
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:")
+    }
     assert {"numpy", "scipy", "PIL", "typer", "click", "rich"}.isdisjoint(imported), imported
     assert "convcli" in imported
 
@@ -211,4 +224,5 @@ def test_subprocess_help_and_errors_go_through_typer():
     assert bad.returncode == 2
     assert [l for l in bad.stderr.splitlines() if not l.startswith("import time:")] == [
         "convcli: error: layer 1 (conv:k=9): the output would be 0x0 from a 5x5 input; "
-        "the (dilated) window must fit the padded input"]
+        "the (dilated) window must fit the padded input"
+    ]

@@ -48,8 +48,9 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(args.seed)
     pick = random.Random(args.seed)
     failures: list[str] = []
-    counts = {op: {"compared": 0, "refused by both": 0, "worst": 0.0}
-              for op in ("filter", "pool", "upsample")}
+    counts = {
+        op: {"compared": 0, "refused by both": 0, "worst": 0.0} for op in ("filter", "pool", "upsample")
+    }
 
     def run_torch(call):
         try:
@@ -81,8 +82,10 @@ def main(argv=None) -> int:
     def compare(op, what, ours, theirs, layer_spec, size_hw):
         entry = counts[op]
         if (ours is None) != (theirs is None):
-            failures.append(f"{op} {what}: convcli {'refuses' if ours is None else 'accepts'}, "
-                            f"torch {'refuses' if theirs is None else 'accepts'}")
+            failures.append(
+                f"{op} {what}: convcli {'refuses' if ours is None else 'accepts'}, "
+                f"torch {'refuses' if theirs is None else 'accepts'}"
+            )
             return
         if ours is None:
             entry["refused by both"] += 1
@@ -93,8 +96,7 @@ def main(argv=None) -> int:
             return
         expected = predicted(size_hw, layer_spec)
         if expected != ours.shape:
-            failures.append(f"{op} {what}: shape {layer_spec} predicts {expected}, "
-                            f"got {ours.shape}")
+            failures.append(f"{op} {what}: shape {layer_spec} predicts {expected}, got {ours.shape}")
         gap = difference(ours, theirs)
         entry["worst"] = max(entry["worst"], gap)
         if gap > 1e-4:
@@ -119,16 +121,16 @@ def main(argv=None) -> int:
         padding = pair(0, 3)
         pad_mode = pick.choice(["zeros", "reflect", "replicate", "circular"])
         if pad_mode == "zeros":
-            theirs = run_torch(lambda: F.conv2d(tx, tk, stride=stride, padding=padding,
-                                                dilation=dilation))
+            theirs = run_torch(lambda: F.conv2d(tx, tk, stride=stride, padding=padding, dilation=dilation))
         else:
             sides = (padding[1], padding[1], padding[0], padding[0])
-            theirs = run_torch(lambda: F.conv2d(F.pad(tx, sides, mode=pad_mode), tk,
-                                                stride=stride, dilation=dilation))
-        ours = run_convcli(lambda: filter2d(x, k, stride=stride, padding=padding,
-                                            dilation=dilation, pad_mode=pad_mode))
-        layer = (f"conv:k={spec(kernel_hw)},s={spec(stride)},p={spec(padding)},"
-                 f"d={spec(dilation)}")
+            theirs = run_torch(
+                lambda: F.conv2d(F.pad(tx, sides, mode=pad_mode), tk, stride=stride, dilation=dilation)
+            )
+        ours = run_convcli(
+            lambda: filter2d(x, k, stride=stride, padding=padding, dilation=dilation, pad_mode=pad_mode)
+        )
+        layer = f"conv:k={spec(kernel_hw)},s={spec(stride)},p={spec(padding)},d={spec(dilation)}"
         compare("filter", f"{h}x{w} {layer} {pad_mode}", ours, theirs, layer, (h, w))
 
         # filter: padding="same" (stride 1; the extra pixel of an even kernel bottom/right)
@@ -144,39 +146,63 @@ def main(argv=None) -> int:
         ceil_mode, include = pick.random() < 0.5, pick.random() < 0.5
         pool_dilation = (1, 1) if op == "mean" else dilation
         if op == "mean":
-            theirs = run_torch(lambda: F.avg_pool2d(tx, window, stride, pool_padding,
-                                                    ceil_mode=ceil_mode,
-                                                    count_include_pad=include))
+            theirs = run_torch(
+                lambda: F.avg_pool2d(
+                    tx, window, stride, pool_padding, ceil_mode=ceil_mode, count_include_pad=include
+                )
+            )
         else:
             sign = 1 if op == "max" else -1
-            theirs = run_torch(lambda: sign * F.max_pool2d(sign * tx, window, stride,
-                                                           pool_padding, pool_dilation,
-                                                           ceil_mode=ceil_mode))
-        ours = run_convcli(lambda: pool2d(x, window, stride=stride, padding=pool_padding,
-                                          dilation=pool_dilation, op=op, ceil_mode=ceil_mode,
-                                          count_include_pad=include))
-        layer = (f"pool:k={spec(window)},s={spec(stride)},p={spec(pool_padding)},"
-                 f"d={spec(pool_dilation)}" + (",ceil" if ceil_mode else ""))
-        compare("pool", f"{h}x{w} {layer} {op} count_include_pad={include}", ours, theirs,
-                layer, (h, w))
+            theirs = run_torch(
+                lambda: (
+                    sign
+                    * F.max_pool2d(
+                        sign * tx, window, stride, pool_padding, pool_dilation, ceil_mode=ceil_mode
+                    )
+                )
+            )
+        ours = run_convcli(
+            lambda: pool2d(
+                x,
+                window,
+                stride=stride,
+                padding=pool_padding,
+                dilation=pool_dilation,
+                op=op,
+                ceil_mode=ceil_mode,
+                count_include_pad=include,
+            )
+        )
+        layer = f"pool:k={spec(window)},s={spec(stride)},p={spec(pool_padding)},d={spec(pool_dilation)}" + (
+            ",ceil" if ceil_mode else ""
+        )
+        compare("pool", f"{h}x{w} {layer} {op} count_include_pad={include}", ours, theirs, layer, (h, w))
 
         # upsample: transposed convolution with output padding
         t_padding, output_padding = pair(0, 2), pair(0, 2)
-        theirs = run_torch(lambda: F.conv_transpose2d(tx, tk, stride=stride, padding=t_padding,
-                                                      output_padding=output_padding,
-                                                      dilation=dilation))
-        ours = run_convcli(lambda: conv_transpose2d(x, k, stride=stride, padding=t_padding,
-                                                    output_padding=output_padding,
-                                                    dilation=dilation))
-        layer = (f"tconv:k={spec(kernel_hw)},s={spec(stride)},p={spec(t_padding)},"
-                 f"op={spec(output_padding)},d={spec(dilation)}")
+        theirs = run_torch(
+            lambda: F.conv_transpose2d(
+                tx, tk, stride=stride, padding=t_padding, output_padding=output_padding, dilation=dilation
+            )
+        )
+        ours = run_convcli(
+            lambda: conv_transpose2d(
+                x, k, stride=stride, padding=t_padding, output_padding=output_padding, dilation=dilation
+            )
+        )
+        layer = (
+            f"tconv:k={spec(kernel_hw)},s={spec(stride)},p={spec(t_padding)},"
+            f"op={spec(output_padding)},d={spec(dilation)}"
+        )
         compare("upsample", f"{h}x{w} {layer}", ours, theirs, layer, (h, w))
 
     print(f"torch {torch.__version__}, {args.cases} random cases per operation, seed {args.seed}")
     for op, entry in counts.items():
-        print(f"{op:9} compared {entry['compared']:5}, "
-              f"refused by both {entry['refused by both']:5}, "
-              f"largest difference {entry['worst']:.3g}")
+        print(
+            f"{op:9} compared {entry['compared']:5}, "
+            f"refused by both {entry['refused by both']:5}, "
+            f"largest difference {entry['worst']:.3g}"
+        )
     for line in failures[:50]:
         print("DISAGREE", line)
     if len(failures) > 50:

@@ -28,27 +28,28 @@ def duck() -> Image.Image:
     width, height = 530, 612
     image = Image.new("RGB", (width, height), (178, 216, 240))
     draw = ImageDraw.Draw(image)
-    draw.rectangle((0, 0, width, 150), fill=(150, 200, 235))          # upper sky band
-    draw.ellipse((400, 40, 480, 120), fill=(255, 222, 90))            # sun
-    draw.rectangle((0, 400, width, height), fill=(52, 120, 170))      # pond
-    draw.rectangle((0, 392, width, 400), fill=(90, 150, 80))          # far bank
-    for y in range(430, height, 36):                                  # ripples
+    draw.rectangle((0, 0, width, 150), fill=(150, 200, 235))  # upper sky band
+    draw.ellipse((400, 40, 480, 120), fill=(255, 222, 90))  # sun
+    draw.rectangle((0, 400, width, height), fill=(52, 120, 170))  # pond
+    draw.rectangle((0, 392, width, 400), fill=(90, 150, 80))  # far bank
+    for y in range(430, height, 36):  # ripples
         for x in range(20 + (y // 36 % 2) * 40, width, 120):
             draw.arc((x, y, x + 70, y + 14), 200, 340, fill=(200, 230, 250), width=3)
     draw.ellipse((95, 300, 425, 500), fill=(250, 214, 40), outline=(120, 90, 10), width=3)  # body
     draw.polygon([(110, 360), (40, 300), (70, 390)], fill=(250, 214, 40), outline=(120, 90, 10))  # tail
     draw.chord((170, 330, 360, 450), 0, 180, fill=(230, 180, 30), outline=(120, 90, 10), width=3)  # wing
-    for offset in (0, 18, 36):                                        # wing feathers
+    for offset in (0, 18, 36):  # wing feathers
         draw.arc((200 + offset, 360, 330 + offset // 2, 430), 20, 160, fill=(150, 110, 20), width=2)
-    draw.rectangle((300, 230, 350, 330), fill=(250, 214, 40))         # neck
+    draw.rectangle((300, 230, 350, 330), fill=(250, 214, 40))  # neck
     draw.ellipse((255, 130, 405, 280), fill=(250, 214, 40), outline=(120, 90, 10), width=3)  # head
-    draw.polygon([(395, 195), (470, 205), (470, 222), (395, 232)], fill=(245, 130, 30),
-                 outline=(150, 70, 10))                               # beak
+    draw.polygon(
+        [(395, 195), (470, 205), (470, 222), (395, 232)], fill=(245, 130, 30), outline=(150, 70, 10)
+    )  # beak
     draw.line((400, 214, 468, 214), fill=(150, 70, 10), width=2)
     draw.ellipse((345, 170, 375, 200), fill=(255, 255, 255), outline=(0, 0, 0), width=2)  # eye
     draw.ellipse((356, 178, 372, 194), fill=(20, 20, 20))
-    draw.rectangle((95, 492, 425, 500), fill=(40, 100, 150))          # waterline
-    for x in range(0, width, 45):                                     # reeds: vertical edges
+    draw.rectangle((95, 492, 425, 500), fill=(40, 100, 150))  # waterline
+    for x in range(0, width, 45):  # reeds: vertical edges
         if 30 < x < 470:
             continue
         draw.rectangle((x, 250, x + 8, 400), fill=(60, 110, 40))
@@ -62,7 +63,7 @@ def scene() -> Image.Image:
     rgb = np.stack([90 + 120 * sky, 140 + 90 * sky, 230 - 40 * sky], axis=2)
     image = Image.fromarray(np.rint(rgb).astype(np.uint8))
     draw = ImageDraw.Draw(image)
-    draw.rectangle((0, 330, width, height), fill=(70, 70, 75))        # street
+    draw.rectangle((0, 330, width, height), fill=(70, 70, 75))  # street
     for x in range(0, width, 80):
         draw.rectangle((x + 10, 362, x + 50, 368), fill=(240, 240, 240))
     draw.rectangle((60, 90, 300, 330), fill=(170, 90, 70), outline=(60, 30, 20), width=2)
@@ -93,8 +94,10 @@ def badge() -> Image.Image:
     rgb[..., 2] = np.where(radius < 34, 60, 220)
     image = Image.fromarray(np.dstack([rgb, alpha]))
     draw = ImageDraw.Draw(image)
-    draw.polygon([(48, 22), (56, 42), (76, 42), (60, 54), (66, 74), (48, 62), (30, 74), (36, 54),
-                  (20, 42), (40, 42)], fill=(255, 230, 80, 255))
+    draw.polygon(
+        [(48, 22), (56, 42), (76, 42), (60, 54), (66, 74), (48, 62), (30, 74), (36, 54), (20, 42), (40, 42)],
+        fill=(255, 230, 80, 255),
+    )
     return image
 
 
@@ -102,7 +105,7 @@ def gradient16() -> Image.Image:
     width, height = 256, 192
     ramp = np.linspace(1000, 64000, width)[None, :] * np.ones((height, 1))
     yy, xx = np.mgrid[0:height, 0:width]
-    ramp[(xx - 70) ** 2 + (yy - 96) ** 2 < 40 ** 2] = 60000
+    ramp[(xx - 70) ** 2 + (yy - 96) ** 2 < 40**2] = 60000
     ramp[30:80, 150:230] = 5000
     ramp[120:170, 140:240] = np.linspace(40000, 10000, 100)[None, :]
     return Image.fromarray(np.rint(ramp).astype(np.uint16))
@@ -110,13 +113,19 @@ def gradient16() -> Image.Image:
 
 def main() -> int:
     OUT.mkdir(exist_ok=True)
-    for name, make in (("duck.png", duck), ("scene.png", scene), ("badge.png", badge),
-                       ("gradient16.png", gradient16)):
+    for name, make in (
+        ("duck.png", duck),
+        ("scene.png", scene),
+        ("badge.png", badge),
+        ("gradient16.png", gradient16),
+    ):
         image = make()
         path = OUT / name
         image.save(path, optimize=True)
-        print(f"{path.relative_to(OUT.parent)}: {image.size[0]}x{image.size[1]} {image.mode}, "
-              f"{path.stat().st_size:,} bytes")
+        print(
+            f"{path.relative_to(OUT.parent)}: {image.size[0]}x{image.size[1]} {image.mode}, "
+            f"{path.stat().st_size:,} bytes"
+        )
     return 0
 
 

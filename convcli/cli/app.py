@@ -42,8 +42,9 @@ class ConvcliGroup(typer.core.TyperGroup):
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
-            code = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
-                                standalone_mode=False, **extra)
+            code = super().main(
+                args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra
+            )
             if isinstance(code, int) and code:  # a typer.Exit raised by a command
                 sys.exit(code)
         except ConvcliError as exc:
@@ -84,6 +85,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
 def version_callback(value: bool) -> None:
     if value:
         from importlib.metadata import PackageNotFoundError, version
@@ -97,9 +99,12 @@ def version_callback(value: bool) -> None:
 
 @app.callback()
 def main_options(
-    show_version: Annotated[bool, typer.Option(
-        "--version", is_eager=True, callback=version_callback,
-        help="Print convcli's version and exit.")] = False,
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=version_callback, help="Print convcli's version and exit."
+        ),
+    ] = False,
 ):
     """Convolution, pooling and transposed convolution on images, exact to PyTorch."""
 
@@ -111,8 +116,9 @@ app.command("upsample")(upsample_command)
 
 # ------------------------------------------------------------------ kernels
 
-kernels_app = typer.Typer(help="List the preset kernels, or show one.", no_args_is_help=False,
-                          invoke_without_command=True)
+kernels_app = typer.Typer(
+    help="List the preset kernels, or show one.", no_args_is_help=False, invoke_without_command=True
+)
 app.add_typer(kernels_app, name="kernels")
 
 
@@ -132,8 +138,7 @@ def kernels_list(
     if json_out:
         import json
 
-        items = [p.build().to_json(with_matrix=True) | {"description": p.description}
-                 for p in found.values()]
+        items = [p.build().to_json(with_matrix=True) | {"description": p.description} for p in found.values()]
         typer.echo(json.dumps(items))
         return
     from rich.console import Console
@@ -146,7 +151,13 @@ def kernels_list(
 @kernels_app.command("show")
 def kernels_show(
     ctx: typer.Context,
-    spec: Annotated[str, typer.Argument(metavar="NAME[:PARAMS]", help="A preset, with parameters if it takes any: gaussian:size=7,sigma=1.5")],
+    spec: Annotated[
+        str,
+        typer.Argument(
+            metavar="NAME[:PARAMS]",
+            help="A preset, with parameters if it takes any: gaussian:size=7,sigma=1.5",
+        ),
+    ],
     json_out: JsonOpt = False,
 ):
     """Print one preset (or any kernel spec) with its matrix."""

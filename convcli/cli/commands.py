@@ -4,7 +4,7 @@ Heavy modules (numpy, Pillow) are imported inside the commands, so that
 ``convcli --help`` starts fast.
 """
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -25,16 +25,31 @@ from .options import (
 )
 
 # How the library's parameter names read on the command line, in error messages.
-OPTION_NAMES = {"stride": "--stride", "padding": "--padding", "dilation": "--dilation",
-                "size": "--size", "output-padding": "--output-padding", "pad-mode": "--pad-mode",
-                "mode": "--mode", "op": "--op"}
+OPTION_NAMES = {
+    "stride": "--stride",
+    "padding": "--padding",
+    "dilation": "--dilation",
+    "size": "--size",
+    "output-padding": "--output-padding",
+    "pad-mode": "--pad-mode",
+    "mode": "--mode",
+    "op": "--op",
+}
 
-KernelHelp = ("A preset (sobel-vertical, gaussian:size=7,sigma=1.5; see 'convcli kernels'), an inline "
-              "matrix ('1,0,-1;2,0,-2;1,0,-1'), or a .npy/.txt/.csv file.")
-ModeOpt = Annotated[str, typer.Option(
-    "--mode", metavar=choices(MODES), rich_help_panel=KERNEL,
-    help="correlation (PyTorch's conv2d) or convolution (the kernel rotated 180 degrees, as "
-    "scipy.signal.convolve2d).")]
+KernelHelp = (
+    "A preset (sobel-vertical, gaussian:size=7,sigma=1.5; see 'convcli kernels'), an inline "
+    "matrix ('1,0,-1;2,0,-2;1,0,-1'), or a .npy/.txt/.csv file."
+)
+ModeOpt = Annotated[
+    str,
+    typer.Option(
+        "--mode",
+        metavar=choices(MODES),
+        rich_help_panel=KERNEL,
+        help="correlation (PyTorch's conv2d) or convolution (the kernel rotated 180 degrees, as "
+        "scipy.signal.convolve2d).",
+    ),
+]
 
 
 def run_operation(operation, shared: SharedOptions) -> None:
@@ -52,8 +67,15 @@ def run_operation(operation, shared: SharedOptions) -> None:
             raise ConvcliError("--matrix: give a matrix or INPUT files, not both")
         from .matrix import run_matrix
 
-        run_matrix(operation, shared.matrix, output=shared.output, explain=shared.explain,
-                   at=shared.at, json_out=shared.json_out, quiet=shared.quiet)
+        run_matrix(
+            operation,
+            shared.matrix,
+            output=shared.output,
+            explain=shared.explain,
+            at=shared.at,
+            json_out=shared.json_out,
+            quiet=shared.quiet,
+        )
         return
     chunk = None
     if shared.chunk is not None:
@@ -75,12 +97,24 @@ def run_operation(operation, shared: SharedOptions) -> None:
         total = physical_memory()
         memory_limit = total // 2 if total else None
     options = RunOptions(
-        output=shared.output, template=shared.template, recursive=shared.recursive,
-        overwrite=shared.overwrite, jobs=shared.jobs, fail_fast=shared.fail_fast,
-        dry_run=shared.dry_run, stream_format=shared.stream_format, gray=shared.gray,
-        depth=shared.depth, max_pixels=shared.max_pixels, max_memory=memory_limit,
-        compress_level=shared.compress_level, json=shared.json_out, quiet=shared.quiet,
-        chunk=chunk, scheduler=shared.scheduler)
+        output=shared.output,
+        template=shared.template,
+        recursive=shared.recursive,
+        overwrite=shared.overwrite,
+        jobs=shared.jobs,
+        fail_fast=shared.fail_fast,
+        dry_run=shared.dry_run,
+        stream_format=shared.stream_format,
+        gray=shared.gray,
+        depth=shared.depth,
+        max_pixels=shared.max_pixels,
+        max_memory=memory_limit,
+        compress_level=shared.compress_level,
+        json=shared.json_out,
+        quiet=shared.quiet,
+        chunk=chunk,
+        scheduler=shared.scheduler,
+    )
     code = run(operation, shared.inputs, options)
     if code:
         raise typer.Exit(code)
@@ -91,19 +125,33 @@ def run_operation(operation, shared: SharedOptions) -> None:
 
 @image_command
 def filter_command(
-    kernel: Annotated[str, typer.Option(
-        "-k", "--kernel", metavar="SPEC", rich_help_panel=KERNEL, help=KernelHelp)] = "gaussian",
+    kernel: Annotated[
+        str, typer.Option("-k", "--kernel", metavar="SPEC", rich_help_panel=KERNEL, help=KernelHelp)
+    ] = "gaussian",
     mode: ModeOpt = "correlation",
     presets: PresetsOpt = None,
     stride: StrideOpt = "1",
-    padding: Annotated[str, typer.Option(
-        "-p", "--padding", metavar="N|WxH|same|valid", rich_help_panel=GEOMETRY,
-        help="Padding on each side: N, WIDTHxHEIGHT, same (output = input at stride 1; the extra "
-        "pixel of an even kernel goes bottom/right, as PyTorch) or valid (0).")] = "0",
+    padding: Annotated[
+        str,
+        typer.Option(
+            "-p",
+            "--padding",
+            metavar="N|WxH|same|valid",
+            rich_help_panel=GEOMETRY,
+            help="Padding on each side: N, WIDTHxHEIGHT, same (output = input at stride 1; the extra "
+            "pixel of an even kernel goes bottom/right, as PyTorch) or valid (0).",
+        ),
+    ] = "0",
     dilation: DilationOpt = "1",
-    pad_mode: Annotated[str, typer.Option(
-        "--pad-mode", metavar=choices(PAD_MODES), rich_help_panel=GEOMETRY,
-        help="What the padding holds, as PyTorch's F.pad.")] = "zeros",
+    pad_mode: Annotated[
+        str,
+        typer.Option(
+            "--pad-mode",
+            metavar=choices(PAD_MODES),
+            rich_help_panel=GEOMETRY,
+            help="What the padding holds, as PyTorch's F.pad.",
+        ),
+    ] = "zeros",
     *,
     shared: SharedOptions,
 ):
@@ -122,9 +170,16 @@ def filter_command(
     stride_hw = parse_pair(stride, "--stride", minimum=1)
     dilation_hw = parse_pair(dilation, "--dilation", minimum=1)
     padding_arg = parse_padding(padding, "--padding")
-    operation = built(Filter, OPTION_NAMES, kernel=parse_kernel(kernel, presets_dir=presets),
-                      stride=stride_hw, padding=padding_arg, dilation=dilation_hw,
-                      pad_mode=pad_mode, mode=mode)
+    operation = built(
+        Filter,
+        OPTION_NAMES,
+        kernel=parse_kernel(kernel, presets_dir=presets),
+        stride=stride_hw,
+        padding=padding_arg,
+        dilation=dilation_hw,
+        pad_mode=pad_mode,
+        mode=mode,
+    )
     run_operation(operation, shared)
 
 
@@ -133,28 +188,65 @@ def filter_command(
 
 @image_command
 def pool_command(
-    op: Annotated[str, typer.Option(
-        "--op", metavar=choices(POOL_OPS), rich_help_panel=KERNEL,
-        help="max, mean, or min (= -maxpool(-x)).")] = "max",
-    size: Annotated[str, typer.Option(
-        "-k", "--size", metavar="N|WxH", rich_help_panel=KERNEL, help="Window size.")] = "2",
-    stride: Annotated[Optional[str], typer.Option(
-        "-s", "--stride", metavar="N|WxH", rich_help_panel=GEOMETRY,
-        help="Step between windows. Default: the window size, as in PyTorch.")] = None,
-    padding: Annotated[str, typer.Option(
-        "-p", "--padding", metavar="N|WxH", rich_help_panel=GEOMETRY,
-        help="Padding on each side, at most half the window: -inf for max, +inf for min, 0 for "
-        "mean.")] = "0",
-    dilation: Annotated[str, typer.Option(
-        "-d", "--dilation", metavar="N|WxH", rich_help_panel=GEOMETRY,
-        help="Spacing between window cells (max and min only, as PyTorch).")] = "1",
-    ceil_mode: Annotated[bool, typer.Option(
-        "--ceil-mode", rich_help_panel=GEOMETRY,
-        help="Round the output size up (PyTorch's ceil_mode): a last partial window is kept if "
-        "it starts inside the input or the left padding.")] = False,
-    count_include_pad: Annotated[bool, typer.Option(
-        "--count-include-pad/--no-count-include-pad", rich_help_panel=GEOMETRY,
-        help="Mean only: count padded cells in the divisor (PyTorch's default).")] = True,
+    op: Annotated[
+        str,
+        typer.Option(
+            "--op",
+            metavar=choices(POOL_OPS),
+            rich_help_panel=KERNEL,
+            help="max, mean, or min (= -maxpool(-x)).",
+        ),
+    ] = "max",
+    size: Annotated[
+        str, typer.Option("-k", "--size", metavar="N|WxH", rich_help_panel=KERNEL, help="Window size.")
+    ] = "2",
+    stride: Annotated[
+        str | None,
+        typer.Option(
+            "-s",
+            "--stride",
+            metavar="N|WxH",
+            rich_help_panel=GEOMETRY,
+            help="Step between windows. Default: the window size, as in PyTorch.",
+        ),
+    ] = None,
+    padding: Annotated[
+        str,
+        typer.Option(
+            "-p",
+            "--padding",
+            metavar="N|WxH",
+            rich_help_panel=GEOMETRY,
+            help="Padding on each side, at most half the window: -inf for max, +inf for min, 0 for mean.",
+        ),
+    ] = "0",
+    dilation: Annotated[
+        str,
+        typer.Option(
+            "-d",
+            "--dilation",
+            metavar="N|WxH",
+            rich_help_panel=GEOMETRY,
+            help="Spacing between window cells (max and min only, as PyTorch).",
+        ),
+    ] = "1",
+    ceil_mode: Annotated[
+        bool,
+        typer.Option(
+            "--ceil-mode",
+            rich_help_panel=GEOMETRY,
+            help="Round the output size up (PyTorch's ceil_mode): a last partial window is kept if "
+            "it starts inside the input or the left padding.",
+        ),
+    ] = False,
+    count_include_pad: Annotated[
+        bool,
+        typer.Option(
+            "--count-include-pad/--no-count-include-pad",
+            rich_help_panel=GEOMETRY,
+            help="Mean only: count padded cells in the divisor (PyTorch's default).",
+        ),
+    ] = True,
     *,
     shared: SharedOptions,
 ):
@@ -169,11 +261,17 @@ def pool_command(
 
     check_choice(op, POOL_OPS, "--op")
     size_hw = parse_pair(size, "--size", minimum=1)
-    operation = built(Pool, OPTION_NAMES, size=size_hw,
-                      stride=None if stride is None else parse_pair(stride, "--stride", minimum=1),
-                      padding=parse_pair(padding, "--padding", minimum=0),
-                      dilation=parse_pair(dilation, "--dilation", minimum=1),
-                      ceil_mode=ceil_mode, op=op, count_include_pad=count_include_pad)
+    operation = built(
+        Pool,
+        OPTION_NAMES,
+        size=size_hw,
+        stride=None if stride is None else parse_pair(stride, "--stride", minimum=1),
+        padding=parse_pair(padding, "--padding", minimum=0),
+        dilation=parse_pair(dilation, "--dilation", minimum=1),
+        ceil_mode=ceil_mode,
+        op=op,
+        count_include_pad=count_include_pad,
+    )
     run_operation(operation, shared)
 
 
@@ -182,25 +280,49 @@ def pool_command(
 
 @image_command
 def upsample_command(
-    kernel: Annotated[str, typer.Option(
-        "-k", "--kernel", metavar="SPEC", rich_help_panel=KERNEL,
-        help="As for filter. The presets nearest and bilinear take their factor from the "
-        "stride.")] = "bilinear",
-    mode: Annotated[str, typer.Option(
-        "--mode", metavar=choices(MODES), rich_help_panel=KERNEL,
-        help="correlation (the kernel scattered as given, as PyTorch's conv_transpose2d) or "
-        "convolution (rotated 180 degrees first).")] = "correlation",
+    kernel: Annotated[
+        str,
+        typer.Option(
+            "-k",
+            "--kernel",
+            metavar="SPEC",
+            rich_help_panel=KERNEL,
+            help="As for filter. The presets nearest and bilinear take their factor from the stride.",
+        ),
+    ] = "bilinear",
+    mode: Annotated[
+        str,
+        typer.Option(
+            "--mode",
+            metavar=choices(MODES),
+            rich_help_panel=KERNEL,
+            help="correlation (the kernel scattered as given, as PyTorch's conv_transpose2d) or "
+            "convolution (rotated 180 degrees first).",
+        ),
+    ] = "correlation",
     presets: PresetsOpt = None,
     stride: StrideOpt = "2",
-    padding: Annotated[Optional[str], typer.Option(
-        "-p", "--padding", metavar="N|WxH", rich_help_panel=GEOMETRY,
-        help="Cropped from each side. Default: for the nearest and bilinear presets, the padding "
-        "that makes the output exactly stride x the input; 0 for other kernels (PyTorch's "
-        "default).")] = None,
-    output_padding: Annotated[str, typer.Option(
-        "--output-padding", metavar="N|WxH", rich_help_panel=GEOMETRY,
-        help="Extra rows/columns on the bottom/right; smaller than the stride or the "
-        "dilation.")] = "0",
+    padding: Annotated[
+        str | None,
+        typer.Option(
+            "-p",
+            "--padding",
+            metavar="N|WxH",
+            rich_help_panel=GEOMETRY,
+            help="Cropped from each side. Default: for the nearest and bilinear presets, the padding "
+            "that makes the output exactly stride x the input; 0 for other kernels (PyTorch's "
+            "default).",
+        ),
+    ] = None,
+    output_padding: Annotated[
+        str,
+        typer.Option(
+            "--output-padding",
+            metavar="N|WxH",
+            rich_help_panel=GEOMETRY,
+            help="Extra rows/columns on the bottom/right; smaller than the stride or the dilation.",
+        ),
+    ] = "0",
     dilation: DilationOpt = "1",
     *,
     shared: SharedOptions,
@@ -223,6 +345,14 @@ def upsample_command(
     padding_hw = None if padding is None else parse_pair(padding, "--padding", minimum=0)
     scale = f"{stride_hw[1]}x{stride_hw[0]}"
     kern = parse_kernel(kernel, presets_dir=presets, defaults={"factor": scale})
-    operation = built(Upsample, OPTION_NAMES, kernel=kern, stride=stride_hw, padding=padding_hw,
-                      output_padding=out_pad_hw, dilation=dilation_hw, mode=mode)
+    operation = built(
+        Upsample,
+        OPTION_NAMES,
+        kernel=kern,
+        stride=stride_hw,
+        padding=padding_hw,
+        output_padding=out_pad_hw,
+        dilation=dilation_hw,
+        mode=mode,
+    )
     run_operation(operation, shared)

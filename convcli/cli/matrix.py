@@ -47,8 +47,9 @@ def parse_position(text: str | None) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def run_matrix(operation, spec: str, *, output: str | None, explain: bool, at: str | None,
-               json_out: bool, quiet: bool) -> None:
+def run_matrix(
+    operation, spec: str, *, output: str | None, explain: bool, at: str | None, json_out: bool, quiet: bool
+) -> None:
     from ..ops.explain import check_position, check_small
 
     x = load_matrix(spec)
@@ -66,15 +67,22 @@ def run_matrix(operation, spec: str, *, output: str | None, explain: bool, at: s
         import json
 
         record = {
-            "input": "matrix", "output": output, "operation": operation.name,
+            "input": "matrix",
+            "output": output,
+            "operation": operation.name,
             "input_size": {"width": x.shape[1], "height": x.shape[0]},
             "output_size": {"width": result.shape[1], "height": result.shape[0]},
-            **operation.report(x.shape), "result": result.tolist(),
+            **operation.report(x.shape),
+            "result": result.tolist(),
         }
         if explain:
             step = operation.explain(x, position)
-            record["explain"] = {"at": {"row": position[0], "col": position[1]},
-                                 "terms": step.terms, "value": step.value, "equation": step.equation}
+            record["explain"] = {
+                "at": {"row": position[0], "col": position[1]},
+                "terms": step.terms,
+                "value": step.value,
+                "equation": step.equation,
+            }
         print(json.dumps(record))
         return
     render(operation, x, result, position, explain, output)
@@ -134,8 +142,9 @@ def render(operation, x, result, position, explain, output) -> None:
         console.print(step.title, markup=False)
         console.print(_table(step.grid, marked=step.marked, row_labels=rows, col_labels=cols))
         if step.kernel is not None:
-            console.print(f"kernel {len(step.kernel[0])}x{len(step.kernel)}: {step.kernel_note}",
-                          markup=False)
+            console.print(
+                f"kernel {len(step.kernel[0])}x{len(step.kernel)}: {step.kernel_note}", markup=False
+            )
             console.print(_table(step.kernel))
         console.print(f"[bold]{step.equation}[/]", markup=True)
         for note in step.notes:
@@ -146,8 +155,13 @@ def render(operation, x, result, position, explain, output) -> None:
             console.print(f"  {line}", markup=False)
     highlight = position if explain else None
     console.print(f"output {out_size} (from {in_size})", markup=False)
-    console.print(_table(result.tolist(), highlight=highlight,
-                         row_labels=[str(i) for i in range(result.shape[0])],
-                         col_labels=[str(j) for j in range(result.shape[1])]))
+    console.print(
+        _table(
+            result.tolist(),
+            highlight=highlight,
+            row_labels=[str(i) for i in range(result.shape[0])],
+            col_labels=[str(j) for j in range(result.shape[1])],
+        )
+    )
     if output is not None:
         console.print(f"wrote {output}", markup=False)

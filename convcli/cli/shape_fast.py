@@ -14,15 +14,23 @@ import sys
 
 from ..errors import ConvcliError
 
-_VALUE_OPTIONS = {"-k": "kernel", "--kernel": "kernel", "-s": "stride", "--stride": "stride",
-                  "-p": "padding", "--padding": "padding", "-d": "dilation", "--dilation": "dilation"}
+_VALUE_OPTIONS = {
+    "-k": "kernel",
+    "--kernel": "kernel",
+    "-s": "stride",
+    "--stride": "stride",
+    "-p": "padding",
+    "--padding": "padding",
+    "-d": "dilation",
+    "--dilation": "dilation",
+}
 _FLAGS = {"--json": "json", "--explain": "explain"}
 
 
 def render(input_hw, results, explain: bool = False) -> str:
     """The table (one row per layer), the formulas with ``explain``, and the final size."""
-    from ..geometry.sizes import format_size
     from ..geometry.receptive import number
+    from ..geometry.sizes import format_size
 
     def pair(a, b):
         return f"{number(a)}, {number(b)}"
@@ -35,14 +43,27 @@ def render(input_hw, results, explain: bool = False) -> str:
         if result.layer.padding == "same":
             top, bottom, left, right = result.sides
             text += f" (pad t{top} b{bottom} l{left} r{right})"
-        rows.append((str(position), text, format_size(result.output_size),
-                     f"{number(w.field)}x{number(h.field)}", pair(w.jump, h.jump), pair(w.start, h.start)))
+        rows.append(
+            (
+                str(position),
+                text,
+                format_size(result.output_size),
+                f"{number(w.field)}x{number(h.field)}",
+                pair(w.jump, h.jump),
+                pair(w.start, h.start),
+            )
+        )
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     left_aligned = {1}
 
     def line(cells):
-        return "│ " + " │ ".join(c.ljust(widths[i]) if i in left_aligned else c.rjust(widths[i])
-                                 for i, c in enumerate(cells)) + " │"
+        return (
+            "│ "
+            + " │ ".join(
+                c.ljust(widths[i]) if i in left_aligned else c.rjust(widths[i]) for i, c in enumerate(cells)
+            )
+            + " │"
+        )
 
     rule = "─┼─".join("─" * w for w in widths)
     out = ["┌─" + "─┬─".join("─" * w for w in widths) + "─┐", line(header), "├─" + rule + "─┤"]
@@ -58,8 +79,17 @@ def render(input_hw, results, explain: bool = False) -> str:
     return "\n".join(out)
 
 
-def run(size: str, layers: list[str], *, kernel=None, stride="1", padding="0", dilation="1",
-        json_out=False, explain=False) -> str:
+def run(
+    size: str,
+    layers: list[str],
+    *,
+    kernel=None,
+    stride="1",
+    padding="0",
+    dilation="1",
+    json_out=False,
+    explain=False,
+) -> str:
     """The whole ``convcli shape`` computation; returns what to print."""
     from ..geometry.receptive import parse_layer, parse_size, run_stack, to_json
 
@@ -89,7 +119,7 @@ def fast_main(args: list[str]) -> int | None:
     for item in items:
         if item in _FLAGS:
             options[_FLAGS[item]] = True
-        elif item in _VALUE_OPTIONS or item.split("=", 1)[0] in _VALUE_OPTIONS and "=" in item:
+        elif item in _VALUE_OPTIONS or (item.split("=", 1)[0] in _VALUE_OPTIONS and "=" in item):
             name, _, value = item.partition("=")
             if not value:
                 value = next(items, None)
@@ -103,10 +133,16 @@ def fast_main(args: list[str]) -> int | None:
     if not positional:
         return None
     try:
-        text = run(positional[0], positional[1:], kernel=options.get("kernel"),
-                   stride=options.get("stride", "1"), padding=options.get("padding", "0"),
-                   dilation=options.get("dilation", "1"), json_out=options.get("json", False),
-                   explain=options.get("explain", False))
+        text = run(
+            positional[0],
+            positional[1:],
+            kernel=options.get("kernel"),
+            stride=options.get("stride", "1"),
+            padding=options.get("padding", "0"),
+            dilation=options.get("dilation", "1"),
+            json_out=options.get("json", False),
+            explain=options.get("explain", False),
+        )
     except ConvcliError as exc:
         print(f"convcli: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import numpy as np
+from numpy.typing import ArrayLike
 
 from ..constants import MODES
 from ..errors import ConvcliError
 from ..geometry.sizes import as_pair, conv_output_size, resolve_padding, window_rows
-from .loops import (accumulate, accumulate_symmetric, column_phases, padded_block, row_tiles,
-                     run_tiles, separable_factors)
+from .loops import (
+    accumulate,
+    accumulate_symmetric,
+    column_phases,
+    padded_block,
+    row_tiles,
+    run_tiles,
+    separable_factors,
+)
 from .padding import check_pad_mode, check_pad_sizes, pad2d
-
-if TYPE_CHECKING:
-    import numpy
-    from numpy.typing import ArrayLike
 
 
 def check_mode(mode: str) -> str:
@@ -24,8 +28,6 @@ def check_mode(mode: str) -> str:
 
 def as_kernel(kernel, name: str = "kernel"):
     """A kernel as a finite, non-empty 2-D float32 array (raises ConvcliError otherwise)."""
-    import numpy as np
-
     try:
         array = np.asarray(kernel, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -43,8 +45,6 @@ def as_kernel(kernel, name: str = "kernel"):
 
 def as_image(image, name: str = "image"):
     """An image as a float32 H x W or H x W x C array."""
-    import numpy as np
-
     array = np.asarray(image)
     if array.ndim not in (2, 3):
         raise ConvcliError(f"{name}: must be H x W or H x W x C, got shape {array.shape}")
@@ -64,10 +64,18 @@ METHODS = ("auto", "direct", "tiled", "separable", "fft")
 FFT_MIN_TAPS = 160
 
 
-def filter2d(image: ArrayLike, kernel: ArrayLike, *, stride: int | tuple[int, int] = 1,
-             padding: int | tuple[int, int] | tuple[int, int, int, int] | str = 0,
-             dilation: int | tuple[int, int] = 1, pad_mode: str = "zeros", mode: str = "correlation",
-             method: str = "auto", workers: int | None = None) -> numpy.ndarray:
+def filter2d(
+    image: ArrayLike,
+    kernel: ArrayLike,
+    *,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] | tuple[int, int, int, int] | str = 0,
+    dilation: int | tuple[int, int] = 1,
+    pad_mode: str = "zeros",
+    mode: str = "correlation",
+    method: str = "auto",
+    workers: int | None = None,
+) -> np.ndarray:
     """Filter an image with a 2-D kernel, each channel on its own.
 
     ``image`` is H x W or H x W x C.  By default this is cross-correlation, as
@@ -120,7 +128,7 @@ def filter2d(image: ArrayLike, kernel: ArrayLike, *, stride: int | tuple[int, in
 
     Returns
     -------
-    numpy.ndarray
+    np.ndarray
         float32, H' x W' (x C): as many dimensions as ``image``.
 
     Raises
@@ -181,8 +189,6 @@ def filter2d(image: ArrayLike, kernel: ArrayLike, *, stride: int | tuple[int, in
     >>> filter2d(np.zeros((7, 9, 3)), np.ones((3, 3)), stride=2, padding="same").shape
     (4, 5, 3)
     """
-    import numpy as np
-
     if method not in METHODS:
         raise ConvcliError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
     x = as_image(image)
@@ -207,7 +213,8 @@ def filter2d(image: ArrayLike, kernel: ArrayLike, *, stride: int | tuple[int, in
             raise ConvcliError(
                 f"method: separable needs a kernel that is a sum of at most {max_rank} outer "
                 f"product(s) of a column and a row (rank <= {max_rank}); this "
-                f"{k.shape[1]}x{k.shape[0]} kernel is not (use method='auto')")
+                f"{k.shape[1]}x{k.shape[0]} kernel is not (use method='auto')"
+            )
         if method == "auto" and factors is not None:
             passes = sum(int(np.count_nonzero(c)) + int(np.count_nonzero(r)) for c, r in factors)
             if not passes < taps or min(k.shape) == 1:
@@ -234,8 +241,6 @@ def filter2d(image: ArrayLike, kernel: ArrayLike, *, stride: int | tuple[int, in
 
 def _direct(x, k, stride, dilation, sides, pad_mode, out_h, out_w):
     """The plain reference: one strided view of the whole padded image per kernel tap."""
-    import numpy as np
-
     padded = pad2d(x, sides, pad_mode)
     (sy, sx), (dy, dx) = stride, dilation
     out = np.zeros((out_h, out_w) + x.shape[2:], dtype=np.float32)
@@ -245,8 +250,9 @@ def _direct(x, k, stride, dilation, sides, pad_mode, out_h, out_w):
             weight = k[m, n]
             if weight == 0:
                 continue
-            view = padded[m * dy: m * dy + sy * (out_h - 1) + 1: sy,
-                          n * dx: n * dx + sx * (out_w - 1) + 1: sx]
+            view = padded[
+                m * dy : m * dy + sy * (out_h - 1) + 1 : sy, n * dx : n * dx + sx * (out_w - 1) + 1 : sx
+            ]
             out += weight * view
     return out
 
@@ -257,8 +263,7 @@ def _block_for(x3, tile, top, left, span, stride, pad_mode):
     (r0, r1, c0, c1), (sy, sx) = tile, stride
     rows = window_rows(r0, r1, sy, span[0])
     cols = window_rows(c0, c1, sx, span[1])
-    return padded_block(x3, (rows[0] - top, rows[1] - top), (cols[0] - left, cols[1] - left),
-                        pad_mode)
+    return padded_block(x3, (rows[0] - top, rows[1] - top), (cols[0] - left, cols[1] - left), pad_mode)
 
 
 def _tiled(x3, k, stride, dilation, sides, pad_mode, out, workers):
@@ -275,8 +280,7 @@ def _tiled(x3, k, stride, dilation, sides, pad_mode, out, workers):
         block = _block_for(x3, tile, top, left, span, stride, pad_mode)
         # rows: strided slices (each row contiguous); columns: contiguous per stride phase
         columns = column_phases(block, sx, {n * dx for _, n, _ in taps})
-        views = ((columns(n * dx, tw)[m * dy: m * dy + sy * (th - 1) + 1: sy], w)
-                 for m, n, w in taps)
+        views = ((columns(n * dx, tw)[m * dy : m * dy + sy * (th - 1) + 1 : sy], w) for m, n, w in taps)
         accumulate(out[r0:r1, c0:c1], views)
 
     work = out.size * max(1, len(taps))
@@ -289,8 +293,6 @@ def _separable(x3, factors, stride, dilation, sides, pad_mode, out, workers):
     operations whatever the tiles, threads or image blocks: the chunked and banded pipelines
     stay bit-identical to the whole image.  (A banded matrix product per tile made the
     vertical pass 2-4x faster, but its rounding depended on the row's place in the tile.)"""
-    import numpy as np
-
     (sy, sx), (dy, dx) = stride, dilation
     if not factors:
         out.fill(0)
@@ -309,14 +311,14 @@ def _separable(x3, factors, stride, dilation, sides, pad_mode, out, workers):
         scratch = np.empty_like(vertical)
         part = None
         for r, (col, row) in enumerate(factors):
-            accumulate_symmetric(vertical, [block[m * dy: m * dy + sy * (th - 1) + 1: sy]
-                                            for m in range(kh)], col, scratch)
+            accumulate_symmetric(
+                vertical, [block[m * dy : m * dy + sy * (th - 1) + 1 : sy] for m in range(kh)], col, scratch
+            )
             target = acc if r == 0 else part
             if target is None:
                 target = part = np.empty(acc.shape, dtype=np.float32)
             columns = column_phases(vertical, sx, {n * dx for n in range(kw)})
-            accumulate_symmetric(target, [columns(n * dx, tw) for n in range(kw)], row,
-                                 scratch[:, :tw])
+            accumulate_symmetric(target, [columns(n * dx, tw) for n in range(kw)], row, scratch[:, :tw])
             if r:
                 np.add(acc, part, out=acc)
 
@@ -342,8 +344,6 @@ def fast_length(n: int) -> int:
 
 def _fft(x3, k, stride, dilation, sides, pad_mode, out_h, out_w, workers=None):
     """Float64 FFT correlation of each padded channel; only output positions are kept."""
-    import numpy as np
-
     (sy, sx), (dy, dx) = stride, dilation
     kh, kw = k.shape
     span_h, span_w = dy * (kh - 1) + 1, dx * (kw - 1) + 1

@@ -15,12 +15,10 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import numpy as np
 
 from ..errors import ConvcliError
-
-if TYPE_CHECKING:
-    import numpy
 
 PRESETS_ENV = "CONVCLI_PRESETS"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -32,7 +30,7 @@ class Kernel:
     """A resolved kernel: its matrix (float32, 2-D) and where it came from."""
 
     name: str
-    matrix: object  # numpy.ndarray, float32
+    matrix: object  # np.ndarray, float32
     description: str = ""
     source: str = "inline"  # "preset", "inline" or a file path
     params: dict = field(default_factory=dict)
@@ -43,8 +41,11 @@ class Kernel:
 
     def to_json(self, with_matrix: bool = False) -> dict:
         """The kernel as JSON reports show it: name, source, size, parameters (and matrix)."""
-        data = {"name": self.name, "source": self.source,
-                "size": {"width": int(self.size[1]), "height": int(self.size[0])}}
+        data = {
+            "name": self.name,
+            "source": self.source,
+            "size": {"width": int(self.size[1]), "height": int(self.size[0])},
+        }
         if self.params:
             data["params"] = self.params
         if with_matrix:
@@ -73,7 +74,7 @@ def _float_param(value, name: str) -> float:
     return number
 
 
-def gaussian_kernel(size: int | tuple[int, int] | str = 5, sigma: float | str = 1.0) -> numpy.ndarray:
+def gaussian_kernel(size: int | tuple[int, int] | str = 5, sigma: float | str = 1.0) -> np.ndarray:
     """``exp(-(x^2 + y^2) / (2 sigma^2))`` on a size grid centred on its middle, summing to 1.
 
     Parameters
@@ -86,7 +87,7 @@ def gaussian_kernel(size: int | tuple[int, int] | str = 5, sigma: float | str = 
 
     Returns
     -------
-    numpy.ndarray
+    np.ndarray
         float64, ``(height, width)``, summing to 1.
 
     Raises
@@ -107,19 +108,17 @@ def gaussian_kernel(size: int | tuple[int, int] | str = 5, sigma: float | str = 
     >>> gaussian_kernel("5x3").shape  # WxH: 3 rows, 5 columns
     (3, 5)
     """
-    import numpy as np
-
     height, width = _size_param(size, "size")
     sigma = _float_param(sigma, "sigma")
     y = np.arange(height) - (height - 1) / 2
     x = np.arange(width) - (width - 1) / 2
-    gy = np.exp(-(y ** 2) / (2 * sigma ** 2))
-    gx = np.exp(-(x ** 2) / (2 * sigma ** 2))
+    gy = np.exp(-(y**2) / (2 * sigma**2))
+    gx = np.exp(-(x**2) / (2 * sigma**2))
     kernel = np.outer(gy, gx)
     return kernel / kernel.sum()
 
 
-def box_kernel(size: int | tuple[int, int] | str = 3) -> numpy.ndarray:
+def box_kernel(size: int | tuple[int, int] | str = 3) -> np.ndarray:
     """A box (mean) kernel: ``1 / (height * width)`` everywhere, summing to 1.
 
     Parameters
@@ -130,7 +129,7 @@ def box_kernel(size: int | tuple[int, int] | str = 3) -> numpy.ndarray:
 
     Returns
     -------
-    numpy.ndarray
+    np.ndarray
         float64, ``(height, width)``.
 
     Raises
@@ -145,13 +144,11 @@ def box_kernel(size: int | tuple[int, int] | str = 3) -> numpy.ndarray:
     >>> box_kernel((1, 4)).tolist()
     [[0.25, 0.25, 0.25, 0.25]]
     """
-    import numpy as np
-
     height, width = _size_param(size, "size")
     return np.full((height, width), 1.0 / (height * width))
 
 
-def nearest_kernel(factor: int | tuple[int, int] | str = 2) -> numpy.ndarray:
+def nearest_kernel(factor: int | tuple[int, int] | str = 2) -> np.ndarray:
     """The kernel of nearest-neighbour upsampling by ``factor``: ones, ``factor`` x ``factor``.
 
     With :func:`~convcli.engine.transposed.conv_transpose2d` at ``stride=factor`` every pixel
@@ -165,7 +162,7 @@ def nearest_kernel(factor: int | tuple[int, int] | str = 2) -> numpy.ndarray:
 
     Returns
     -------
-    numpy.ndarray
+    np.ndarray
         float64 ones, ``(height, width)``.
 
     Raises
@@ -182,21 +179,17 @@ def nearest_kernel(factor: int | tuple[int, int] | str = 2) -> numpy.ndarray:
     >>> conv_transpose2d(np.array([[1., 2.]]), nearest_kernel(2), stride=2).tolist()
     [[1.0, 1.0, 2.0, 2.0], [1.0, 1.0, 2.0, 2.0]]
     """
-    import numpy as np
-
     height, width = _size_param(factor, "factor")
     return np.ones((height, width))
 
 
 def _triangle(factor: int):
-    import numpy as np
-
     length = 2 * factor - factor % 2
     centre = factor - 1 if length % 2 == 1 else factor - 0.5
     return 1 - np.abs(np.arange(length) - centre) / factor
 
 
-def bilinear_kernel(factor: int | tuple[int, int] | str = 2) -> numpy.ndarray:
+def bilinear_kernel(factor: int | tuple[int, int] | str = 2) -> np.ndarray:
     """The triangle kernel of bilinear upsampling by an integer ``factor`` (FCN's ``bilinear`` filler).
 
     Along each axis: ``2*factor - factor % 2`` taps, ``1 - |i - centre| / factor`` with the
@@ -212,7 +205,7 @@ def bilinear_kernel(factor: int | tuple[int, int] | str = 2) -> numpy.ndarray:
 
     Returns
     -------
-    numpy.ndarray
+    np.ndarray
         float64, ``(2*fy - fy % 2, 2*fx - fx % 2)`` for the factor ``(fy, fx)``.
 
     Raises
@@ -239,8 +232,6 @@ def bilinear_kernel(factor: int | tuple[int, int] | str = 2) -> numpy.ndarray:
     >>> conv_transpose2d(row, bilinear_kernel((1, 2)), stride=(1, 2), padding=(0, 1)).tolist()
     [[0.0, 1.0, 3.0, 5.0, 7.0, 6.0]]
     """
-    import numpy as np
-
     fy, fx = _size_param(factor, "factor")
     return np.outer(_triangle(fy), _triangle(fx))
 
@@ -298,9 +289,7 @@ def _read_preset_file(path: Path) -> dict:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConvcliError(f"preset file {str(path)!r}: cannot be read ({reason})") from None
     if not isinstance(data, dict) or ("matrix" in data) == ("generator" in data):
-        raise ConvcliError(
-            f"preset file {str(path)!r}: needs exactly one of 'matrix' or 'generator'"
-        )
+        raise ConvcliError(f"preset file {str(path)!r}: needs exactly one of 'matrix' or 'generator'")
     if "generator" in data and data["generator"] not in GENERATORS:
         raise ConvcliError(
             f"preset file {str(path)!r}: unknown generator {data['generator']!r} "
@@ -336,8 +325,9 @@ class Preset:
             matrix = self.matrix
         from .filtering import as_kernel
 
-        return Kernel(self.name, as_kernel(matrix, f"kernel {self.name!r}"), self.description,
-                      "preset", params)
+        return Kernel(
+            self.name, as_kernel(matrix, f"kernel {self.name!r}"), self.description, "preset", params
+        )
 
 
 def load_presets(extra_dir=None) -> dict[str, Preset]:
@@ -353,8 +343,9 @@ def _preset_from_file(name: str, path: Path) -> Preset:
     params = data.get("params", {})
     if not isinstance(params, dict):
         raise ConvcliError(f"preset file {str(path)!r}: 'params' must be a table")
-    return Preset(name, str(data.get("description", "")), path, data.get("matrix"),
-                  data.get("generator"), params)
+    return Preset(
+        name, str(data.get("description", "")), path, data.get("matrix"), data.get("generator"), params
+    )
 
 
 def get_preset(name: str, extra_dir=None) -> Preset:
@@ -372,8 +363,6 @@ def get_preset(name: str, extra_dir=None) -> Preset:
 
 def parse_matrix_text(text: str, where: str):
     """Rows split by ``;`` or newlines, values by ``,`` or whitespace; ``#`` starts a comment."""
-    import numpy as np
-
     rows = []
     for raw in re.split(r"[;\n]", text):
         line = raw.split("#", 1)[0].strip().strip("[]").strip()
@@ -389,9 +378,7 @@ def parse_matrix_text(text: str, where: str):
         raise ConvcliError(f"{where}: the matrix is empty")
     widths = {len(r) for r in rows}
     if len(widths) != 1:
-        raise ConvcliError(
-            f"{where}: rows have different lengths ({', '.join(str(len(r)) for r in rows)})"
-        )
+        raise ConvcliError(f"{where}: rows have different lengths ({', '.join(str(len(r)) for r in rows)})")
     return np.array(rows, dtype=np.float64)
 
 
@@ -404,8 +391,6 @@ def _is_float(text: str) -> bool:
 
 
 def load_kernel_file(path: Path):
-    import numpy as np
-
     where = f"kernel file {str(path)!r}"
     if path.is_dir():
         raise ConvcliError(f"{where}: is a folder, not a file")
@@ -437,8 +422,9 @@ def _parse_params(text: str) -> dict:
     return params
 
 
-def parse_kernel(spec: str, *, presets_dir: str | os.PathLike[str] | None = None,
-                 defaults: dict[str, object] | None = None) -> Kernel:
+def parse_kernel(
+    spec: str, *, presets_dir: str | os.PathLike[str] | None = None, defaults: dict[str, object] | None = None
+) -> Kernel:
     """Resolve a kernel spec (see the module docstring) into a :class:`Kernel`.
 
     A kernel spec is one of:
@@ -512,8 +498,9 @@ def parse_kernel(spec: str, *, presets_dir: str | os.PathLike[str] | None = None
         matrix = as_kernel(load_kernel_file(path), f"kernel file {spec!r}")
         return Kernel(path.stem, matrix, f"from {spec}", str(path))
     if _NUMBER_START.match(spec) or (":" not in spec and re.search(r"[;,\s]", spec)):
-        return Kernel("custom", as_kernel(parse_matrix_text(spec, "kernel"), "kernel"),
-                      "inline matrix", "inline")
+        return Kernel(
+            "custom", as_kernel(parse_matrix_text(spec, "kernel"), "kernel"), "inline matrix", "inline"
+        )
     name, _, param_text = spec.partition(":")
     preset = get_preset(name.strip(), presets_dir)
     overrides = {k: v for k, v in (defaults or {}).items() if k in preset.params}

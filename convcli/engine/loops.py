@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import threading
 
+import numpy as np
+
 from ..system import usable_cores
 from .padding import pad_rows
 
@@ -109,8 +111,6 @@ def padded_block(x3, rows, cols, mode: str, value: float = 0.0):
     values :func:`convcli.engine.padding.pad2d` gives (``zeros`` pads with ``value``).  A view of
     ``x3`` when no padding is touched.
     """
-    import numpy as np
-
     height, width = x3.shape[:2]
     (r0, r1), (c0, c1) = rows, cols
     if r0 >= 0 and r1 <= height and c0 >= 0 and c1 <= width:
@@ -121,14 +121,14 @@ def padded_block(x3, rows, cols, mode: str, value: float = 0.0):
 
     def fill(dst, src):  # src: rows of x3 (all columns) -> dst: those rows, padded columns
         if chi > clo:
-            dst[:, clo:chi] = src[:, c0 + clo: c0 + chi]
+            dst[:, clo:chi] = src[:, c0 + clo : c0 + chi]
         if clo > 0:
             dst[:, :clo] = src[:, cidx[:clo]]
         if chi < c1 - c0:
             dst[:, chi:] = src[:, cidx[chi:]]
 
     if rhi > rlo:
-        fill(block[rlo:rhi], x3[r0 + rlo: r0 + rhi])
+        fill(block[rlo:rhi], x3[r0 + rlo : r0 + rhi])
     if rlo > 0:
         fill(block[:rlo], x3[ridx[:rlo]])
     if rhi < r1 - r0:
@@ -147,8 +147,6 @@ def accumulate(acc, views_weights, tmp=None) -> None:
     Weights of 1 and -1 add and subtract without a multiply (exact: ``1*v == v``).
     ``tmp`` is a scratch array shaped like ``acc`` (made when needed).
     """
-    import numpy as np
-
     first = True
     for view, weight in views_weights:
         if weight == 0:
@@ -186,8 +184,6 @@ def separable_factors(kernel, max_rank: int | None = None):
     The factors come from the SVD in float64; a rank-1 kernel with integer-like entries
     (Sobel, box) is rescaled so its factors are small integers when that is exact.
     """
-    import numpy as np
-
     k = np.asarray(kernel, dtype=np.float64)
     norm = np.abs(k).sum()
     if norm == 0:
@@ -224,8 +220,6 @@ def _nice_rank1(k, col, row):
     its heaviest column, scaled so its smallest non-zero entry is 1, and the matching row.
     Integer kernels then factor into integers (Sobel: [1, 2, 1] x [1, 0, -1]), whose passes
     are exact additions."""
-    import numpy as np
-
     j = int(np.argmax(np.abs(k).sum(axis=0)))
     c = k[:, j].copy()
     i = int(np.argmax(np.abs(c)))
@@ -246,8 +240,6 @@ def accumulate_symmetric(acc, views, weights, tmp=None) -> None:
     pair instead of four (Gaussian, box, Sobel, derivative kernels).  Agrees with the plain
     sum to float32 rounding, not bit for bit.
     """
-    import numpy as np
-
     count = len(weights)
     terms = []  # (weight, first view, second view or None, sign of the second)
     for i in range((count + 1) // 2):
@@ -294,8 +286,6 @@ def take_columns(out, source, step: int, start: int = 0) -> None:
     numpy copies a strided H x W x 3 view in runs of 3 floats (slow); seen as one
     12-byte item per pixel the same copy runs in long loops, about 2.5x faster.
     """
-    import numpy as np
-
     channels = source.shape[2]
     stop = start + step * (out.shape[1] - 1) + 1
     if channels == 1 or not (_pixels_contiguous(out) and _pixels_contiguous(source)):
@@ -307,8 +297,6 @@ def take_columns(out, source, step: int, start: int = 0) -> None:
 
 def put_columns(out, source, step: int, start: int = 0) -> None:
     """``out[:, start::step] = source`` for H x W x C arrays, moving whole pixels."""
-    import numpy as np
-
     channels = source.shape[2]
     stop = start + step * (source.shape[1] - 1) + 1
     if channels == 1 or not (_pixels_contiguous(out) and _pixels_contiguous(source)):
@@ -319,8 +307,11 @@ def put_columns(out, source, step: int, start: int = 0) -> None:
 
 
 def _pixels_contiguous(array) -> bool:
-    return array.strides[2] == array.itemsize and array.strides[1] % array.itemsize == 0 and \
-        array.strides[1] >= array.shape[2] * array.itemsize
+    return (
+        array.strides[2] == array.itemsize
+        and array.strides[1] % array.itemsize == 0
+        and array.strides[1] >= array.shape[2] * array.itemsize
+    )
 
 
 def column_phases(block, step: int, offsets):
@@ -331,15 +322,13 @@ def column_phases(block, step: int, offsets):
     is slow; so each phase ``offset % step`` is first copied whole pixels at a time into a
     contiguous array, and the views become plain slices of it.  Same values, same order.
     """
-    import numpy as np
-
     channels = block.shape[2]
     if step == 1 or channels == 1 or not _pixels_contiguous(block):
-        return lambda offset, count: block[:, offset: offset + step * (count - 1) + 1: step]
+        return lambda offset, count: block[:, offset : offset + step * (count - 1) + 1 : step]
     phases = {}
     for phase in sorted({offset % step for offset in offsets}):
         width = -(-(block.shape[1] - phase) // step)
         copy = np.empty((block.shape[0], width, channels), dtype=block.dtype)
         take_columns(copy, block, step, phase)
         phases[phase] = copy
-    return lambda offset, count: phases[offset % step][:, offset // step: offset // step + count]
+    return lambda offset, count: phases[offset % step][:, offset // step : offset // step + count]

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import numpy as np
 
 from ..constants import PAD_MODES
 from ..errors import ConvcliError
 from ..geometry.sizes import Sides
-
-if TYPE_CHECKING:
-    import numpy
 
 NUMPY_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
@@ -20,7 +17,7 @@ def check_pad_mode(mode: str) -> str:
     return mode
 
 
-def pad2d(image: numpy.ndarray, sides: Sides, mode: str = "zeros", value: float = 0.0) -> numpy.ndarray:
+def pad2d(image: np.ndarray, sides: Sides, mode: str = "zeros", value: float = 0.0) -> np.ndarray:
     """Pad the first two axes of an H x W (x C) array by ``(top, bottom, left, right)``.
 
     ``mode`` is PyTorch's: ``zeros`` (or the constant ``value``), ``reflect``
@@ -30,7 +27,7 @@ def pad2d(image: numpy.ndarray, sides: Sides, mode: str = "zeros", value: float 
 
     Parameters
     ----------
-    image : numpy.ndarray
+    image : np.ndarray
         H x W or H x W x C, of any dtype (kept).
     sides : (int, int, int, int)
         ``(top, bottom, left, right)``, each at least 0.
@@ -41,7 +38,7 @@ def pad2d(image: numpy.ndarray, sides: Sides, mode: str = "zeros", value: float 
 
     Returns
     -------
-    numpy.ndarray
+    np.ndarray
         ``(top + H + bottom) x (left + W + right) (x C)``, the dtype of ``image``; ``image``
         itself, not a copy, when all four sides are 0.
 
@@ -70,8 +67,6 @@ def pad2d(image: numpy.ndarray, sides: Sides, mode: str = "zeros", value: float 
         ...
     convcli.errors.ConvcliError: padding: reflect padding must be smaller than the input side ...
     """
-    import numpy as np
-
     check_pad_mode(mode)
     top, bottom, left, right = sides
     check_pad_sizes(image.shape[:2], sides, mode)
@@ -90,8 +85,6 @@ def pad_rows(length: int, start: int, stop: int, mode: str):
     The banded pipeline uses it to build a band of a padded image from the
     unpadded one, with exactly the values :func:`pad2d` would give.
     """
-    import numpy as np
-
     index = np.arange(start, stop)
     outside = (index < 0) | (index >= length)
     if mode == "reflect":

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import numpy as np
+from numpy.typing import ArrayLike
 
 from ..constants import POOL_OPS
 from ..errors import ConvcliError
-from .filtering import as_image
 from ..geometry.sizes import as_pair, pool_output_size, pool_padding_after, window_rows
-
-if TYPE_CHECKING:
-    import numpy
-    from numpy.typing import ArrayLike
-
+from .filtering import as_image
 
 POOL_METHODS = ("auto", "direct")
 
@@ -31,11 +27,19 @@ def pool_parameters(op, size, stride, padding, dilation):
     return size, stride, padding, dilation
 
 
-def pool2d(image: ArrayLike, size: int | tuple[int, int] = 2, *,
-           stride: int | tuple[int, int] | None = None, padding: int | tuple[int, int] = 0,
-           dilation: int | tuple[int, int] = 1, ceil_mode: bool = False, op: str = "max",
-           count_include_pad: bool = True, method: str = "auto",
-           workers: int | None = None) -> numpy.ndarray:
+def pool2d(
+    image: ArrayLike,
+    size: int | tuple[int, int] = 2,
+    *,
+    stride: int | tuple[int, int] | None = None,
+    padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+    ceil_mode: bool = False,
+    op: str = "max",
+    count_include_pad: bool = True,
+    method: str = "auto",
+    workers: int | None = None,
+) -> np.ndarray:
     """Pool an H x W (x C) image over windows, each channel on its own.
 
     ``op``: ``max`` (PyTorch's ``F.max_pool2d``), ``mean`` (``F.avg_pool2d``) or
@@ -85,7 +89,7 @@ def pool2d(image: ArrayLike, size: int | tuple[int, int] = 2, *,
 
     Returns
     -------
-    numpy.ndarray
+    np.ndarray
         float32, H' x W' (x C): as many dimensions as ``image``.
 
     Raises
@@ -120,8 +124,6 @@ def pool2d(image: ArrayLike, size: int | tuple[int, int] = 2, *,
     >>> pool2d(y, 2, stride=1, padding=1, op="mean", count_include_pad=False).tolist()
     [[1.0, 1.5, 2.0], [2.0, 2.5, 3.0], [3.0, 3.5, 4.0]]
     """
-    import numpy as np
-
     if method not in POOL_METHODS:
         raise ConvcliError(f"method: expected one of {', '.join(POOL_METHODS)}, got {method!r}")
     size, stride, padding, dilation = pool_parameters(op, size, stride, padding, dilation)
@@ -143,8 +145,6 @@ def pool2d(image: ArrayLike, size: int | tuple[int, int] = 2, *,
 
 def _direct(x, size, stride, padding, dilation, op, out_h, out_w):
     """The plain reference: pad the whole image, one strided view per window cell."""
-    import numpy as np
-
     (kh, kw), (sy, sx), (ph, pw), (dy, dx) = size, stride, padding, dilation
     height, width = x.shape[:2]
     # Pad far enough on the bottom/right for the last (ceil_mode) window.
@@ -161,8 +161,9 @@ def _direct(x, size, stride, padding, dilation, op, out_h, out_w):
     out = None
     for m in range(kh):
         for n in range(kw):
-            view = padded[m * dy: m * dy + sy * (out_h - 1) + 1: sy,
-                          n * dx: n * dx + sx * (out_w - 1) + 1: sx]
+            view = padded[
+                m * dy : m * dy + sy * (out_h - 1) + 1 : sy, n * dx : n * dx + sx * (out_w - 1) + 1 : sx
+            ]
             if out is None:
                 out = view.astype(np.float32, copy=True)
             elif op == "mean":
@@ -185,8 +186,6 @@ def _tiled(x, size, stride, padding, dilation, op, out_h, out_w, workers):
     path bit for bit.  Mean keeps the direct path's order of additions (view by view, row
     by row), which the chunked pipeline reproduces, so it too is bit-identical.
     """
-    import numpy as np
-
     from .loops import padded_block, row_tiles, run_tiles, take_columns
 
     (kh, kw), (sy, sx), (ph, pw), (dy, dx) = size, stride, padding, dilation
@@ -212,23 +211,29 @@ def _tiled(x, size, stride, padding, dilation, op, out_h, out_w, workers):
         block = padded_block(x3, (lo - ph, hi - ph), (left - pw, right - pw), "zeros", fill)
         acc = out[r0:r1]
         if op == "mean":
-            reduce(acc, [block[m * dy: m * dy + sy * (th - 1) + 1: sy,
-                               n * dx: n * dx + span_w: sx] for m in range(kh) for n in range(kw)])
+            reduce(
+                acc,
+                [
+                    block[m * dy : m * dy + sy * (th - 1) + 1 : sy, n * dx : n * dx + span_w : sx]
+                    for m in range(kh)
+                    for n in range(kw)
+                ],
+            )
             return
-        row_views = [block[m * dy: m * dy + sy * (th - 1) + 1: sy] for m in range(kh)]
+        row_views = [block[m * dy : m * dy + sy * (th - 1) + 1 : sy] for m in range(kh)]
         if kh == 1:
             vertical = row_views[0]
         else:
             vertical = np.empty(row_views[0].shape, dtype=np.float32)
             reduce(vertical, row_views)
         if sx == 1:
-            reduce(acc, [vertical[:, n * dx: n * dx + span_w] for n in range(kw)])
+            reduce(acc, [vertical[:, n * dx : n * dx + span_w] for n in range(kw)])
             return
         if kw == 1:
             take_columns(acc, vertical[:, :span_w], sx)
             return
         both = np.empty((th, span_w, x3.shape[2]), dtype=np.float32)
-        reduce(both, [vertical[:, n * dx: n * dx + span_w] for n in range(kw)])
+        reduce(both, [vertical[:, n * dx : n * dx + span_w] for n in range(kw)])
         take_columns(acc, both, sx)
 
     run_tiles(tile_job, row_tiles(out_h, out_w, x3.shape[2]), workers, out.size * kh * kw)
@@ -245,8 +250,6 @@ def window_sums(block, size, stride, out_hw):
 
 def mean_divisor(length, kernel, stride, padding, count, count_include_pad):
     """Cells per window along one axis, as PyTorch's avg_pool2d counts them."""
-    import numpy as np
-
     start = np.arange(count) * stride - padding
     end = np.minimum(start + kernel, length + padding)
     if count_include_pad:

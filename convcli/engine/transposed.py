@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import numpy as np
+from numpy.typing import ArrayLike
 
 from ..errors import ConvcliError
-from .filtering import as_image, as_kernel, check_mode
 from ..geometry.sizes import as_pair, tconv_output_size
-
-if TYPE_CHECKING:
-    import numpy
-    from numpy.typing import ArrayLike
-
+from .filtering import as_image, as_kernel, check_mode
 
 TCONV_METHODS = ("auto", "direct", "polyphase")
 
 
-def conv_transpose2d(image: ArrayLike, kernel: ArrayLike, *, stride: int | tuple[int, int] = 1,
-                     padding: int | tuple[int, int] = 0, output_padding: int | tuple[int, int] = 0,
-                     dilation: int | tuple[int, int] = 1, mode: str = "correlation",
-                     method: str = "auto", workers: int | None = None) -> numpy.ndarray:
+def conv_transpose2d(
+    image: ArrayLike,
+    kernel: ArrayLike,
+    *,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    output_padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+    mode: str = "correlation",
+    method: str = "auto",
+    workers: int | None = None,
+) -> np.ndarray:
     """Transposed convolution of an H x W (x C) image, each channel on its own.
 
     Every input pixel scatters the kernel, scaled by its value, into the output
@@ -62,7 +66,7 @@ def conv_transpose2d(image: ArrayLike, kernel: ArrayLike, *, stride: int | tuple
 
     Returns
     -------
-    numpy.ndarray
+    np.ndarray
         float32, H' x W' (x C): as many dimensions as ``image``.
 
     Raises
@@ -121,8 +125,7 @@ def conv_transpose2d(image: ArrayLike, kernel: ArrayLike, *, stride: int | tuple
     padding = as_pair(padding, "padding", minimum=0)
     output_padding = as_pair(output_padding, "output-padding", minimum=0)
     dilation = as_pair(dilation, "dilation", minimum=1)
-    out_h, out_w = tconv_output_size(x.shape[:2], k.shape, stride, padding, output_padding,
-                                     dilation)
+    out_h, out_w = tconv_output_size(x.shape[:2], k.shape, stride, padding, output_padding, dilation)
     if method == "direct":
         return _direct(x, k, stride, padding, dilation, out_h, out_w)
     return _polyphase(x, k, stride, padding, dilation, out_h, out_w, workers)
@@ -130,8 +133,6 @@ def conv_transpose2d(image: ArrayLike, kernel: ArrayLike, *, stride: int | tuple
 
 def _direct(x, k, stride, padding, dilation, out_h, out_w):
     """The plain reference: scatter-add every tap over the whole uncropped output."""
-    import numpy as np
-
     (sy, sx), (ph, pw), (dy, dx) = stride, padding, dilation
     height, width = x.shape[:2]
     # The full, uncropped result; output padding extends it with zeros.
@@ -143,9 +144,10 @@ def _direct(x, k, stride, padding, dilation, out_h, out_w):
             weight = k[m, n]
             if weight == 0:
                 continue
-            full[m * dy: m * dy + sy * (height - 1) + 1: sy,
-                 n * dx: n * dx + sx * (width - 1) + 1: sx] += weight * x
-    return full[ph: ph + out_h, pw: pw + out_w].copy()
+            full[
+                m * dy : m * dy + sy * (height - 1) + 1 : sy, n * dx : n * dx + sx * (width - 1) + 1 : sx
+            ] += weight * x
+    return full[ph : ph + out_h, pw : pw + out_w].copy()
 
 
 def _phases(out_len, kernel_len, stride, padding, dilation):
@@ -154,16 +156,17 @@ def _phases(out_len, kernel_len, stride, padding, dilation):
     phases = []
     for a in range(min(stride, out_len)):
         count = -(-(out_len - a) // stride)
-        taps = [(m, (m * dilation - a - padding) // stride) for m in range(kernel_len)
-                if (m * dilation - a - padding) % stride == 0]
+        taps = [
+            (m, (m * dilation - a - padding) // stride)
+            for m in range(kernel_len)
+            if (m * dilation - a - padding) % stride == 0
+        ]
         phases.append((a, count, taps))
     return phases
 
 
 def _polyphase(x, k, stride, padding, dilation, out_h, out_w, workers):
     """Each output phase as a correlation of the (zero-extended) input with its taps."""
-    import numpy as np
-
     from .loops import accumulate, padded_block, put_columns, row_tiles, run_tiles
 
     (sy, sx), (ph, pw), (dy, dx) = stride, padding, dilation
@@ -176,15 +179,16 @@ def _polyphase(x, k, stride, padding, dilation, out_h, out_w, workers):
     # written whole, once, by one thread while its cache lines are hot.
     jobs = []
     for a, rows, row_taps in row_phases:
-        phase_taps = [(b, cols, [(m, t, n, u, k[m, n]) for m, t in row_taps for n, u in col_taps
-                                 if k[m, n] != 0])
-                      for b, cols, col_taps in col_phases]
+        phase_taps = [
+            (b, cols, [(m, t, n, u, k[m, n]) for m, t in row_taps for n, u in col_taps if k[m, n] != 0])
+            for b, cols, col_taps in col_phases
+        ]
         for q0, q1, _, _ in row_tiles(rows, out_w, channels):
             jobs.append((a, q0, q1, phase_taps))
 
     def job(spec):
         a, q0, q1, phase_taps = spec
-        rows = out[a + sy * q0: a + sy * (q1 - 1) + 1: sy]
+        rows = out[a + sy * q0 : a + sy * (q1 - 1) + 1 : sy]
         every = [tap for _, _, taps in phase_taps for tap in taps]
         if every:  # one zero-extended input block serves all the column phases
             t_lo, t_hi = min(tap[1] for tap in every), max(tap[1] for tap in every)
@@ -198,8 +202,10 @@ def _polyphase(x, k, stride, padding, dilation, out_h, out_w, workers):
                 else:
                     rows[:, b::sx] = 0
                 continue
-            views = ((block[t_hi - t: t_hi - t + q1 - q0, u_hi - u: u_hi - u + cols], w)
-                     for _, t, _, u, w in taps)
+            views = (
+                (block[t_hi - t : t_hi - t + q1 - q0, u_hi - u : u_hi - u + cols], w)
+                for _, t, _, u, w in taps
+            )
             if sx == 1:
                 accumulate(rows, views)
             else:

@@ -26,8 +26,18 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import ConvcliError
-from .sizes import (Pair, check_output_padding, check_pool_padding, conv_output_length, format_pair, format_size,
-                       parse_pair, pool_output_length, same_padding, tconv_output_length)
+from .sizes import (
+    Pair,
+    check_output_padding,
+    check_pool_padding,
+    conv_output_length,
+    format_pair,
+    format_size,
+    parse_pair,
+    pool_output_length,
+    same_padding,
+    tconv_output_length,
+)
 
 OPS = ("conv", "pool", "tconv")
 _KEYS = {
@@ -90,8 +100,7 @@ class LayerResult:
 
     @property
     def sides(self) -> tuple[int, int, int, int]:
-        return (self.height.pad_before, self.height.pad_after,
-                self.width.pad_before, self.width.pad_after)
+        return (self.height.pad_before, self.height.pad_after, self.width.pad_before, self.width.pad_after)
 
 
 def parse_layer(text: str, position: int) -> Layer:
@@ -106,8 +115,7 @@ def parse_layer(text: str, position: int) -> Layer:
         key, sep, value = item.partition("=")
         key = key.strip().lower()
         if key not in _KEYS[op]:
-            raise ConvcliError(f"{where}: unknown setting {key!r} for {op} "
-                               f"(known: {', '.join(_KEYS[op])})")
+            raise ConvcliError(f"{where}: unknown setting {key!r} for {op} (known: {', '.join(_KEYS[op])})")
         if key in values:
             raise ConvcliError(f"{where}: {key} is given twice")
         if key == "ceil":
@@ -138,12 +146,21 @@ def parse_layer(text: str, position: int) -> Layer:
         padding = "same" if values["p"].lower() == "same" else (0, 0)
     else:
         padding = pair("p", 0, (0, 0))
-    return Layer(op, kernel, stride, padding, pair("d", 1, (1, 1)), pair("op", 0, (0, 0)),
-                 "ceil" in values, text.strip())
+    return Layer(
+        op,
+        kernel,
+        stride,
+        padding,
+        pair("d", 1, (1, 1)),
+        pair("op", 0, (0, 0)),
+        "ceil" in values,
+        text.strip(),
+    )
 
 
-def _axis(layer: Layer, axis: int, length: int, field: float, jump: float, start: float,
-          name: str, where: str) -> Axis:
+def _axis(
+    layer: Layer, axis: int, length: int, field: float, jump: float, start: float, name: str, where: str
+) -> Axis:
     k, s, d = layer.kernel[axis], layer.stride[axis], layer.dilation[axis]
     k_eff = d * (k - 1) + 1
     if layer.op == "conv":
@@ -154,8 +171,15 @@ def _axis(layer: Layer, axis: int, length: int, field: float, jump: float, start
         size = conv_output_length(length, k, s, before, after, d)
         pads = f"2*{before}" if before == after else f"{before} + {after}"
         formula = f"{name}: floor(({length} + {pads} - {d}*({k}-1) - 1) / {s}) + 1 = {size}"
-        return Axis(size, field + (k_eff - 1) * jump, jump * s,
-                    start + ((k_eff - 1) / 2 - before) * jump, before, after, formula)
+        return Axis(
+            size,
+            field + (k_eff - 1) * jump,
+            jump * s,
+            start + ((k_eff - 1) / 2 - before) * jump,
+            before,
+            after,
+            formula,
+        )
     if layer.op == "pool":
         p = layer.padding[axis]
         size = pool_output_length(length, k, s, p, d, layer.ceil_mode)
@@ -164,12 +188,15 @@ def _axis(layer: Layer, axis: int, length: int, field: float, jump: float, start
             raw = (span + s - 1) // s + 1
             formula = f"{name}: ceil(({length} + 2*{p} - {d}*({k}-1) - 1) / {s}) + 1 = {raw}"
             if raw != size:
-                formula += (f"; the last window would start at {(raw - 1) * s} >= {length} + {p}, "
-                            f"in the right padding, so it is dropped: {size}")
+                formula += (
+                    f"; the last window would start at {(raw - 1) * s} >= {length} + {p}, "
+                    f"in the right padding, so it is dropped: {size}"
+                )
         else:
             formula = f"{name}: floor(({length} + 2*{p} - {d}*({k}-1) - 1) / {s}) + 1 = {size}"
-        return Axis(size, field + (k_eff - 1) * jump, jump * s,
-                    start + ((k_eff - 1) / 2 - p) * jump, p, p, formula)
+        return Axis(
+            size, field + (k_eff - 1) * jump, jump * s, start + ((k_eff - 1) / 2 - p) * jump, p, p, formula
+        )
     # transposed convolution
     p, op = layer.padding[axis], layer.output_padding[axis]
     size = tconv_output_length(length, k, s, p, op, d)
@@ -179,8 +206,7 @@ def _axis(layer: Layer, axis: int, length: int, field: float, jump: float, start
         hits = [(phase + p - m * d) // s for m in range(k) if (phase + p - m * d) % s == 0]
         if hits:
             span = max(span, max(hits) - min(hits))
-    return Axis(size, field + span * jump, jump / s, start + (p - (k_eff - 1) / 2) / s * jump,
-                p, p, formula)
+    return Axis(size, field + span * jump, jump / s, start + (p - (k_eff - 1) / 2) / s * jump, p, p, formula)
 
 
 def run_stack(input_hw: Pair, layers: list[Layer]) -> list[LayerResult]:
@@ -194,8 +220,7 @@ def run_stack(input_hw: Pair, layers: list[Layer]) -> list[LayerResult]:
             check_pool_padding(layer.kernel, layer.padding, where, layer.dilation)
         if layer.op == "tconv":
             check_output_padding(layer.output_padding, layer.stride, layer.dilation, where)
-        axes = [_axis(layer, i, size[i], *state[i], name, where)
-                for i, name in ((0, "height"), (1, "width"))]
+        axes = [_axis(layer, i, size[i], *state[i], name, where) for i, name in ((0, "height"), (1, "width"))]
         if min(a.size for a in axes) < 1:
             raise ConvcliError(
                 f"{where}: the output would be {max(axes[1].size, 0)}x{max(axes[0].size, 0)} from a "
@@ -218,7 +243,8 @@ def to_json(input_hw: Pair, results: list[LayerResult]) -> dict:
         layer = result.layer
         top, bottom, left, right = result.sides
         entry = {
-            "op": layer.op, "spec": layer.describe(),
+            "op": layer.op,
+            "spec": layer.describe(),
             "kernel": {"width": layer.kernel[1], "height": layer.kernel[0]},
             "stride": {"x": layer.stride[1], "y": layer.stride[0]},
             "padding": {"top": top, "bottom": bottom, "left": left, "right": right},
@@ -228,16 +254,24 @@ def to_json(input_hw: Pair, results: list[LayerResult]) -> dict:
             entry["ceil_mode"] = layer.ceil_mode
         if layer.op == "tconv":
             entry["output_padding"] = {"x": layer.output_padding[1], "y": layer.output_padding[0]}
-        entry.update({
-            "output_size": {"width": result.width.size, "height": result.height.size},
-            "receptive_field": {"width": number(result.width.field), "height": number(result.height.field)},
-            "jump": {"x": number(result.width.jump), "y": number(result.height.jump)},
-            "start": {"x": number(result.width.start), "y": number(result.height.start)},
-        })
+        entry.update(
+            {
+                "output_size": {"width": result.width.size, "height": result.height.size},
+                "receptive_field": {
+                    "width": number(result.width.field),
+                    "height": number(result.height.field),
+                },
+                "jump": {"x": number(result.width.jump), "y": number(result.height.jump)},
+                "start": {"x": number(result.width.start), "y": number(result.height.start)},
+            }
+        )
         layers.append(entry)
     final = results[-1].output_size if results else input_hw
-    return {"input_size": {"width": input_hw[1], "height": input_hw[0]}, "layers": layers,
-            "output_size": {"width": final[1], "height": final[0]}}
+    return {
+        "input_size": {"width": input_hw[1], "height": input_hw[0]},
+        "layers": layers,
+        "output_size": {"width": final[1], "height": final[0]},
+    }
 
 
 def parse_size(text: str) -> Pair | None:

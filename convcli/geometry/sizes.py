@@ -60,9 +60,7 @@ def parse_pair(text: str, option: str, *, minimum: int = 0) -> Pair:
     """
     match = _PAIR_RE.match(str(text))
     if not match:
-        raise ConvcliError(
-            f"{option}: expected N or WIDTHxHEIGHT (for example 3 or 2x1), got {text!r}"
-        )
+        raise ConvcliError(f"{option}: expected N or WIDTHxHEIGHT (for example 3 or 2x1), got {text!r}")
     width = int(match.group(1))
     height = int(match.group(2)) if match.group(2) is not None else width
     if width < minimum or height < minimum:
@@ -145,8 +143,10 @@ def as_pair(value: int | tuple[int, int] | list[int], name: str, *, minimum: int
         raise ConvcliError(f"{name}: expected an integer or a (height, width) pair, got {value!r}")
     if isinstance(value, int):
         pair = (value, value)
-    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
+    elif (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
     ):
         pair = (int(value[0]), int(value[1]))
     else:
@@ -222,8 +222,9 @@ def sides_json(sides: Sides) -> dict[str, int]:
 # ---------------------------------------------------------------- convolution
 
 
-def conv_output_length(length: int, kernel: int, stride: int = 1, pad_before: int = 0,
-                       pad_after: int = 0, dilation: int = 1) -> int:
+def conv_output_length(
+    length: int, kernel: int, stride: int = 1, pad_before: int = 0, pad_after: int = 0, dilation: int = 1
+) -> int:
     """Output length of a convolution along one axis, as PyTorch's ``conv2d``.
 
     ``floor((in + pad_before + pad_after - dilation*(k-1) - 1) / stride) + 1``.
@@ -302,8 +303,14 @@ def same_padding(length: int, kernel: int, stride: int = 1, dilation: int = 1) -
     return total // 2, total - total // 2
 
 
-def resolve_padding(padding: int | Pair | Sides | list[int] | str, input_hw: Pair, kernel_hw: Pair,
-                    stride: Pair, dilation: Pair, name: str = "padding") -> Sides:
+def resolve_padding(
+    padding: int | Pair | Sides | list[int] | str,
+    input_hw: Pair,
+    kernel_hw: Pair,
+    stride: Pair,
+    dilation: Pair,
+    name: str = "padding",
+) -> Sides:
     """Turn a padding argument into explicit ``(top, bottom, left, right)``.
 
     ``padding`` is an int, a ``(height, width)`` pair, a 4-tuple
@@ -362,8 +369,7 @@ def resolve_padding(padding: int | Pair | Sides | list[int] | str, input_hw: Pai
     return (ph, ph, pw, pw)
 
 
-def conv_output_size(input_hw: Pair, kernel_hw: Pair, stride: Pair, sides: Sides,
-                     dilation: Pair) -> Pair:
+def conv_output_size(input_hw: Pair, kernel_hw: Pair, stride: Pair, sides: Sides, dilation: Pair) -> Pair:
     """Output ``(height, width)`` of a convolution; raises when below 1x1.
 
     Each axis is :func:`conv_output_length`:
@@ -443,8 +449,9 @@ def window_rows(first: int, stop: int, stride: int, extent: int) -> tuple[int, i
     return first * stride, (stop - 1) * stride + extent
 
 
-def scatter_rows(first: int, stop: int, length: int, stride: int, padding: int,
-                 extent: int) -> tuple[int, int]:
+def scatter_rows(
+    first: int, stop: int, length: int, stride: int, padding: int, extent: int
+) -> tuple[int, int]:
     """The input rows ``(lo, hi)`` of a transposed convolution that scatter into its cropped
     output rows ``first..stop`` (``lo == hi`` when none does: output padding only).
 
@@ -480,8 +487,9 @@ def scatter_rows(first: int, stop: int, length: int, stride: int, padding: int,
 # -------------------------------------------------------------------- pooling
 
 
-def pool_output_length(length: int, kernel: int, stride: int, padding: int,
-                       dilation: int = 1, ceil_mode: bool = False) -> int:
+def pool_output_length(
+    length: int, kernel: int, stride: int, padding: int, dilation: int = 1, ceil_mode: bool = False
+) -> int:
     """PyTorch's pooling output length (``pooling_output_shape`` in ATen's Pool.h).
 
     ``floor((in + 2*padding - dilation*(k-1) - 1 [+ stride - 1 under ceil_mode]) / stride) + 1``,
@@ -529,8 +537,9 @@ def pool_output_length(length: int, kernel: int, stride: int, padding: int,
     return max(out, 0)
 
 
-def pool_padding_after(count: int, length: int, kernel: int, stride: int, padding: int,
-                       dilation: int = 1) -> int:
+def pool_padding_after(
+    count: int, length: int, kernel: int, stride: int, padding: int, dilation: int = 1
+) -> int:
     """The padding after the input (bottom or right) that the last of ``count`` pooling windows
     reaches: more than ``padding`` only for a ceil-mode window hanging outside.
 
@@ -558,8 +567,9 @@ def pool_padding_after(count: int, length: int, kernel: int, stride: int, paddin
     return max(0, (count - 1) * stride + dilation * (kernel - 1) + 1 - length - padding)
 
 
-def check_pool_padding(kernel_hw: Pair, padding: Pair, name: str = "padding",
-                       dilation: Pair = (1, 1)) -> None:
+def check_pool_padding(
+    kernel_hw: Pair, padding: Pair, name: str = "padding", dilation: Pair = (1, 1)
+) -> None:
     """Refuse pooling padding over half the window, as PyTorch does.
 
     PyTorch refuses padding over half the window: ``pad <= k // 2``, with ``k`` the window
@@ -599,8 +609,14 @@ def check_pool_padding(kernel_hw: Pair, padding: Pair, name: str = "padding",
             )
 
 
-def pool_output_size(input_hw: Pair, kernel_hw: Pair, stride: Pair, padding: Pair,
-                     dilation: Pair = (1, 1), ceil_mode: bool = False) -> Pair:
+def pool_output_size(
+    input_hw: Pair,
+    kernel_hw: Pair,
+    stride: Pair,
+    padding: Pair,
+    dilation: Pair = (1, 1),
+    ceil_mode: bool = False,
+) -> Pair:
     """Output ``(height, width)`` of a pooling; raises when below 1x1.
 
     The padding is checked by :func:`check_pool_padding` (at most ``k // 2``), then each axis
@@ -654,8 +670,9 @@ def pool_output_size(input_hw: Pair, kernel_hw: Pair, stride: Pair, padding: Pai
 # ------------------------------------------------------ transposed convolution
 
 
-def tconv_output_length(length: int, kernel: int, stride: int = 1, padding: int = 0,
-                        output_padding: int = 0, dilation: int = 1) -> int:
+def tconv_output_length(
+    length: int, kernel: int, stride: int = 1, padding: int = 0, output_padding: int = 0, dilation: int = 1
+) -> int:
     """Output length of a transposed convolution along one axis, as PyTorch's ``conv_transpose2d``.
 
     ``(in - 1)*stride - 2*padding + dilation*(k - 1) + output_padding + 1``.
@@ -693,8 +710,9 @@ def tconv_output_length(length: int, kernel: int, stride: int = 1, padding: int 
     return (length - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
 
 
-def check_output_padding(output_padding: Pair, stride: Pair, dilation: Pair,
-                         name: str = "output-padding") -> None:
+def check_output_padding(
+    output_padding: Pair, stride: Pair, dilation: Pair, name: str = "output-padding"
+) -> None:
     """PyTorch's rule: output padding must be smaller than either stride or dilation.
 
     Parameters
@@ -725,8 +743,14 @@ def check_output_padding(output_padding: Pair, stride: Pair, dilation: Pair,
             )
 
 
-def tconv_output_size(input_hw: Pair, kernel_hw: Pair, stride: Pair, padding: Pair,
-                      output_padding: Pair = (0, 0), dilation: Pair = (1, 1)) -> Pair:
+def tconv_output_size(
+    input_hw: Pair,
+    kernel_hw: Pair,
+    stride: Pair,
+    padding: Pair,
+    output_padding: Pair = (0, 0),
+    dilation: Pair = (1, 1),
+) -> Pair:
     """Output ``(height, width)`` of a transposed convolution; raises when below 1x1.
 
     The output padding is checked by :func:`check_output_padding`, then each axis is
@@ -761,8 +785,7 @@ def tconv_output_size(input_hw: Pair, kernel_hw: Pair, stride: Pair, padding: Pa
     """
     check_output_padding(output_padding, stride, dilation)
     out = tuple(
-        tconv_output_length(input_hw[i], kernel_hw[i], stride[i], padding[i],
-                            output_padding[i], dilation[i])
+        tconv_output_length(input_hw[i], kernel_hw[i], stride[i], padding[i], output_padding[i], dilation[i])
         for i in (0, 1)
     )
     if min(out) < 1:
@@ -774,9 +797,28 @@ def tconv_output_size(input_hw: Pair, kernel_hw: Pair, stride: Pair, padding: Pa
 
 
 __all__ = [
-    "Pair", "Sides", "parse_pair", "as_pair", "format_pair", "format_size", "size_json",
-    "pair_json", "sides_json", "conv_output_length", "same_padding", "resolve_padding",
-    "conv_output_size", "pool_output_length", "check_pool_padding", "pool_output_size",
-    "tconv_output_length", "check_output_padding", "tconv_output_size", "window_rows",
-    "scatter_rows", "parse_padding", "PADDING_WORDS", "pool_padding_after",
+    "PADDING_WORDS",
+    "Pair",
+    "Sides",
+    "as_pair",
+    "check_output_padding",
+    "check_pool_padding",
+    "conv_output_length",
+    "conv_output_size",
+    "format_pair",
+    "format_size",
+    "pair_json",
+    "parse_padding",
+    "parse_pair",
+    "pool_output_length",
+    "pool_output_size",
+    "pool_padding_after",
+    "resolve_padding",
+    "same_padding",
+    "scatter_rows",
+    "sides_json",
+    "size_json",
+    "tconv_output_length",
+    "tconv_output_size",
+    "window_rows",
 ]

@@ -61,8 +61,9 @@ class RawReader:
         shape = (stop - start,) + self.shape[1:]
         if stop == start or row_bytes == 0:
             return np.empty(shape, dtype=self.dtype)[(slice(None, None, step),) + key[1:]]
-        band = np.memmap(self.path, dtype=self.dtype, mode="r", shape=shape,
-                         offset=self.offset + start * row_bytes)
+        band = np.memmap(
+            self.path, dtype=self.dtype, mode="r", shape=shape, offset=self.offset + start * row_bytes
+        )
         block = np.array(band[(slice(None, None, step),) + key[1:]])
         del band  # the last reference: unmapped here
         return block
@@ -81,8 +82,13 @@ class NpyWriter:
         if stop <= start:
             return
         row_bytes = 4 * int(np.prod(self.shape[1:], dtype=np.int64))
-        band = np.memmap(self.path, dtype=np.float32, mode="r+", shape=(stop - start,) + self.shape[1:],
-                         offset=self.offset + start * row_bytes)
+        band = np.memmap(
+            self.path,
+            dtype=np.float32,
+            mode="r+",
+            shape=(stop - start,) + self.shape[1:],
+            offset=self.offset + start * row_bytes,
+        )
         band[(slice(None),) + tuple(key[1:])] = value
         band.flush()
         del band  # the last reference: unmapped here
@@ -97,9 +103,20 @@ class Source:
     ``array`` is the same image as a lazy dask array, for other uses.
     """
 
-    def __init__(self, reader, *, name: str, depth: str, fmt: str, scale: float = 1.0,
-                 gray: bool = False, alpha: bool = False, check_finite: bool = True,
-                 chunk=DEFAULT_CHUNK, closer=None):
+    def __init__(
+        self,
+        reader,
+        *,
+        name: str,
+        depth: str,
+        fmt: str,
+        scale: float = 1.0,
+        gray: bool = False,
+        alpha: bool = False,
+        check_finite: bool = True,
+        chunk=DEFAULT_CHUNK,
+        closer=None,
+    ):
         self.reader, self.name, self.depth, self.format = reader, name, depth, fmt
         self.scale, self.gray, self.alpha, self.check_finite = scale, gray, alpha, check_finite
         self.chunk = as_pair(chunk, "chunk", minimum=1)
@@ -145,8 +162,9 @@ class Source:
     def array(self):
         import dask.array as da
 
-        return da.from_array(self, chunks=self.chunk + (self.channels,), lock=False,
-                             asarray=False, meta=_empty_meta())
+        return da.from_array(
+            self, chunks=self.chunk + (self.channels,), lock=False, asarray=False, meta=_empty_meta()
+        )
 
     def close(self):
         if self._closer is not None:
@@ -209,25 +227,30 @@ def open_source(path, *, chunk=DEFAULT_CHUNK, gray: bool = False) -> Source:
     if suffix == ".npy":
         header = read_npy_header(path, name)
         if header.fortran_order and min(header.size) > 1:
-            raise ConvcliError(f"input {name!r}: a Fortran-ordered .npy cannot be read in chunks; "
-                               f"save it in C order")
+            raise ConvcliError(
+                f"input {name!r}: a Fortran-ordered .npy cannot be read in chunks; save it in C order"
+            )
         reader = RawReader(path, header.offset, header.size + (header.channels,), header.dtype)
         return Source(reader, depth="float", fmt="NPY", **common)
     if suffix == ".zarr":
         return Source(_open_zarr_array(path), depth="float", fmt="ZARR", **common)
     shape, dtype, layout = _tiff_layout(path)
     depth, scale = {"u1": ("8", 255.0), "u2": ("16", 65535.0)}.get(
-        f"{dtype.kind}{dtype.itemsize}", ("float", 1.0))
+        f"{dtype.kind}{dtype.itemsize}", ("float", 1.0)
+    )
     if depth == "float" and dtype.kind != "f":
-        raise ConvcliError(f"input {name!r}: TIFF samples of type {dtype} cannot be read in "
-                           f"chunks (8-bit, 16-bit or float only)")
+        raise ConvcliError(
+            f"input {name!r}: TIFF samples of type {dtype} cannot be read in "
+            f"chunks (8-bit, 16-bit or float only)"
+        )
     if layout["offset"] is not None:
         reader, closer = RawReader(path, layout["offset"], shape, dtype), None
     else:
         store, reader = _open_tiff_zarr(path)
         closer = store.close
-    return Source(reader, depth=depth, fmt="TIFF", scale=scale, alpha=layout["alpha"],
-                  closer=closer, **common)
+    return Source(
+        reader, depth=depth, fmt="TIFF", scale=scale, alpha=layout["alpha"], closer=closer, **common
+    )
 
 
 def _tiff_layout(path):
@@ -242,16 +265,19 @@ def _tiff_layout(path):
             dtype = np.dtype(series.dtype).newbyteorder(tif.byteorder)
             planar = page.planarconfig == 2 and page.samplesperpixel > 1
             extras = tuple(page.extrasamples or ())
-            contiguous = (len(tif.series[0].pages) == 1 and page.is_contiguous and not planar
-                          and page.is_memmappable)
+            contiguous = (
+                len(tif.series[0].pages) == 1 and page.is_contiguous and not planar and page.is_memmappable
+            )
             offset = int(page.dataoffsets[0]) if contiguous else None
     except ConvcliError:
         raise
     except Exception as exc:  # noqa: BLE001  (malformed files raise many kinds of errors)
         raise ConvcliError(f"input {name!r}: not a TIFF tifffile can read ({describe(exc)})") from None
     if planar or len(shape) not in (2, 3):
-        raise ConvcliError(f"input {name!r}: only single-image TIFFs with interleaved samples "
-                           f"can be read in chunks (shape {shape})")
+        raise ConvcliError(
+            f"input {name!r}: only single-image TIFFs with interleaved samples "
+            f"can be read in chunks (shape {shape})"
+        )
     alpha = len(shape) == 3 and bool(extras) and extras[-1] in (1, 2)
     return shape, dtype, {"offset": offset, "alpha": alpha}
 
@@ -260,8 +286,10 @@ def _open_tiff_zarr(path):
     try:
         import zarr
     except ImportError:
-        raise ConvcliError(f"input {str(path)!r}: a compressed or tiled TIFF is read in chunks through "
-                           f"zarr: pip install zarr") from None
+        raise ConvcliError(
+            f"input {str(path)!r}: a compressed or tiled TIFF is read in chunks through "
+            f"zarr: pip install zarr"
+        ) from None
     tifffile = _import_tifffile(f"input {str(path)!r}")
     store = tifffile.imread(path, aszarr=True)
     stored = zarr.open(store, mode="r")
@@ -292,12 +320,12 @@ def _import_tifffile(where: str):
     return tifffile
 
 
-
 # ------------------------------------------------------------------ writers
 
 
 def write_npy(path, result, compute) -> None:
     import dask.array as da
+
     shape = result.shape[:2] if result.shape[2] == 1 else result.shape
     with atomic_file(path) as tmp:
         target = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
@@ -339,6 +367,7 @@ def write_zarr(path, result, compute) -> None:
 def write_tiff(path, result, value_map, requested, source_depth, compute):
     """A tiled TIFF, one row of dask blocks at a time; returns (depth, map) as reported."""
     import dask
+
     tifffile = _import_tifffile(f"output {str(path)!r}")
     height, width, channels = (int(n) for n in result.shape)
     depth = choose_depth(path, requested, source_depth, channels)
@@ -368,7 +397,7 @@ def write_tiff(path, result, value_map, requested, source_depth, compute):
             while pending.shape[0] >= TILE or (last and pending.shape[0]):
                 band, pending = pending[:TILE], pending[TILE:]
                 for left in range(0, width, TILE):
-                    tile = band[:, left: left + TILE]
+                    tile = band[:, left : left + TILE]
                     if tile.shape[:2] != (TILE, TILE):  # edge tiles are padded to full size
                         full = np.zeros((TILE, TILE) + tile.shape[2:], dtype=tile.dtype)
                         full[: tile.shape[0], : tile.shape[1]] = tile
@@ -380,8 +409,14 @@ def write_tiff(path, result, value_map, requested, source_depth, compute):
     extras = {"extrasamples": [0]} if samples in (2, 4) else {}  # extra samples are data, not alpha
     big = height * width * samples * np.dtype(dtype).itemsize > 2**32 - 2**25
     with atomic_file(path) as tmp:
-        tifffile.imwrite(tmp, tiles(), shape=shape, dtype=dtype, tile=(TILE, TILE),
-                         photometric=photometric, bigtiff=big, **extras)
+        tifffile.imwrite(
+            tmp,
+            tiles(),
+            shape=shape,
+            dtype=dtype,
+            tile=(TILE, TILE),
+            photometric=photometric,
+            bigtiff=big,
+            **extras,
+        )
     return depth, None if depth == "float" else value_map
-
-

@@ -15,13 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..constants import DEFAULT_MAX_PIXELS, DEPTHS, OUTPUT_FORMATS as FORMATS, VALUE_MAPS
+import numpy as np
+
+from ..constants import DEFAULT_MAX_PIXELS, DEPTHS, VALUE_MAPS
+from ..constants import OUTPUT_FORMATS as FORMATS
 from ..errors import ConvcliError, describe
 from .npy import NPY_MAGIC
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
 
 
 def parse_bytes(text: str, option: str = "--max-memory") -> int:
@@ -41,8 +43,6 @@ LUMA = (0.299, 0.587, 0.114)
 def to_float(stored, scale: float, gray: bool):
     """Stored pixels (H x W x C) as float32 values: divided by ``scale`` (255 or 65535 for
     8/16-bit), and converted to one luma channel with ``gray`` when there are three or more."""
-    import numpy as np
-
     part = np.asarray(stored, dtype=np.float32)
     if scale != 1:
         part *= np.float32(1.0 / scale)
@@ -87,11 +87,7 @@ class LoadedImage:
         return to_float(self.raw[index], self.scale, self.gray)
 
     def alpha_float(self):
-        import numpy as np
-
         return None if self.alpha is None else np.asarray(self.alpha, dtype=np.float32) / self.scale
-
-
 
 
 def _check_readable(path: Path) -> None:
@@ -108,8 +104,6 @@ STDIN = "-"
 
 def load_npy(source, name: str):
     """A numeric, finite, 2-D or 3-D array from ``.npy`` (pickles are never loaded)."""
-    import numpy as np
-
     from .npy import read_npy_header
 
     where = f"input {name!r}"
@@ -128,9 +122,13 @@ def load_npy(source, name: str):
     return array
 
 
-def load_image(path: str | os.PathLike[str], *, gray: bool = False,
-               max_pixels: int | None = DEFAULT_MAX_PIXELS,
-               before_decode: Callable[[int, int, int], object] | None = None) -> LoadedImage:
+def load_image(
+    path: str | os.PathLike[str],
+    *,
+    gray: bool = False,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    before_decode: Callable[[int, int, int], object] | None = None,
+) -> LoadedImage:
     """Load an image file or ``.npy`` array; see :class:`LoadedImage` for the float view.
 
     The pixels are kept as stored (uint8, uint16 or float32, H x W x C); read as floats,
@@ -227,11 +225,11 @@ def _check_npy_header(path: Path, name: str, before_decode, gray: bool) -> None:
     before_decode(*header.size, channels)
 
 
-def _load_with_pillow(source, name: str, max_pixels: int | None, before_decode=None,
-                      gray: bool = False) -> LoadedImage:
+def _load_with_pillow(
+    source, name: str, max_pixels: int | None, before_decode=None, gray: bool = False
+) -> LoadedImage:
     import warnings
 
-    import numpy as np
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     where = f"input {name!r}"
@@ -291,8 +289,6 @@ def read_size(path) -> tuple[int, int]:
     path = Path(path)
     _check_readable(path)
     if path.suffix.lower() == ".npy":
-        import numpy as np
-
         try:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
         except Exception as exc:  # a malformed header can raise almost anything
@@ -353,8 +349,6 @@ def map_values(data, value_map: str, bounds: tuple[float, float] | None = None):
     min..max (of ``bounds``, else of ``data``) to 0..1.  ``offset``: add 0.5,
     then clamp (zero becomes mid-grey).
     """
-    import numpy as np
-
     if value_map == "clip":
         return np.clip(data, 0.0, 1.0, dtype=np.float32)
     if value_map == "abs":
@@ -378,8 +372,6 @@ def to_samples(rows, depth: str, value_map: str, bounds=None):
     """Float result rows (H x W x C) as the integer samples of an 8- or 16-bit file: mapped
     to [0, 1] by ``value_map``, scaled and rounded.  8-bit keeps every channel (uint8);
     16-bit keeps the first (uint16 H x W x 1)."""
-    import numpy as np
-
     band = map_values(rows[:, :, :1] if depth == "16" else rows, value_map, bounds)
     band *= 65535.0 if depth == "16" else 255.0
     np.rint(band, out=band)
@@ -410,14 +402,13 @@ def encode(data, alpha, path, *, depth: str, value_map: str):
     if fmt == "NPY":
         return data[:, :, 0] if data.shape[2] == 1 else data
     if depth == "float":
-        import numpy as np
-
         return np.ascontiguousarray(data[:, :, 0], dtype=np.float32)
     bounds = (float(data.min()), float(data.max())) if value_map == "normalize" else None
-    bands = ((start, data[start: start + _ENCODE_BAND_ROWS])
-             for start in range(0, data.shape[0], _ENCODE_BAND_ROWS))
-    return encode_bands(bands, data.shape, alpha, path, depth=depth, value_map=value_map,
-                        bounds=bounds)
+    bands = (
+        (start, data[start : start + _ENCODE_BAND_ROWS])
+        for start in range(0, data.shape[0], _ENCODE_BAND_ROWS)
+    )
+    return encode_bands(bands, data.shape, alpha, path, depth=depth, value_map=value_map, bounds=bounds)
 
 
 def encode_bands(bands, shape, alpha, path, *, depth: str, value_map: str, bounds=None):
@@ -429,8 +420,6 @@ def encode_bands(bands, shape, alpha, path, *, depth: str, value_map: str, bound
     PNG the pixels stay bands too (a :class:`convcli.io.png.PixelBands`,
     made as the writer asks for them); other formats get the whole array.
     """
-    import numpy as np
-
     from .png import PixelBands
 
     fmt, _ = output_format(path)
@@ -447,7 +436,7 @@ def encode_bands(bands, shape, alpha, path, *, depth: str, value_map: str, bound
             pixels = np.empty((samples.shape[0], width, channels), dtype=dtype)
             pixels[:, :, : samples.shape[2]] = samples
             if with_alpha:
-                pixels[:, :, -1] = np.rint(alpha[start: start + samples.shape[0]] * 255.0)
+                pixels[:, :, -1] = np.rint(alpha[start : start + samples.shape[0]] * 255.0)
             yield pixels
 
     image = PixelBands((height, width, channels), np.dtype(dtype), pixel_bands())
@@ -455,8 +444,6 @@ def encode_bands(bands, shape, alpha, path, *, depth: str, value_map: str, bound
 
 
 def _save(handle, payload, fmt: str, compress_level: int | None) -> None:
-    import numpy as np
-
     if fmt == "NPY":
         np.save(handle, np.asarray(payload, dtype=np.float32), allow_pickle=False)
         return

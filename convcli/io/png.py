@@ -16,6 +16,8 @@ from __future__ import annotations
 import struct
 import zlib
 
+import numpy as np
+
 from ..system import usable_cores
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -32,8 +34,6 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 def filter_up(rows, previous=None):
     """PNG filter type 2 (Up) on a band of byte rows: a filter-type byte, then each row
     minus the row above (``previous`` for the band's first row, zeros at the top)."""
-    import numpy as np
-
     out = np.empty((rows.shape[0], rows.shape[1] + 1), dtype=np.uint8)
     out[:, 0] = _FILTER_UP
     if previous is None:
@@ -83,8 +83,6 @@ def _band(rows, previous, level: int, last: bool = False):
 
 
 def _byte_rows(pixels):
-    import numpy as np
-
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     height = pixels.shape[0]
@@ -100,14 +98,13 @@ def _threads(threads: int | None) -> int:
 
 
 def _header(handle, height: int, width: int, channels: int, dtype) -> None:
-    import numpy as np
-
     if dtype not in (np.uint8, np.uint16) or channels not in _COLOUR_TYPE:
         raise ValueError(f"cannot write {dtype} with {channels} channels as PNG")
     depth = 16 if dtype == np.uint16 else 8
     handle.write(_SIGNATURE)
-    handle.write(_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth,
-                                             _COLOUR_TYPE[channels], 0, 0, 0)))
+    handle.write(
+        _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, _COLOUR_TYPE[channels], 0, 0, 0))
+    )
 
 
 def write_png(handle, pixels, level: int = 1, threads: int | None = None) -> None:
@@ -124,8 +121,7 @@ def write_png(handle, pixels, level: int = 1, threads: int | None = None) -> Non
     rows = _byte_rows(pixels)
     per_band = max(1, _BAND_BYTES // rows.shape[1])
     starts = list(range(0, height, per_band))
-    jobs = [(rows[a: a + per_band], rows[a - 1] if a else None, level, a == starts[-1])
-            for a in starts]
+    jobs = [(rows[a : a + per_band], rows[a - 1] if a else None, level, a == starts[-1]) for a in starts]
     # zlib header: deflate with a 32 KiB window; FLEVEL 0 (fastest) is only a hint.
     adler, prefix = 1, b"\x78\x01"
     with ThreadPoolExecutor(min(_threads(threads), len(jobs))) as pool:
@@ -152,12 +148,10 @@ class PixelBands:
         self.bands = bands
 
     def materialize(self):
-        import numpy as np
-
         whole = np.empty(self.shape, dtype=self.dtype)
         first = 0
         for band in self.bands:
-            whole[first: first + band.shape[0]] = band.reshape((band.shape[0],) + self.shape[1:])
+            whole[first : first + band.shape[0]] = band.reshape((band.shape[0],) + self.shape[1:])
             first += band.shape[0]
         return whole[:, :, 0] if whole.ndim == 3 and whole.shape[2] == 1 else whole
 

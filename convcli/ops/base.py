@@ -78,8 +78,10 @@ class Operation(ABC):
         in_px = input_hw[0] * input_hw[1]
         out_h, out_w = self.output_size(input_hw)
         out_px = out_h * out_w
-        return (FLOAT_BYTES * channels * (2 * in_px + self.work_pixels(input_hw) + 2 * out_px)
-                + self.parameter_bytes())
+        return (
+            FLOAT_BYTES * channels * (2 * in_px + self.work_pixels(input_hw) + 2 * out_px)
+            + self.parameter_bytes()
+        )
 
     def work_pixels(self, input_hw: Pair) -> int:
         """Pixels per channel of the operation's own temporaries (a padded copy...)."""

@@ -34,9 +34,9 @@ from dask.array.core import concatenate3
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
+from ..engine.padding import NUMPY_MODES, pad_rows
 from ..errors import ConvcliError
 from ..geometry.sizes import as_pair, scatter_rows, window_rows
-from ..engine.padding import NUMPY_MODES, pad_rows
 
 DEFAULT_CHUNK = 2048
 
@@ -122,8 +122,9 @@ class _SourceRegions:
     def piece(self, lo, hi, clo, chi):
         from dask import delayed
 
-        task = delayed(_read_region, pure=False)(self.source, lo, hi, clo, chi, self.sides,
-                                                  self.mode, self.fill)
+        task = delayed(_read_region, pure=False)(
+            self.source, lo, hi, clo, chi, self.sides, self.mode, self.fill
+        )
         return da.from_delayed(task, (hi - lo, chi - clo) + self.tail, dtype=np.float32)
 
 
@@ -152,26 +153,30 @@ def _runs(index, mask):
     values = index[positions]
     cuts = np.flatnonzero((np.diff(positions) != 1) | (np.diff(values) != 1)) + 1
     starts, stops = np.r_[0, cuts], np.r_[cuts, len(positions)]
-    return [(int(positions[s]), int(positions[e - 1]) + 1, int(values[s]))
-            for s, e in zip(starts, stops)]
+    return [(int(positions[s]), int(positions[e - 1]) + 1, int(values[s])) for s, e in zip(starts, stops)]
 
 
 def window_blocks(count: int, stride: int, extent: int, rows_per_block: int):
     """Output blocks ``(a, b, lo, hi)``: output rows ``a..b`` and the padded input rows
     ``lo..hi`` their windows read."""
-    return [(a, min(a + rows_per_block, count),
-             *window_rows(a, min(a + rows_per_block, count), stride, extent))
-            for a in range(0, count, rows_per_block)]
+    return [
+        (a, min(a + rows_per_block, count), *window_rows(a, min(a + rows_per_block, count), stride, extent))
+        for a in range(0, count, rows_per_block)
+    ]
 
 
-def scatter_blocks(count: int, length: int, stride: int, padding: int, extent: int,
-                   rows_per_block: int):
+def scatter_blocks(count: int, length: int, stride: int, padding: int, extent: int, rows_per_block: int):
     """Output blocks ``(a, b, lo, hi, padding)`` of a transposed convolution: cropped output
     rows ``a..b`` and the input rows ``lo..hi`` that scatter into them."""
-    return [(a, min(a + rows_per_block, count),
-             *scatter_rows(a, min(a + rows_per_block, count), length, stride, padding, extent),
-             padding)
-            for a in range(0, count, rows_per_block)]
+    return [
+        (
+            a,
+            min(a + rows_per_block, count),
+            *scatter_rows(a, min(a + rows_per_block, count), length, stride, padding, extent),
+            padding,
+        )
+        for a in range(0, count, rows_per_block)
+    ]
 
 
 def tile(regions, rows, cols, compute, params):
@@ -186,9 +191,17 @@ def tile(regions, rows, cols, compute, params):
                 line.append(da.zeros(shape, dtype=np.float32, chunks=shape))
                 continue
             piece = regions.piece(row[2], row[3], col[2], col[3])
-            line.append(piece.map_blocks(compute, row, col, *params, dtype=np.float32,
-                                         chunks=tuple((n,) for n in shape),
-                                         meta=np.empty((0,) * len(shape), dtype=np.float32)))
+            line.append(
+                piece.map_blocks(
+                    compute,
+                    row,
+                    col,
+                    *params,
+                    dtype=np.float32,
+                    chunks=tuple((n,) for n in shape),
+                    meta=np.empty((0,) * len(shape), dtype=np.float32),
+                )
+            )
         grid.append(line)
     if tail:  # np.block joins the innermost lists along the last axis: one more level for C
         grid = [[[block] for block in line] for line in grid]
@@ -202,5 +215,4 @@ def _merged(piece):
     name = "convcli-merge-" + tokenize(piece.name)
     graph = {(name,) + (0,) * piece.ndim: (concatenate3, piece.__dask_keys__())}
     graph = HighLevelGraph.from_collections(name, graph, dependencies=[piece])
-    return da.Array(graph, name, chunks=tuple((n,) for n in piece.shape), dtype=piece.dtype,
-                    meta=piece._meta)
+    return da.Array(graph, name, chunks=tuple((n,) for n in piece.shape), dtype=piece.dtype, meta=piece._meta)

@@ -87,8 +87,10 @@ def explain_filter(x, kernel, *, stride, sides, dilation, pad_mode, mode, at) ->
             terms.append(f"{_signed(value)}*{_signed(weight)}")
             total += value * weight
     top, _, left, _ = sides
-    title = (f"input padded with {pad_mode} (top {sides[0]}, bottom {sides[1]}, left {sides[2]}, "
-             f"right {sides[3]}); the window of output ({row}, {col}) is marked")
+    title = (
+        f"input padded with {pad_mode} (top {sides[0]}, bottom {sides[1]}, left {sides[2]}, "
+        f"right {sides[3]}); the window of output ({row}, {col}) is marked"
+    )
     equation = f"out({row}, {col}) = " + " + ".join(terms) + f" = {number(total)}"
     return Step(title, padded, marked, (-top, -left), k, note, terms, total, equation)
 
@@ -126,16 +128,20 @@ def explain_pool(x, *, size, stride, padding, dilation, ceil_mode, op, count_inc
         counted = window_cells if count_include_pad else len(inside)
         value = sum(inside) / counted
         terms = [number(v) for v in inside]
-        equation = (f"out({row}, {col}) = ({' + '.join(terms)}) / {counted} = {number(value)}")
+        equation = f"out({row}, {col}) = ({' + '.join(terms)}) / {counted} = {number(value)}"
         if count_include_pad:
-            notes.append(f"count_include_pad: the divisor {counted} counts padded cells "
-                         f"({len(inside)} in the input), as PyTorch's avg_pool2d")
+            notes.append(
+                f"count_include_pad: the divisor {counted} counts padded cells "
+                f"({len(inside)} in the input), as PyTorch's avg_pool2d"
+            )
         else:
             notes.append(f"--no-count-include-pad: the divisor {counted} counts input cells only")
         if window_cells < kh * kw:
             notes.append("the window runs past the padding (ceil_mode), those cells are not counted")
-    title = (f"input with padding {pw} left/right, {ph} top/bottom (blank cells); "
-             f"the window of output ({row}, {col}) is marked")
+    title = (
+        f"input with padding {pw} left/right, {ph} top/bottom (blank cells); "
+        f"the window of output ({row}, {col}) is marked"
+    )
     return Step(title, grid, marked, (-ph, -pw), None, "", terms, value, equation, notes)
 
 
@@ -163,12 +169,18 @@ def explain_transposed(x, kernel, *, stride, padding, output_padding, dilation, 
                     marked.add((i, j))
                     terms.append(f"x({i}, {j})*k({m}, {n}) = {_signed(value)}*{_signed(weight)}")
                     total += value * weight
-    notes = ["each input pixel x(i, j) adds x(i, j) * k(m, n) to the output at "
-             f"(i*{sy} - {ph} + m*{dy}, j*{sx} - {pw} + n*{dx})"]
+    notes = [
+        "each input pixel x(i, j) adds x(i, j) * k(m, n) to the output at "
+        f"(i*{sy} - {ph} + m*{dy}, j*{sx} - {pw} + n*{dx})"
+    ]
     if not terms:
         notes.append("no input pixel reaches this position: its value is 0")
-    equation = f"out({row}, {col}) = " + (" + ".join(t.split(" = ")[1] for t in terms) or "0") + \
-        f" = {number(total)}"
+    equation = (
+        f"out({row}, {col}) = "
+        + (" + ".join(t.split(" = ")[1] for t in terms) or "0")
+        + f" = {number(total)}"
+    )
     title = f"input; the pixels that scatter into output ({row}, {col}) are marked"
-    return Step(title, [list(map(float, r)) for r in x], marked, (0, 0), k, note, terms, total,
-                equation, notes)
+    return Step(
+        title, [list(map(float, r)) for r in x], marked, (0, 0), k, note, terms, total, equation, notes
+    )

@@ -42,8 +42,17 @@ class Filter(Operation):
     name = "filter"
     streams_bands = True
 
-    def __init__(self, kernel, *, stride=1, padding=0, dilation=1, pad_mode: str = "zeros",
-                 mode: str = "correlation", value_map: str | None = None):
+    def __init__(
+        self,
+        kernel,
+        *,
+        stride=1,
+        padding=0,
+        dilation=1,
+        pad_mode: str = "zeros",
+        mode: str = "correlation",
+        value_map: str | None = None,
+    ):
         self.kernel_info = kernel if isinstance(kernel, Kernel) else None
         self.kernel = as_kernel(kernel.matrix if isinstance(kernel, Kernel) else kernel)
         self.stride = as_pair(stride, "stride", minimum=1)
@@ -88,8 +97,15 @@ class Filter(Operation):
         return int(self.kernel.nbytes)
 
     def apply(self, data):
-        return filter2d(data, self.kernel, stride=self.stride, padding=self.padding_sides(data.shape[:2]),
-                        dilation=self.dilation, pad_mode=self.pad_mode, mode=self.mode)
+        return filter2d(
+            data,
+            self.kernel,
+            stride=self.stride,
+            padding=self.padding_sides(data.shape[:2]),
+            dilation=self.dilation,
+            pad_mode=self.pad_mode,
+            mode=self.mode,
+        )
 
     def bands(self, loaded, band_rows: int = BAND_ROWS):
         """The result as float bands computed from stored pixels, band after band.
@@ -108,9 +124,16 @@ class Filter(Operation):
             rows = loaded.rows(index)
             rows[zeros] = 0
             # One thread per band: the bands themselves run on ordered_map's threads.
-            return first, filter2d(rows, self.kernel, stride=self.stride, padding=(0, 0, left, right),
-                                   dilation=self.dilation, pad_mode=self.pad_mode, mode=self.mode,
-                                   workers=1)
+            return first, filter2d(
+                rows,
+                self.kernel,
+                stride=self.stride,
+                padding=(0, 0, left, right),
+                dilation=self.dilation,
+                pad_mode=self.pad_mode,
+                mode=self.mode,
+                workers=1,
+            )
 
         return ordered_map(band, range(0, out_h, band_rows))
 
@@ -121,18 +144,32 @@ class Filter(Operation):
         size = blocks.source_size(x)
         sides = self.padding_sides(size)
         out_hw = self.output_size(size)
-        rows_cols = [blocks.window_blocks(out_hw[axis], self.stride[axis], self.extent[axis],
-                                          blocks.per_block(blocks.chunk_size(x, chunk)[axis],
-                                                           self.stride[axis]))
-                     for axis in (0, 1)]
-        return blocks.tile(blocks.padded(x, sides, self.pad_mode, 0.0), *rows_cols, _filter_block,
-                           (self.kernel, self.stride, self.dilation, self.mode))
+        rows_cols = [
+            blocks.window_blocks(
+                out_hw[axis],
+                self.stride[axis],
+                self.extent[axis],
+                blocks.per_block(blocks.chunk_size(x, chunk)[axis], self.stride[axis]),
+            )
+            for axis in (0, 1)
+        ]
+        return blocks.tile(
+            blocks.padded(x, sides, self.pad_mode, 0.0),
+            *rows_cols,
+            _filter_block,
+            (self.kernel, self.stride, self.dilation, self.mode),
+        )
 
     def report(self, input_hw: Pair) -> dict:
         info = self.kernel_info or Kernel("filter", self.kernel)
-        return {"kernel": info.to_json(), "mode": self.mode, "stride": pair_json(self.stride),
-                "dilation": pair_json(self.dilation), "pad_mode": self.pad_mode,
-                "padding": sides_json(self.padding_sides(input_hw))}
+        return {
+            "kernel": info.to_json(),
+            "mode": self.mode,
+            "stride": pair_json(self.stride),
+            "dilation": pair_json(self.dilation),
+            "pad_mode": self.pad_mode,
+            "padding": sides_json(self.padding_sides(input_hw)),
+        }
 
     def size_formula(self, input_hw: Pair) -> list[str]:
         sides = self.padding_sides(input_hw)
@@ -142,14 +179,22 @@ class Filter(Operation):
             n, k = input_hw[axis], self.kernel.shape[axis]
             s, d = self.stride[axis], self.dilation[axis]
             before, after = sides[2 * axis], sides[2 * axis + 1]
-            lines.append(f"{side}: floor(({n} + {before} + {after} - {d}*({k}-1) - 1) / {s}) + 1 "
-                         f"= {out[axis]}")
+            lines.append(
+                f"{side}: floor(({n} + {before} + {after} - {d}*({k}-1) - 1) / {s}) + 1 = {out[axis]}"
+            )
         return lines
 
     def explain(self, matrix, at):
-        return ex.explain_filter(matrix, self.kernel, stride=self.stride,
-                                 sides=self.padding_sides(matrix.shape[:2]), dilation=self.dilation,
-                                 pad_mode=self.pad_mode, mode=self.mode, at=at)
+        return ex.explain_filter(
+            matrix,
+            self.kernel,
+            stride=self.stride,
+            sides=self.padding_sides(matrix.shape[:2]),
+            dilation=self.dilation,
+            pad_mode=self.pad_mode,
+            mode=self.mode,
+            at=at,
+        )
 
 
 def _filter_block(piece, row, col, kernel, stride, dilation, mode):

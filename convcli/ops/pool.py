@@ -35,10 +35,21 @@ class Pool(Operation):
 
     name = "pool"
 
-    def __init__(self, size=2, *, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
-                 op: str = "max", count_include_pad: bool = True, value_map: str | None = None):
+    def __init__(
+        self,
+        size=2,
+        *,
+        stride=None,
+        padding=0,
+        dilation=1,
+        ceil_mode: bool = False,
+        op: str = "max",
+        count_include_pad: bool = True,
+        value_map: str | None = None,
+    ):
         self.size, self.stride, self.padding, self.dilation = pool_parameters(
-            op, size, stride, padding, dilation)
+            op, size, stride, padding, dilation
+        )
         check_pool_padding(self.size, self.padding, "padding", self.dilation)
         self.ceil_mode, self.op, self.count_include_pad = bool(ceil_mode), op, bool(count_include_pad)
         self.tag = f"{op}pool{format_pair(self.size)}"
@@ -52,22 +63,32 @@ class Pool(Operation):
         """The padding as given before the input; after it, what the last window reaches
         (less than the padding when no window uses all of it; more for a ceil-mode window)."""
         out = self.output_size(input_hw)
-        after = [pool_padding_after(out[a], input_hw[a], self.size[a], self.stride[a],
-                                    self.padding[a], self.dilation[a]) for a in (0, 1)]
+        after = [
+            pool_padding_after(
+                out[a], input_hw[a], self.size[a], self.stride[a], self.padding[a], self.dilation[a]
+            )
+            for a in (0, 1)
+        ]
         return (self.padding[0], after[0], self.padding[1], after[1])
 
     def output_size(self, input_hw: Pair) -> Pair:
-        return pool_output_size(input_hw, self.size, self.stride, self.padding, self.dilation,
-                                self.ceil_mode)
+        return pool_output_size(input_hw, self.size, self.stride, self.padding, self.dilation, self.ceil_mode)
 
     def input_rows(self, axis: int, first: int, stop: int, input_hw: Pair) -> tuple[int, int]:
         lo, hi = window_rows(first, stop, self.stride[axis], self.extent[axis])
         return lo - self.padding[axis], hi - self.padding[axis]
 
     def apply(self, data):
-        return pool2d(data, self.size, stride=self.stride, padding=self.padding,
-                      dilation=self.dilation, ceil_mode=self.ceil_mode, op=self.op,
-                      count_include_pad=self.count_include_pad)
+        return pool2d(
+            data,
+            self.size,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            ceil_mode=self.ceil_mode,
+            op=self.op,
+            count_include_pad=self.count_include_pad,
+        )
 
     def chunked(self, image, chunk=None):
         from . import blocks
@@ -77,22 +98,34 @@ class Pool(Operation):
         out_h, out_w = self.output_size(size)
         regions = blocks.padded(x, self.padding_sides(size), "zeros", POOL_FILL[self.op])
         chunk_hw = blocks.chunk_size(x, chunk)
-        rows, cols = (blocks.window_blocks(count, self.stride[a], self.extent[a],
-                                           blocks.per_block(chunk_hw[a], self.stride[a]))
-                      for a, count in ((0, out_h), (1, out_w)))
+        rows, cols = (
+            blocks.window_blocks(
+                count, self.stride[a], self.extent[a], blocks.per_block(chunk_hw[a], self.stride[a])
+            )
+            for a, count in ((0, out_h), (1, out_w))
+        )
         divisors = None
         if self.op == "mean":
-            divisors = tuple(mean_divisor(size[a], self.size[a], self.stride[a], self.padding[a], count,
-                                          self.count_include_pad)
-                             for a, count in ((0, out_h), (1, out_w)))
-        return blocks.tile(regions, rows, cols, _pool_block,
-                           (self.size, self.stride, self.dilation, self.op, divisors))
+            divisors = tuple(
+                mean_divisor(
+                    size[a], self.size[a], self.stride[a], self.padding[a], count, self.count_include_pad
+                )
+                for a, count in ((0, out_h), (1, out_w))
+            )
+        return blocks.tile(
+            regions, rows, cols, _pool_block, (self.size, self.stride, self.dilation, self.op, divisors)
+        )
 
     def report(self, input_hw: Pair) -> dict:
         (ph, pw) = self.padding
-        data = {"op": self.op, "window": size_json(self.size), "stride": pair_json(self.stride),
-                "padding": sides_json((ph, ph, pw, pw)), "dilation": pair_json(self.dilation),
-                "ceil_mode": self.ceil_mode}
+        data = {
+            "op": self.op,
+            "window": size_json(self.size),
+            "stride": pair_json(self.stride),
+            "padding": sides_json((ph, ph, pw, pw)),
+            "dilation": pair_json(self.dilation),
+            "ceil_mode": self.ceil_mode,
+        }
         if self.op == "mean":
             data["count_include_pad"] = self.count_include_pad
         return data
@@ -103,21 +136,31 @@ class Pool(Operation):
             n, k, s = input_hw[axis], self.size[axis], self.stride[axis]
             p, d = self.padding[axis], self.dilation[axis]
             value = pool_output_length(n, k, s, p, d, self.ceil_mode)
-            text = f"{side}: {'ceil' if self.ceil_mode else 'floor'}(({n} + 2*{p} - {d}*({k}-1) - 1) / {s}) + 1"
+            text = (
+                f"{side}: {'ceil' if self.ceil_mode else 'floor'}(({n} + 2*{p} - {d}*({k}-1) - 1) / {s}) + 1"
+            )
             raw = -(-(n + 2 * p - d * (k - 1) - 1) // s) + 1
             if self.ceil_mode and raw != value:
-                text += (f" = {raw}; the last window would start in the right padding, "
-                         f"so it is dropped: {value}")
+                text += (
+                    f" = {raw}; the last window would start in the right padding, so it is dropped: {value}"
+                )
             else:
                 text += f" = {value}"
             lines.append(text)
         return lines
 
     def explain(self, matrix, at):
-        return ex.explain_pool(matrix.tolist(), size=self.size, stride=self.stride,
-                               padding=self.padding, dilation=self.dilation,
-                               ceil_mode=self.ceil_mode, op=self.op,
-                               count_include_pad=self.count_include_pad, at=at)
+        return ex.explain_pool(
+            matrix.tolist(),
+            size=self.size,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            ceil_mode=self.ceil_mode,
+            op=self.op,
+            count_include_pad=self.count_include_pad,
+            at=at,
+        )
 
 
 def _pool_block(piece, row, col, size, stride, dilation, op, divisors):
@@ -125,6 +168,6 @@ def _pool_block(piece, row, col, size, stride, dilation, op, divisors):
         return pool2d(piece, size, stride=stride, padding=0, dilation=dilation, op=op)
     # The sums as pool2d makes them (same views, same order), then the whole image's divisor.
     out = window_sums(piece, size, stride, (row[1] - row[0], col[1] - col[0]))
-    divisor = np.outer(divisors[0][row[0]: row[1]], divisors[1][col[0]: col[1]]).astype(np.float32)
+    divisor = np.outer(divisors[0][row[0] : row[1]], divisors[1][col[0] : col[1]]).astype(np.float32)
     out /= divisor.reshape(divisor.shape + (1,) * (piece.ndim - 2))
     return out

@@ -48,8 +48,17 @@ class Upsample(Operation):
 
     name = "upsample"
 
-    def __init__(self, kernel, *, stride=1, padding=None, output_padding=0, dilation=1,
-                 mode: str = "correlation", value_map: str | None = None):
+    def __init__(
+        self,
+        kernel,
+        *,
+        stride=1,
+        padding=None,
+        output_padding=0,
+        dilation=1,
+        mode: str = "correlation",
+        value_map: str | None = None,
+    ):
         self.kernel_info = kernel if isinstance(kernel, Kernel) else None
         self.kernel = as_kernel(kernel.matrix if isinstance(kernel, Kernel) else kernel)
         self.stride = as_pair(stride, "stride", minimum=1)
@@ -58,8 +67,12 @@ class Upsample(Operation):
         check_output_padding(self.output_padding, self.stride, self.dilation, "output-padding")
         self.mode = check_mode(mode)
         info = self.kernel_info
-        if padding is None and info is not None and info.source == "preset" \
-                and info.name in EXACT_SCALE_PRESETS:
+        if (
+            padding is None
+            and info is not None
+            and info.source == "preset"
+            and info.name in EXACT_SCALE_PRESETS
+        ):
             self.padding = exact_scale_padding(self.kernel.shape, self.stride, self.dilation)
         else:
             self.padding = as_pair(0 if padding is None else padding, "padding", minimum=0)
@@ -71,12 +84,14 @@ class Upsample(Operation):
         return tuple(d * (k - 1) + 1 for d, k in zip(self.dilation, self.kernel.shape))
 
     def output_size(self, input_hw: Pair) -> Pair:
-        return tconv_output_size(input_hw, self.kernel.shape, self.stride, self.padding,
-                                 self.output_padding, self.dilation)
+        return tconv_output_size(
+            input_hw, self.kernel.shape, self.stride, self.padding, self.output_padding, self.dilation
+        )
 
     def input_rows(self, axis: int, first: int, stop: int, input_hw: Pair) -> tuple[int, int]:
-        return scatter_rows(first, stop, input_hw[axis], self.stride[axis], self.padding[axis],
-                            self.extent[axis])
+        return scatter_rows(
+            first, stop, input_hw[axis], self.stride[axis], self.padding[axis], self.extent[axis]
+        )
 
     def work_pixels(self, input_hw: Pair) -> int:
         out_h, out_w = self.output_size(input_hw)
@@ -86,9 +101,15 @@ class Upsample(Operation):
         return int(self.kernel.nbytes)
 
     def apply(self, data):
-        return conv_transpose2d(data, self.kernel, stride=self.stride, padding=self.padding,
-                                output_padding=self.output_padding, dilation=self.dilation,
-                                mode=self.mode)
+        return conv_transpose2d(
+            data,
+            self.kernel,
+            stride=self.stride,
+            padding=self.padding,
+            output_padding=self.output_padding,
+            dilation=self.dilation,
+            mode=self.mode,
+        )
 
     def chunked(self, image, chunk=None):
         """``chunk`` counts input rows and columns: an output block is ``chunk * stride`` long."""
@@ -98,19 +119,36 @@ class Upsample(Operation):
         size = blocks.source_size(x)
         out_hw = self.output_size(size)
         chunk_hw = blocks.chunk_size(x, chunk)
-        rows, cols = (blocks.scatter_blocks(out_hw[a], size[a], self.stride[a], self.padding[a],
-                                            self.extent[a], chunk_hw[a] * self.stride[a])
-                      for a in (0, 1))
-        return blocks.tile(blocks.padded(x, (0, 0, 0, 0), "zeros", 0.0), rows, cols, _tconv_block,
-                           (self.kernel, self.stride, self.dilation, self.mode))
+        rows, cols = (
+            blocks.scatter_blocks(
+                out_hw[a],
+                size[a],
+                self.stride[a],
+                self.padding[a],
+                self.extent[a],
+                chunk_hw[a] * self.stride[a],
+            )
+            for a in (0, 1)
+        )
+        return blocks.tile(
+            blocks.padded(x, (0, 0, 0, 0), "zeros", 0.0),
+            rows,
+            cols,
+            _tconv_block,
+            (self.kernel, self.stride, self.dilation, self.mode),
+        )
 
     def report(self, input_hw: Pair) -> dict:
         info = self.kernel_info or Kernel("kernel", self.kernel)
         ph, pw = self.padding
-        return {"kernel": info.to_json(), "mode": self.mode, "stride": pair_json(self.stride),
-                "padding": sides_json((ph, ph, pw, pw)),
-                "output_padding": pair_json(self.output_padding),
-                "dilation": pair_json(self.dilation)}
+        return {
+            "kernel": info.to_json(),
+            "mode": self.mode,
+            "stride": pair_json(self.stride),
+            "padding": sides_json((ph, ph, pw, pw)),
+            "output_padding": pair_json(self.output_padding),
+            "dilation": pair_json(self.dilation),
+        }
 
     def size_formula(self, input_hw: Pair) -> list[str]:
         out = self.output_size(input_hw)
@@ -122,9 +160,16 @@ class Upsample(Operation):
         return lines
 
     def explain(self, matrix, at):
-        return ex.explain_transposed(matrix.tolist(), self.kernel, stride=self.stride,
-                                     padding=self.padding, output_padding=self.output_padding,
-                                     dilation=self.dilation, mode=self.mode, at=at)
+        return ex.explain_transposed(
+            matrix.tolist(),
+            self.kernel,
+            stride=self.stride,
+            padding=self.padding,
+            output_padding=self.output_padding,
+            dilation=self.dilation,
+            mode=self.mode,
+            at=at,
+        )
 
 
 def _tconv_block(piece, row, col, kernel, stride, dilation, mode):
@@ -136,8 +181,7 @@ def _tconv_block(piece, row, col, kernel, stride, dilation, mode):
     local = conv_transpose2d(piece, kernel, stride=stride, dilation=dilation, mode=mode)
     out = np.zeros((row[1] - row[0], col[1] - col[0]) + piece.shape[2:], dtype=np.float32)
     source, target = [], []
-    for (a, b, lo, _, pad), s, n in ((row, stride[0], local.shape[0]),
-                                     (col, stride[1], local.shape[1])):
+    for (a, b, lo, _, pad), s, n in ((row, stride[0], local.shape[0]), (col, stride[1], local.shape[1])):
         start = a + pad - lo * s  # where output row a falls in the local result
         first, last = max(0, start), min(n, b + pad - lo * s)
         if first >= last:

@@ -88,8 +88,7 @@ def _run_pool(op, pending, opts, jobs, outcomes, report) -> None:
         context.set_forkserver_preload(["convcli.run.process", "numpy", "PIL.Image"])
     else:
         context = multiprocessing.get_context("spawn")
-    executor = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context,
-                                      initializer=_ignore_sigint)
+    executor = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_ignore_sigint)
     futures = {}
     try:
         for task in pending:

@@ -42,8 +42,16 @@ def dask_installed() -> bool:
     return importlib.util.find_spec("dask") is not None
 
 
-def process_huge(op: Operation, input_path, output_path, *, chunk=DEFAULT_CHUNK, gray: bool = False,
-                 depth: str | None = None, workers: int | None = None) -> dict:
+def process_huge(
+    op: Operation,
+    input_path,
+    output_path,
+    *,
+    chunk=DEFAULT_CHUNK,
+    gray: bool = False,
+    depth: str | None = None,
+    workers: int | None = None,
+) -> dict:
     """Run ``op`` on a huge image, file to file, in chunks.
 
     Reads ``.npy``, TIFF or ``.zarr`` (see :func:`convcli.io.bigfiles.open_source`);
@@ -55,8 +63,9 @@ def process_huge(op: Operation, input_path, output_path, *, chunk=DEFAULT_CHUNK,
     """
     out_suffix = suffix_of(output_path)
     if out_suffix not in CHUNK_OUTPUTS:
-        raise ConvcliError(f"output {str(output_path)!r}: chunked processing writes .npy, .tif, "
-                           f".tiff or .zarr")
+        raise ConvcliError(
+            f"output {str(output_path)!r}: chunked processing writes .npy, .tif, .tiff or .zarr"
+        )
     check_output_folder(output_path)
     source = open_source(input_path, chunk=chunk, gray=gray)
     try:
@@ -70,18 +79,27 @@ def process_huge(op: Operation, input_path, output_path, *, chunk=DEFAULT_CHUNK,
             written_depth, value_map = "float", None
             write_zarr(output_path, result, compute)
         else:
-            written_depth, value_map = write_tiff(output_path, result, op.value_map, depth,
-                                                  source.depth, compute)
+            written_depth, value_map = write_tiff(
+                output_path, result, op.value_map, depth, source.depth, compute
+            )
     finally:
         source.close()
     alpha = "none" if not source.alpha else "dropped"
     return {
-        "input": str(input_path), "output": str(output_path), "operation": op.name,
-        "input_size": size_json(source.size), "output_size": size_json((out_h, out_w)),
-        "channels": channels, **op.report(source.size), "map": value_map, "depth": written_depth,
+        "input": str(input_path),
+        "output": str(output_path),
+        "operation": op.name,
+        "input_size": size_json(source.size),
+        "output_size": size_json((out_h, out_w)),
+        "channels": channels,
+        **op.report(source.size),
+        "map": value_map,
+        "depth": written_depth,
         "alpha": alpha,
-        "chunked": {"chunk": dict(zip(("height", "width"), as_pair(chunk, "chunk", minimum=1))),
-                    "blocks": int(result.numblocks[0] * result.numblocks[1])},
+        "chunked": {
+            "chunk": dict(zip(("height", "width"), as_pair(chunk, "chunk", minimum=1))),
+            "blocks": int(result.numblocks[0] * result.numblocks[1]),
+        },
     }
 
 
@@ -100,8 +118,9 @@ def wants_chunked(op: Operation, task: Task, opts: RunOptions) -> bool:
     in_suffix, out_suffix = suffix_of(task.input), suffix_of(task.output)
     if in_suffix not in CHUNK_INPUTS or out_suffix not in CHUNK_OUTPUTS:
         if in_suffix == ".zarr":
-            raise ConvcliError(f"input {task.input!r}: a .zarr input is written to .npy, .tif, "
-                               f".tiff or .zarr")
+            raise ConvcliError(
+                f"input {task.input!r}: a .zarr input is written to .npy, .tif, .tiff or .zarr"
+            )
         return False
     if not dask_installed():
         if in_suffix == ".zarr":
@@ -143,11 +162,12 @@ def process_chunked(op: Operation, task: Task, opts: RunOptions) -> Outcome:
         max_pixels = opts.max_pixels
         if suffix_of(task.input) in (".tif", ".tiff") and max_pixels and height * width > max_pixels:
             # As for every decoded format: a small compressed file may declare a huge image.
-            raise ConvcliError(f"input {task.input!r}: {width}x{height} is {width * height:,} pixels, "
-                               f"over the limit of {max_pixels:,} (--max-pixels)")
+            raise ConvcliError(
+                f"input {task.input!r}: {width}x{height} is {width * height:,} pixels, "
+                f"over the limit of {max_pixels:,} (--max-pixels)"
+            )
         chunk = opts.chunk or auto_chunk(channels, opts.max_memory)
-        record = process_huge(op, task.input, task.output, chunk=chunk,
-                              gray=opts.gray, depth=opts.depth)
+        record = process_huge(op, task.input, task.output, chunk=chunk, gray=opts.gray, depth=opts.depth)
     except ConvcliError as exc:
         return failed(task, str(exc))
     except MemoryError:
@@ -157,6 +177,8 @@ def process_chunked(op: Operation, task: Task, opts: RunOptions) -> Outcome:
     size_out = (record["output_size"]["height"], record["output_size"]["width"])
     blocks = record["chunked"]["blocks"]
     note = " (alpha dropped)" if record["alpha"] == "dropped" else ""
-    line = (f"{task.input}: {format_size(size_in)} -> {format_size(size_out)}, wrote {task.output} "
-            f"in {blocks} block{'s' if blocks != 1 else ''}{note}")
+    line = (
+        f"{task.input}: {format_size(size_in)} -> {format_size(size_out)}, wrote {task.output} "
+        f"in {blocks} block{'s' if blocks != 1 else ''}{note}"
+    )
     return Outcome(task, "done", record, line)

@@ -49,11 +49,15 @@ def check_tasks(tasks) -> None:
     """Refuse what a cluster cannot do: standard input or output."""
     for task in tasks:
         if task.input == STDIN:
-            raise ConvcliError("--scheduler: standard input cannot be sent to a cluster; "
-                               "name image files every worker can read")
+            raise ConvcliError(
+                "--scheduler: standard input cannot be sent to a cluster; "
+                "name image files every worker can read"
+            )
         if task.output == STDOUT:
-            raise ConvcliError("--scheduler: -o - (standard output) cannot be written by a "
-                               "cluster; name an output file or folder")
+            raise ConvcliError(
+                "--scheduler: -o - (standard output) cannot be written by a "
+                "cluster; name an output file or folder"
+            )
 
 
 def connect(scheduler: str, *, workers: int | None = None, timeout: float = CONNECT_TIMEOUT):
@@ -74,10 +78,16 @@ def connect(scheduler: str, *, workers: int | None = None, timeout: float = CONN
                 # busy port 8787 by itself, on 127.0.0.1 like everything else here.
                 warnings.filterwarnings("ignore", message="Port .* is already in use")
                 cluster = distributed.LocalCluster(
-                    n_workers=max(1, workers or usable_cores()), threads_per_worker=1,
-                    processes=True, host="127.0.0.1", dashboard_address=None)
+                    n_workers=max(1, workers or usable_cores()),
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address=None,
+                )
         except Exception as exc:  # noqa: BLE001  (ports, spawn failures: many kinds)
-            raise ConvcliError(f"--scheduler local: cannot start a local Dask cluster ({describe(exc)})") from None
+            raise ConvcliError(
+                f"--scheduler local: cannot start a local Dask cluster ({describe(exc)})"
+            ) from None
         address = cluster
     else:
         address = scheduler
@@ -86,13 +96,23 @@ def connect(scheduler: str, *, workers: int | None = None, timeout: float = CONN
     except (OSError, TimeoutError, ValueError) as exc:
         if cluster is not None:
             cluster.close()
-        raise ConvcliError(f"--scheduler: cannot reach the Dask scheduler at {scheduler!r} "
-                           f"({describe(exc)})") from None
+        raise ConvcliError(
+            f"--scheduler: cannot reach the Dask scheduler at {scheduler!r} ({describe(exc)})"
+        ) from None
     return client, cluster
 
 
-def run_on_cluster(op, pending, opts, scheduler: str, outcomes: list, report, *,
-                   workers: int | None = None, timeout: float = CONNECT_TIMEOUT) -> list:
+def run_on_cluster(
+    op,
+    pending,
+    opts,
+    scheduler: str,
+    outcomes: list,
+    report,
+    *,
+    workers: int | None = None,
+    timeout: float = CONNECT_TIMEOUT,
+) -> list:
     """Process ``pending`` tasks on a Dask cluster; returns (and appends to ``outcomes``) their outcomes.
 
     Shaped like ``runner._run_pool``: every outcome goes to ``outcomes`` and
@@ -121,8 +141,16 @@ def run_on_cluster(op, pending, opts, scheduler: str, outcomes: list, report, *,
         futures = {}
         try:
             for task in pending:
-                future = client.submit(process_on_worker, op, task, opts, cwd, retries=RETRIES,
-                                       pure=False, key=f"convcli-{task.index}-{os.urandom(4).hex()}")
+                future = client.submit(
+                    process_on_worker,
+                    op,
+                    task,
+                    opts,
+                    cwd,
+                    retries=RETRIES,
+                    pure=False,
+                    key=f"convcli-{task.index}-{os.urandom(4).hex()}",
+                )
                 futures[future] = task
             for future in distributed.as_completed(futures, loop=client.loop):
                 outcome = _outcome(future, futures[future])
@@ -148,12 +176,16 @@ def process_on_worker(op, task, opts, cwd: str):
         return process(op, task, opts)
     local = replace(task, input=os.path.join(cwd, task.input), output=os.path.join(cwd, task.output))
     outcome = process(op, local, opts)
-    swaps = [(local.input, task.input), (local.output, task.output),
-             (str(Path(local.output).parent), str(Path(task.output).parent))]
+    swaps = [
+        (local.input, task.input),
+        (local.output, task.output),
+        (str(Path(local.output).parent), str(Path(task.output).parent)),
+    ]
     outcome.task = task
     outcome.line = _swap(outcome.line, swaps)
-    outcome.record = {key: _swap(value, swaps) if isinstance(value, str) else value
-                      for key, value in outcome.record.items()}
+    outcome.record = {
+        key: _swap(value, swaps) if isinstance(value, str) else value for key, value in outcome.record.items()
+    }
     return outcome
 
 
@@ -228,8 +260,11 @@ def _sweep_temporaries(tasks) -> None:
             continue
         for entry in entries:
             name = entry.name
-            if name.startswith(".") and name.endswith(".tmp") and any(
-                    name.startswith(p) and len(name) > len(p) + 4 for p in prefixes):
+            if (
+                name.startswith(".")
+                and name.endswith(".tmp")
+                and any(name.startswith(p) and len(name) > len(p) + 4 for p in prefixes)
+            ):
                 try:
                     os.unlink(entry.path)
                 except OSError:

@@ -11,9 +11,9 @@ import os
 from pathlib import Path
 
 from ..errors import ConvcliError
-from ..ops.base import Operation
 from ..geometry.sizes import format_size
 from ..io.images import read_size
+from ..ops.base import Operation
 from .tasks import STDIN, STDOUT, Outcome, RunOptions, Task, failed, size_record
 
 # What a folder input picks up.
@@ -40,9 +40,11 @@ def expand_inputs(inputs: list[str], recursive: bool) -> tuple[list[str], bool]:
         if path.is_dir() and path.suffix.lower() != ".zarr":  # a Zarr array is a folder, and one image
             batch = True
             pattern = "**/*" if recursive else "*"
-            found = sorted(p for p in path.glob(pattern)
-                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                           and not p.name.startswith("."))
+            found = sorted(
+                p
+                for p in path.glob(pattern)
+                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+            )
             paths.extend(str(p) for p in found)
         elif not path.exists() and _GLOB_CHARS & set(item):
             batch = True
@@ -84,8 +86,12 @@ def default_name(input_path: str, op: Operation, suffix: str | None = None) -> s
 def render_template(template: str, input_path: str, op: Operation) -> str:
     path = Path("stdin.png" if input_path == STDIN else input_path)
     fields = {
-        "stem": path.stem, "ext": path.suffix.lstrip("."), "parent": str(path.parent),
-        "op": op.name, "kernel": op.tag, "name": path.name,
+        "stem": path.stem,
+        "ext": path.suffix.lstrip("."),
+        "parent": str(path.parent),
+        "op": op.name,
+        "kernel": op.tag,
+        "name": path.name,
     }
     try:
         return template.format(**fields)
@@ -96,8 +102,9 @@ def render_template(template: str, input_path: str, op: Operation) -> str:
         ) from None
 
 
-def plan_outputs(inputs: list[str], raw_inputs: list[str], batch: bool, op: Operation,
-                 opts: RunOptions) -> list[Task]:
+def plan_outputs(
+    inputs: list[str], raw_inputs: list[str], batch: bool, op: Operation, opts: RunOptions
+) -> list[Task]:
     """Decide every output path up front; refuse collisions and inputs as outputs."""
     if opts.output is not None and opts.template is not None:
         raise ConvcliError("-o and --output-template: give one or the other")
@@ -111,8 +118,9 @@ def plan_outputs(inputs: list[str], raw_inputs: list[str], batch: bool, op: Oper
             output = STDOUT
         elif opts.template is not None:
             output, make_folder = render_template(opts.template, item, op), True
-        elif opts.output is not None and (batch or Path(opts.output).is_dir()
-                                          or opts.output.endswith(("/", os.sep))):
+        elif opts.output is not None and (
+            batch or Path(opts.output).is_dir() or opts.output.endswith(("/", os.sep))
+        ):
             sub = _relative_folder(item, roots) if opts.recursive else Path()
             output, make_folder = str(Path(opts.output) / sub / default_name(item, op)), True
         elif opts.output is not None:
@@ -129,9 +137,7 @@ def plan_outputs(inputs: list[str], raw_inputs: list[str], batch: bool, op: Oper
             continue
         key = path_key(task.output)
         if key in input_keys:
-            raise ConvcliError(
-                f"output {task.output!r}: is an input file; convcli never overwrites an input"
-            )
+            raise ConvcliError(f"output {task.output!r}: is an input file; convcli never overwrites an input")
         if key in seen:
             raise ConvcliError(
                 f"output {task.output!r}: both {seen[key]!r} and {task.input!r} would be written "
@@ -161,8 +167,9 @@ def skip_or_plan(op: Operation, task: Task, opts: RunOptions) -> Outcome | None:
     exists = task.output != STDOUT and Path(task.output).exists()
     if exists and not opts.overwrite and not task.replace:
         record = {"input": task.input, "output": task.output, "skipped": "output exists"}
-        return Outcome(task, "skipped", record,
-                       f"{task.input}: skipped, {task.output} exists (--overwrite replaces it)")
+        return Outcome(
+            task, "skipped", record, f"{task.input}: skipped, {task.output} exists (--overwrite replaces it)"
+        )
     if not opts.dry_run:
         return None
     try:
@@ -172,9 +179,15 @@ def skip_or_plan(op: Operation, task: Task, opts: RunOptions) -> Outcome | None:
         out_size = op.output_size(in_size)
     except ConvcliError as exc:
         return failed(task, str(exc))
-    record = {"input": task.input, "output": task.output, "operation": op.name,
-              "input_size": size_record(in_size), "output_size": size_record(out_size),
-              "dry_run": True, "replaces": exists}
+    record = {
+        "input": task.input,
+        "output": task.output,
+        "operation": op.name,
+        "input_size": size_record(in_size),
+        "output_size": size_record(out_size),
+        "dry_run": True,
+        "replaces": exists,
+    }
     verb = "would replace" if exists else "would write"
     line = f"{task.input}: {format_size(in_size)} -> {format_size(out_size)}, {verb} {task.output}"
     return Outcome(task, "planned", record, line)

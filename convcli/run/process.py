@@ -41,8 +41,7 @@ def process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
         return failed(task, f"input {task.input!r}: not enough memory for this image")
 
 
-def check_memory(op: Operation, task: Task, opts: RunOptions, height: int, width: int,
-                 channels: int) -> None:
+def check_memory(op: Operation, task: Task, opts: RunOptions, height: int, width: int, channels: int) -> None:
     """Refuse, before decoding, an image whose working memory would exceed ``--max-memory``."""
     if opts.max_memory is None:
         return
@@ -62,11 +61,19 @@ def _process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
     make_output_folder(task)
     if not to_stdout:
         check_output_folder(task.output)
-    loaded = load_image(task.input, gray=opts.gray, max_pixels=opts.max_pixels,
-                        before_decode=lambda h, w, c: check_memory(op, task, opts, h, w, c))
+    loaded = load_image(
+        task.input,
+        gray=opts.gray,
+        max_pixels=opts.max_pixels,
+        before_decode=lambda h, w, c: check_memory(op, task, opts, h, w, c),
+    )
     depth = choose_depth(out_name, opts.depth, loaded.depth, loaded.channels)
-    streaming = (op.streams_bands and depth in ("8", "16") and op.value_map != "normalize"
-                 and output_format(out_name)[0] != "NPY")
+    streaming = (
+        op.streams_bands
+        and depth in ("8", "16")
+        and op.value_map != "normalize"
+        and output_format(out_name)[0] != "NPY"
+    )
     if streaming:  # band by band from the stored pixels: no float copy of the whole image
         out_shape = op.output_size(loaded.size) + (loaded.channels,)
         bands = op.bands(loaded)
@@ -82,20 +89,26 @@ def _process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
         else:
             alpha, alpha_data = "carried", loaded.alpha_float()
     if streaming:
-        payload = encode_bands(bands, out_shape, alpha_data, out_name, depth=depth,
-                               value_map=op.value_map)
+        payload = encode_bands(bands, out_shape, alpha_data, out_name, depth=depth, value_map=op.value_map)
     else:
         payload = encode(result, alpha_data, out_name, depth=depth, value_map=op.value_map)
     if to_stdout:
-        write_stream(sys.stdout.buffer, payload, output_format(out_name)[0],
-                     compress_level=opts.compress_level)
+        write_stream(
+            sys.stdout.buffer, payload, output_format(out_name)[0], compress_level=opts.compress_level
+        )
     else:
         write_atomic(task.output, payload, compress_level=opts.compress_level)
     record = {
-        "input": task.input, "output": task.output, "operation": op.name,
-        "input_size": size_record(loaded.size), "output_size": size_record(out_shape[:2]),
-        "channels": int(out_shape[2]), **op.report(loaded.size),
-        "map": None if depth == "float" else op.value_map, "depth": depth, "alpha": alpha,
+        "input": task.input,
+        "output": task.output,
+        "operation": op.name,
+        "input_size": size_record(loaded.size),
+        "output_size": size_record(out_shape[:2]),
+        "channels": int(out_shape[2]),
+        **op.report(loaded.size),
+        "map": None if depth == "float" else op.value_map,
+        "depth": depth,
+        "alpha": alpha,
     }
     target = "stdout" if to_stdout else task.output
     line = f"{task.input}: {format_size(loaded.size)} -> {format_size(out_shape[:2])}, wrote {target}{note}"

@@ -21,16 +21,26 @@ class Reporter:
         self.next_index = 0
         self.progress = None
         self.task_id = None
-        show_bar = (batch and total > 1 and not opts.quiet and not opts.json
-                    and not opts.dry_run and sys.stderr.isatty())
+        show_bar = (
+            batch
+            and total > 1
+            and not opts.quiet
+            and not opts.json
+            and not opts.dry_run
+            and sys.stderr.isatty()
+        )
         if show_bar:
             from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeRemainingColumn)
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                     MofNCompleteColumn(), TimeRemainingColumn(),
-                                     console=Console(stderr=True), transient=True)
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
 
     def __enter__(self):
         if self.progress is not None:
@@ -72,8 +82,9 @@ class Reporter:
 
     def _print(self, text: str, stream) -> None:
         if self.progress is not None:
-            self.progress.console.print(text, markup=False, highlight=False, soft_wrap=True) \
-                if stream is sys.stderr else print(text, file=stream, flush=True)
+            self.progress.console.print(
+                text, markup=False, highlight=False, soft_wrap=True
+            ) if stream is sys.stderr else print(text, file=stream, flush=True)
         else:
             print(text, file=stream, flush=True)
 
@@ -81,10 +92,15 @@ class Reporter:
         if self.opts.quiet or self.opts.json:
             return
         if self.opts.dry_run:
-            text = f"dry run: {counts['planned']} to write, {counts['skipped']} skipped, {counts['failed']} failed"
+            text = (
+                f"dry run: {counts['planned']} to write, {counts['skipped']} skipped, "
+                f"{counts['failed']} failed"
+            )
         else:
-            text = (f"done {counts['done']}, skipped {counts['skipped']}, failed {counts['failed']} "
-                    f"of {total} in {seconds:.2f} s")
+            text = (
+                f"done {counts['done']}, skipped {counts['skipped']}, failed {counts['failed']} "
+                f"of {total} in {seconds:.2f} s"
+            )
         if interrupted:
             text = f"interrupted: {text}; run the same command again to continue"
         print(text, file=sys.stderr, flush=True)
