@@ -27,13 +27,13 @@ from convcli.cli.app import app  # noqa: E402
 ENV = {**os.environ, "NO_COLOR": "1"}
 
 
-def convcli(*args, cwd=None):
+def convcli(*args, cwd=None, env=None):
     return subprocess.run(
         [sys.executable, "-m", "convcli", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=cwd,
-        env=ENV,
+        env=ENV if env is None else {**ENV, **env},
         timeout=300,
     )
 
@@ -111,7 +111,9 @@ def test_scheduler_local_and_unreachable(tmp_path):
     result = convcli("filter", tmp_path / "in", "-o", tmp_path / "out", "--scheduler", "local", "-j", "2")
     assert result.returncode == 0, result.stderr
     assert len(list((tmp_path / "out").iterdir())) == 2
-    bad = convcli("filter", tmp_path / "in", "-o", tmp_path / "bad", "--scheduler", "tcp://127.0.0.1:9")
+    # Port 9 (discard) refuses at once; a short timeout keeps a slow refusal from costing 10 s.
+    bad = convcli("filter", tmp_path / "in", "-o", tmp_path / "bad", "--scheduler", "tcp://127.0.0.1:9",
+                  env={"CONVCLI_SCHEDULER_TIMEOUT": "1"})
     assert bad.returncode == 2
     assert bad.stderr.startswith(
         "convcli: error: --scheduler: cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'"

@@ -32,7 +32,22 @@ from .tasks import STDIN, STDOUT, failed
 
 LOCAL = "local"
 RETRIES = 2  # a task that raises is run up to 3 times; a lost worker's task is rescheduled too
-CONNECT_TIMEOUT = 10.0  # seconds to reach a scheduler
+CONNECT_TIMEOUT = 10.0  # seconds to reach a scheduler, unless $CONVCLI_SCHEDULER_TIMEOUT says otherwise
+TIMEOUT_ENV = "CONVCLI_SCHEDULER_TIMEOUT"
+
+
+def connect_timeout() -> float:
+    """Seconds to wait for a scheduler: ``$CONVCLI_SCHEDULER_TIMEOUT``, else CONNECT_TIMEOUT."""
+    text = os.environ.get(TIMEOUT_ENV)
+    if text is None:
+        return CONNECT_TIMEOUT
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 3600:
+        raise ConvcliError(f"${TIMEOUT_ENV}: expected seconds between 0 and 3600, got {text!r}")
+    return seconds
 MISSING_EXTRA = "--scheduler needs the dask extra: pip install 'convcli[dask]'"
 
 
@@ -60,7 +75,7 @@ def check_tasks(tasks) -> None:
             )
 
 
-def connect(scheduler: str, *, workers: int | None = None, timeout: float = CONNECT_TIMEOUT):
+def connect(scheduler: str, *, workers: int | None = None, timeout: float | None = None):
     """A ``(client, cluster or None)`` pair for ``--scheduler``; the caller closes both.
 
     ``"local"`` starts a LocalCluster on this machine (``workers`` processes
@@ -68,6 +83,7 @@ def connect(scheduler: str, *, workers: int | None = None, timeout: float = CONN
     the address of a running ``dask scheduler`` (``tcp://10.0.0.5:8786``).
     """
     distributed = import_distributed()
+    timeout = connect_timeout() if timeout is None else timeout
     cluster = None
     if scheduler == LOCAL:
         import warnings
@@ -111,7 +127,7 @@ def run_on_cluster(
     report,
     *,
     workers: int | None = None,
-    timeout: float = CONNECT_TIMEOUT,
+    timeout: float | None = None,
 ) -> list:
     """Process ``pending`` tasks on a Dask cluster; returns (and appends to ``outcomes``) their outcomes.
 
