@@ -112,8 +112,15 @@ def test_scheduler_local_and_unreachable(tmp_path):
     assert result.returncode == 0, result.stderr
     assert len(list((tmp_path / "out").iterdir())) == 2
     # Port 9 (discard) refuses at once; a short timeout keeps a slow refusal from costing 10 s.
-    bad = convcli("filter", tmp_path / "in", "-o", tmp_path / "bad", "--scheduler", "tcp://127.0.0.1:9",
-                  env={"CONVCLI_SCHEDULER_TIMEOUT": "1"})
+    bad = convcli(
+        "filter",
+        tmp_path / "in",
+        "-o",
+        tmp_path / "bad",
+        "--scheduler",
+        "tcp://127.0.0.1:9",
+        env={"CONVCLI_SCHEDULER_TIMEOUT": "1"},
+    )
     assert bad.returncode == 2
     assert bad.stderr.startswith(
         "convcli: error: --scheduler: cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'"

@@ -48,6 +48,8 @@ def connect_timeout() -> float:
     if not 0 < seconds <= 3600:
         raise ConvcliError(f"${TIMEOUT_ENV}: expected seconds between 0 and 3600, got {text!r}")
     return seconds
+
+
 MISSING_EXTRA = "--scheduler needs the dask extra: pip install 'convcli[dask]'"
 
 
