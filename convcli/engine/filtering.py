@@ -15,6 +15,7 @@ from .loops import (
     padded_block,
     row_tiles,
     run_tiles,
+    scratch,
     separable_factors,
 )
 from .padding import check_pad_mode, check_pad_sizes, pad2d
@@ -307,18 +308,18 @@ def _separable(x3, factors, stride, dilation, sides, pad_mode, out, workers):
         th, tw = r1 - r0, c1 - c0
         acc = out[r0:r1, c0:c1]
         block = _block_for(x3, tile, top, left, span, stride, pad_mode)
-        vertical = np.empty((th,) + block.shape[1:], dtype=np.float32)
-        scratch = np.empty_like(vertical)
+        vertical = scratch("vertical", (th,) + block.shape[1:])
+        spare = scratch("spare", vertical.shape)
         part = None
         for r, (col, row) in enumerate(factors):
             accumulate_symmetric(
-                vertical, [block[m * dy : m * dy + sy * (th - 1) + 1 : sy] for m in range(kh)], col, scratch
+                vertical, [block[m * dy : m * dy + sy * (th - 1) + 1 : sy] for m in range(kh)], col, spare
             )
             target = acc if r == 0 else part
             if target is None:
-                target = part = np.empty(acc.shape, dtype=np.float32)
+                target = part = scratch("part", acc.shape)
             columns = column_phases(vertical, sx, {n * dx for n in range(kw)})
-            accumulate_symmetric(target, [columns(n * dx, tw) for n in range(kw)], row, scratch[:, :tw])
+            accumulate_symmetric(target, [columns(n * dx, tw) for n in range(kw)], row, spare[:, :tw])
             if r:
                 np.add(acc, part, out=acc)
 

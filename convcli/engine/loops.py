@@ -25,6 +25,27 @@ THREAD_MIN_WORK = 1 << 21
 
 _pools: dict = {}
 _pools_lock = threading.Lock()
+_local = threading.local()  # .scratch: this thread's reusable temporaries during run_tiles
+
+
+def scratch(name: str, shape, dtype=np.float32) -> np.ndarray:
+    """A temporary array for one tile (contents undefined), reused by the next tiles of the
+    same :func:`run_tiles` call on this thread; a fresh array outside ``run_tiles``.
+
+    Tiles allocate the same temporaries again and again.  glibc gives allocations this large
+    fresh pages (mmap) each time, and first touching them cost 3-8x the arithmetic itself:
+    Sobel with padding on 3840x2160x3, one thread, 250-290 ms against 30 ms with reuse.
+    ``name`` tells apart the temporaries one tile holds at the same time.
+    """
+    buffers = getattr(_local, "scratch", None)
+    if buffers is None:
+        return np.empty(shape, dtype=dtype)
+    size = int(np.prod(shape, dtype=np.int64))
+    key = (name, np.dtype(dtype))
+    buffer = buffers.get(key)
+    if buffer is None or buffer.size < size:
+        buffer = buffers[key] = np.empty(size, dtype=dtype)
+    return buffer[:size].reshape(shape)
 
 
 def default_workers() -> int:
@@ -71,16 +92,31 @@ def run_tiles(func, tiles, workers: int | None = None, work: float = float("inf"
     """
     tiles = list(tiles)
     workers = default_workers() if workers is None else int(workers)
-    if workers <= 1 or len(tiles) <= 1 or work < THREAD_MIN_WORK:
-        for tile in tiles:
+    arenas: dict[int, dict] = {}  # per thread, the temporaries of this call (see scratch)
+
+    def job(tile):
+        outer = getattr(_local, "scratch", None)
+        _local.scratch = arenas.setdefault(threading.get_ident(), {})
+        try:
             func(tile)
-        return
-    if threading.current_thread().name.startswith("convcli-engine"):
-        for tile in tiles:  # already inside the pool: never wait on it from one of its threads
-            func(tile)
-        return
-    for _ in _executor(workers).map(func, tiles):
-        pass
+        finally:
+            _local.scratch = outer
+
+    try:
+        if (
+            workers <= 1
+            or len(tiles) <= 1
+            or work < THREAD_MIN_WORK
+            or threading.current_thread().name.startswith("convcli-engine")
+        ):
+            # small work, or already inside the pool: never wait on it from one of its threads
+            for tile in tiles:
+                job(tile)
+            return
+        for _ in _executor(workers).map(job, tiles):
+            pass
+    finally:
+        arenas.clear()  # the temporaries go with the call
 
 
 def row_tiles(out_h: int, out_w: int, channels: int, rows: int | None = None):
@@ -117,7 +153,7 @@ def padded_block(x3, rows, cols, mode: str, value: float = 0.0):
         return x3[r0:r1, c0:c1]
     ridx, rzero, rlo, rhi = _axis(height, r0, r1, mode)
     cidx, czero, clo, chi = _axis(width, c0, c1, mode)
-    block = np.empty((r1 - r0, c1 - c0) + x3.shape[2:], dtype=x3.dtype)
+    block = scratch("padded", (r1 - r0, c1 - c0) + x3.shape[2:], x3.dtype)
 
     def fill(dst, src):  # src: rows of x3 (all columns) -> dst: those rows, padded columns
         if chi > clo:
@@ -163,7 +199,7 @@ def accumulate(acc, views_weights, tmp=None) -> None:
             np.subtract(acc, view, out=acc)
         else:
             if tmp is None:
-                tmp = np.empty(acc.shape, dtype=acc.dtype)
+                tmp = scratch("accumulate", acc.shape, acc.dtype)
             np.multiply(view, weight, out=tmp)
             np.add(acc, tmp, out=acc)
     if first:
@@ -257,7 +293,7 @@ def accumulate_symmetric(acc, views, weights, tmp=None) -> None:
             continue
         target = acc if first else tmp
         if target is None:
-            target = tmp = np.empty(acc.shape, dtype=acc.dtype)
+            target = tmp = scratch("accumulate", acc.shape, acc.dtype)
         if b is None:
             if not first and weight in (1, -1):
                 (np.add if weight == 1 else np.subtract)(acc, a, out=acc)
@@ -328,7 +364,7 @@ def column_phases(block, step: int, offsets):
     phases = {}
     for phase in sorted({offset % step for offset in offsets}):
         width = -(-(block.shape[1] - phase) // step)
-        copy = np.empty((block.shape[0], width, channels), dtype=block.dtype)
+        copy = scratch(f"phase{phase}", (block.shape[0], width, channels), block.dtype)
         take_columns(copy, block, step, phase)
         phases[phase] = copy
     return lambda offset, count: phases[offset % step][:, offset // step : offset // step + count]

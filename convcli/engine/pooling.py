@@ -9,6 +9,7 @@ from ..constants import POOL_OPS
 from ..errors import ConvcliError
 from ..geometry.sizes import as_pair, pool_output_size, pool_padding_after, window_rows
 from .filtering import as_image
+from .loops import padded_block, row_tiles, run_tiles, scratch, take_columns
 
 POOL_METHODS = ("auto", "direct")
 
@@ -186,8 +187,6 @@ def _tiled(x, size, stride, padding, dilation, op, out_h, out_w, workers):
     path bit for bit.  Mean keeps the direct path's order of additions (view by view, row
     by row), which the chunked pipeline reproduces, so it too is bit-identical.
     """
-    from .loops import padded_block, row_tiles, run_tiles, take_columns
-
     (kh, kw), (sy, sx), (ph, pw), (dy, dx) = size, stride, padding, dilation
     x3 = x if x.ndim == 3 else x[:, :, None]
     out = np.empty((out_h, out_w, x3.shape[2]), dtype=np.float32)
@@ -224,7 +223,7 @@ def _tiled(x, size, stride, padding, dilation, op, out_h, out_w, workers):
         if kh == 1:
             vertical = row_views[0]
         else:
-            vertical = np.empty(row_views[0].shape, dtype=np.float32)
+            vertical = scratch("vertical", row_views[0].shape)
             reduce(vertical, row_views)
         if sx == 1:
             reduce(acc, [vertical[:, n * dx : n * dx + span_w] for n in range(kw)])
@@ -232,7 +231,7 @@ def _tiled(x, size, stride, padding, dilation, op, out_h, out_w, workers):
         if kw == 1:
             take_columns(acc, vertical[:, :span_w], sx)
             return
-        both = np.empty((th, span_w, x3.shape[2]), dtype=np.float32)
+        both = scratch("both", (th, span_w, x3.shape[2]))
         reduce(both, [vertical[:, n * dx : n * dx + span_w] for n in range(kw)])
         take_columns(acc, both, sx)
 

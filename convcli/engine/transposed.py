@@ -8,6 +8,7 @@ from numpy.typing import ArrayLike
 from ..errors import ConvcliError
 from ..geometry.sizes import as_pair, tconv_output_size
 from .filtering import as_image, as_kernel, check_mode
+from .loops import accumulate, padded_block, put_columns, row_tiles, run_tiles, scratch
 
 TCONV_METHODS = ("auto", "direct", "polyphase")
 
@@ -167,8 +168,6 @@ def _phases(out_len, kernel_len, stride, padding, dilation):
 
 def _polyphase(x, k, stride, padding, dilation, out_h, out_w, workers):
     """Each output phase as a correlation of the (zero-extended) input with its taps."""
-    from .loops import accumulate, padded_block, put_columns, row_tiles, run_tiles
-
     (sy, sx), (ph, pw), (dy, dx) = stride, padding, dilation
     x3 = x if x.ndim == 3 else x[:, :, None]
     channels = x3.shape[2]
@@ -209,7 +208,7 @@ def _polyphase(x, k, stride, padding, dilation, out_h, out_w, workers):
             if sx == 1:
                 accumulate(rows, views)
             else:
-                phase = np.empty((q1 - q0, cols, channels), dtype=np.float32)
+                phase = scratch("phase", (q1 - q0, cols, channels))
                 accumulate(phase, views)
                 put_columns(rows, phase, sx, b)
 
