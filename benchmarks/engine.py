@@ -59,6 +59,22 @@ def workloads():
         ("gauss7", "Gaussian 7x7 (sigma 1.5)", "filter", gaussian_kernel(7, 1.5).astype(np.float32), {}),
         ("gauss31", "Gaussian 31x31 (sigma 5)", "filter", gaussian_kernel(31, 5).astype(np.float32), {}),
         ("random5", "random 5x5", "filter", rng.normal(size=(5, 5)).astype(np.float32), {}),
+        # Padded: -p 1 / -p same, the common case on the command line (zeros padding, as the peers).
+        ("sobel-pad", "Sobel 3x3, padding 1", "filter", SOBEL, {"stride": 1, "padding": 1}),
+        (
+            "gauss7-pad",
+            "Gaussian 7x7, padding 3",
+            "filter",
+            gaussian_kernel(7, 1.5).astype(np.float32),
+            {"stride": 1, "padding": 3},
+        ),
+        (
+            "random5-pad",
+            "random 5x5, padding 2",
+            "filter",
+            np.random.default_rng(6).normal(size=(5, 5)).astype(np.float32),
+            {"stride": 1, "padding": 2},
+        ),
         (
             "stride2",
             "3x3, stride 2, padding 1",
