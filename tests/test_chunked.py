@@ -340,15 +340,22 @@ def test_unknown_output_and_missing_input(tmp_path):
 # ------------------------------------------------------------ the CLI hook
 
 
-def test_wants_chunked_threshold(tmp_path):
+def test_wants_chunked_threshold(tmp_path, monkeypatch):
     np.save(tmp_path / "in.npy", image((100, 100)))
     op, src = filter_op(), str(tmp_path / "in.npy")
     task = Task(0, src, str(tmp_path / "out.npy"))
-    # working set: 4 bytes x (2 x 10,000 input pixels (decoded, float) + 104 x 104 padded
-    # (same padding of a 5x5 kernel) + 2 x 10,000 output pixels (result, encoded)) + the
-    # 5x5 float32 kernel = 203,264 + 100 bytes
-    assert wants_chunked(op, task, RunOptions(max_memory=203_363))
-    assert not wants_chunked(op, task, RunOptions(max_memory=203_364))
+    monkeypatch.setattr("convcli.system.usable_cores", lambda: 2)  # the estimate counts threads
+    # The memory model of Operation.memory_estimate (README, "Limits and errors"), one channel:
+    # the run's fixed 16 MiB (16,777,216) + 12 bytes x 10,000 input pixels (as stored, and as
+    # float32) = 120,000 + 16 bytes x 10,000 output pixels (the result and the encoder's copies)
+    # = 160,000 + the two float32 copies of the 5x5 kernel = 200 + the work: the larger of the
+    # whole image (one 104x104 padded tile block three times over, two tiles, the kernel's
+    # copies and its SVD, a tuple per tap: 284,328) and the banded path (two threads, each a
+    # 68-row band of input floats and filter2d's work on it, and two 64-row bands of result
+    # each: 578,000) = 17,635,416 bytes.
+    assert op.memory_estimate((100, 100), 1) == 17_635_416
+    assert wants_chunked(op, task, RunOptions(max_memory=17_635_415))
+    assert not wants_chunked(op, task, RunOptions(max_memory=17_635_416))
     assert not wants_chunked(op, task, RunOptions(max_memory=None))
     assert not wants_chunked(op, Task(0, src, str(tmp_path / "out.png")), RunOptions(max_memory=1))
     forced = RunOptions()
@@ -360,7 +367,9 @@ def test_process_chunked_outcome(tmp_path):
     x = image((40, 30))
     np.save(tmp_path / "in.npy", x)
     task = Task(3, str(tmp_path / "in.npy"), str(tmp_path / "sub" / "out.npy"), make_folder=True)
-    outcome = process_chunked(filter_op(), task, RunOptions(max_memory=1))
+    # No limit: the default block (2048) holds the whole image.  (A limit of 1 byte, which
+    # used to force the smallest block, is now refused before any block is read.)
+    outcome = process_chunked(filter_op(), task, RunOptions())
     assert outcome.status == "done", outcome.line
     assert outcome.line.endswith("wrote " + task.output + " in 1 block")
     expected = process(filter_op(), Task(0, task.input, str(tmp_path / "mem.npy")), RunOptions())

@@ -189,7 +189,8 @@ def test_bad_images_fail_alone_and_bugs_become_failures(tmp_path, dask_address):
         broken, tasks_for(inputs[:1], tmp_path / "out2", broken), opts, dask_address, outcomes, Collect()
     )
     assert [o.status for o in outcomes] == ["failed"]
-    assert "failed on a Dask worker (KeyError" in outcomes[0].record["error"]
+    # process() turns the bug into the image's failure on the worker itself (one line, no retry)
+    assert "unexpected error (KeyError" in outcomes[0].record["error"]
     assert outcomes[0].line.startswith(f"convcli: error: input {inputs[0]!r}:")
 
 

@@ -190,7 +190,10 @@ def test_chunk_equals_in_memory(tmp_path, command):
 
 
 def test_over_max_memory_goes_in_chunks_and_the_limit_picks_the_block(tmp_path):
-    rgb_npy(tmp_path / "in.npy", shape=(300, 260, 3))
+    # The memory model counts the run's fixed 16 MiB, so the image and the limit are larger
+    # than they were (300x260 under 2M): in memory this image needs about 80 MiB, in blocks
+    # of a few hundred pixels under 64 MiB.
+    rgb_npy(tmp_path / "in.npy", shape=(900, 800, 3))
     result = convcli(
         "filter",
         tmp_path / "in.npy",
@@ -199,7 +202,7 @@ def test_over_max_memory_goes_in_chunks_and_the_limit_picks_the_block(tmp_path):
         "-o",
         tmp_path / "out.npy",
         "--max-memory",
-        "2M",
+        "64M",
         "--json",
     )
     assert result.returncode == 0, result.stderr
@@ -216,7 +219,7 @@ def test_over_max_memory_goes_in_chunks_and_the_limit_picks_the_block(tmp_path):
         "-o",
         tmp_path / "out.png",
         "--max-memory",
-        "2M",
+        "64M",
     )
     assert png.returncode == 2 and not (tmp_path / "out.png").exists()
     assert "(--max-memory); write .npy, .tif or .zarr to process it in chunks" in png.stderr

@@ -14,8 +14,11 @@ import click
 import typer
 
 from ..errors import ConvcliError
+from ..signals import Terminated, handling
+from .chain import CHAIN_COMMANDS, SEPARATOR, collecting, is_stage_form, merge_shared, split_stages
 from .commands import filter_command, pool_command, upsample_command
 from .options import JsonOpt, PresetsOpt
+from .shape_chain import shape_of_stages
 
 
 def _keep_argument_help() -> None:
@@ -42,9 +45,21 @@ class ConvcliGroup(typer.core.TyperGroup):
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
-            code = super().main(
-                args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra
-            )
+            with handling():  # SIGTERM and SIGHUP clean up and end the run as Ctrl-C does
+                args = list(sys.argv[1:] if args is None else args)
+                if args[:1] == ["shape"] and is_stage_form(args[2:]):
+                    typer.echo(shape_of_stages(args[1:], self))
+                    code = 0
+                elif args[:1] and args[0] in CHAIN_COMMANDS and SEPARATOR in args:
+                    code = self.run_chain(split_stages(args), prog_name=prog_name, **extra)
+                else:
+                    code = super().main(
+                        args=args,
+                        prog_name=prog_name,
+                        complete_var=complete_var,
+                        standalone_mode=False,
+                        **extra,
+                    )
             if isinstance(code, int) and code:  # a typer.Exit raised by a command
                 sys.exit(code)
         except ConvcliError as exc:
@@ -55,12 +70,35 @@ class ConvcliGroup(typer.core.TyperGroup):
             _fail(_usage_message(exc), exc.exit_code)
         except (click.Abort, KeyboardInterrupt):
             _fail("interrupted", 130)
+        except Terminated as exc:  # SIGTERM, SIGHUP: 128 + the signal's number
+            _fail(str(exc), exc.exit_code)
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
-        except BrokenPipeError:
-            sys.stderr.close()
-            sys.exit(1)
+        except OSError as exc:  # a report, a table or JSON written to a closed pipe or a full disk
+            _output_failed(exc)
         sys.exit(0)
+
+    def run_chain(self, stages, **extra):
+        """Parse each stage with its own command, then run them as one chain."""
+        from ..ops.chain import Chain
+        from .commands import run_operation
+
+        with collecting() as collected:
+            for position, stage in enumerate(stages, start=1):
+                code = super().main(args=stage, standalone_mode=False, **extra)
+                if len(collected.stages) < position:  # --help was printed: nothing to run
+                    return code
+        operations = [operation for operation, _ in collected.stages]
+        run_operation(Chain(operations), merge_shared(collected.stages))
+        return 0
+
+    def invoke(self, ctx):
+        # Typer turns a KeyboardInterrupt into a silent exit 130; as click.Abort it reaches main,
+        # which says "interrupted".  (A batch that was interrupted returns 130 after its summary.)
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            raise click.Abort() from exc
 
 
 def _usage_message(exc) -> str:
@@ -72,8 +110,24 @@ def _usage_message(exc) -> str:
 
 
 def _fail(message: str, code: int) -> None:
-    typer.echo(f"convcli: error: {message}", err=True)
+    try:
+        typer.echo(f"convcli: error: {message}", err=True)
+    except OSError:  # standard error is gone too: the exit code alone tells
+        from ..run.report import drop_stream
+
+        drop_stream(sys.stderr)
     sys.exit(code)
+
+
+def _output_failed(exc: OSError) -> None:
+    """An OSError that reached the top: standard output failing, in practice (a full disk; a
+    closed pipe Typer ends itself). One line and exit code 1, never a traceback."""
+    from ..run.report import stream_failed
+
+    if exc.filename is not None:
+        _fail(f"{str(exc.filename)!r}: {exc.strerror or exc}", 1)
+    error = stream_failed(exc, sys.stdout)
+    _fail(str(error), error.exit_code)
 
 
 app = typer.Typer(
@@ -136,16 +190,20 @@ def kernels_list(
 
     found = load_presets(presets)
     if json_out:
-        import json
+        from ..strict_json import dumps
 
         items = [p.build().to_json(with_matrix=True) | {"description": p.description} for p in found.values()]
-        typer.echo(json.dumps(items))
+        typer.echo(dumps(items))
         return
     from rich.console import Console
 
     console = Console()
     for preset in found.values():
         _print_kernel(console, preset)
+
+
+SHOW_TABLE_TAPS = 100 * 100  # kernels show draws a table of at most this many values
+SHOW_JSON_TAPS = 1 << 20  # and prints at most this many as JSON (PLAN_TAPS: all are made)
 
 
 @kernels_app.command("show")
@@ -163,11 +221,19 @@ def kernels_show(
     """Print one preset (or any kernel spec) with its matrix."""
     from ..engine.kernels import get_preset, parse_kernel
 
-    kern = parse_kernel(spec, presets_dir=ctx.obj)
+    # A kernel larger than PLAN_TAPS is only sized here, never made: too large to print anyway.
+    kern = parse_kernel(spec, presets_dir=ctx.obj, plan_only=True)
+    height, width = kern.size
+    limit = SHOW_JSON_TAPS if json_out else SHOW_TABLE_TAPS
+    if height * width > limit:
+        raise ConvcliError(
+            f"kernels show: a {width}x{height} kernel is too large to print (at most {limit:,} "
+            f"values{'' if json_out else ' as a table; --json prints more'})"
+        )
     if json_out:
-        import json
+        from ..strict_json import dumps
 
-        typer.echo(json.dumps(kern.to_json(with_matrix=True) | {"description": kern.description}))
+        typer.echo(dumps(kern.to_json(with_matrix=True) | {"description": kern.description}))
         return
     from rich.console import Console
 

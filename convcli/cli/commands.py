@@ -11,6 +11,7 @@ import typer
 from ..constants import DEPTHS, MODES, PAD_MODES, POOL_OPS, STREAM_FORMATS, VALUE_MAPS
 from ..errors import ConvcliError
 from ..geometry.sizes import parse_padding, parse_pair
+from .chain import collect
 from .options import (
     GEOMETRY,
     KERNEL,
@@ -53,12 +54,15 @@ ModeOpt = Annotated[
 
 
 def run_operation(operation, shared: SharedOptions) -> None:
-    """Run a built operation on the inputs (or on ``--matrix``), as the shared options say."""
-    from ..io.images import parse_bytes
+    """Run a built operation on the inputs (or on ``--matrix``), as the shared options say.
+
+    While a chain is being parsed (:func:`convcli.cli.chain.collecting`), the operation is
+    handed to the chain instead."""
+    if collect(operation, shared):
+        return
     from ..run.batch import run
     from ..run.chunked import dask_installed
     from ..run.tasks import RunOptions
-    from ..system import physical_memory
 
     if shared.value_map != "auto":
         operation.value_map = check_choice(shared.value_map, VALUE_MAPS[1:], "--map")
@@ -75,6 +79,8 @@ def run_operation(operation, shared: SharedOptions) -> None:
             at=shared.at,
             json_out=shared.json_out,
             quiet=shared.quiet,
+            reads=files_read(operation),
+            max_memory=memory_limit(shared),
         )
         return
     chunk = None
@@ -91,11 +97,7 @@ def run_operation(operation, shared: SharedOptions) -> None:
     check_choice(shared.stream_format, STREAM_FORMATS, "--format")
     if shared.depth is not None:
         check_choice(shared.depth, DEPTHS, "--depth")
-    if shared.max_memory is not None:
-        memory_limit = parse_bytes(shared.max_memory)
-    else:
-        total = physical_memory()
-        memory_limit = total // 2 if total else None
+    max_memory = memory_limit(shared)
     options = RunOptions(
         output=shared.output,
         template=shared.template,
@@ -108,16 +110,43 @@ def run_operation(operation, shared: SharedOptions) -> None:
         gray=shared.gray,
         depth=shared.depth,
         max_pixels=shared.max_pixels,
-        max_memory=memory_limit,
+        max_memory=max_memory,
         compress_level=shared.compress_level,
         json=shared.json_out,
         quiet=shared.quiet,
         chunk=chunk,
         scheduler=shared.scheduler,
+        reads=files_read(operation),
     )
     code = run(operation, shared.inputs, options)
     if code:
         raise typer.Exit(code)
+
+
+def memory_limit(shared: SharedOptions) -> int | None:
+    """``--max-memory`` in bytes, never more than the address-space limit (``ulimit -v``)
+    leaves; by default half the physical memory, or that room when it is less."""
+    from ..io.images import parse_bytes
+    from ..system import address_space_room, default_memory_limit
+
+    if shared.max_memory is None:
+        return default_memory_limit()
+    room = address_space_room()
+    limit = parse_bytes(shared.max_memory)
+    return limit if room is None else min(limit, room)
+
+
+def files_read(operation) -> tuple[tuple[str, str], ...]:
+    """The files an operation was made from, as ``(what, path)`` pairs: its kernel file or
+    preset file (a kernel's ``sources``), and those of every stage of a chain.  The run refuses
+    to write an output over any of them."""
+    found = []
+    kernel = getattr(operation, "kernel_info", None)
+    for path in getattr(kernel, "sources", ()):
+        found.append(("preset file" if kernel.source == "preset" else "kernel file", path))
+    for stage in getattr(operation, "stages", ()):
+        found.extend(files_read(stage))
+    return tuple(found)
 
 
 # ------------------------------------------------------------------- filter
@@ -173,7 +202,9 @@ def filter_command(
     operation = built(
         Filter,
         OPTION_NAMES,
-        kernel=parse_kernel(kernel, presets_dir=presets),
+        kernel=parse_kernel(
+            kernel, presets_dir=presets, max_bytes=memory_limit(shared), plan_only=shared.dry_run
+        ),
         stride=stride_hw,
         padding=padding_arg,
         dilation=dilation_hw,
@@ -344,7 +375,13 @@ def upsample_command(
     out_pad_hw = parse_pair(output_padding, "--output-padding", minimum=0)
     padding_hw = None if padding is None else parse_pair(padding, "--padding", minimum=0)
     scale = f"{stride_hw[1]}x{stride_hw[0]}"
-    kern = parse_kernel(kernel, presets_dir=presets, defaults={"factor": scale})
+    kern = parse_kernel(
+        kernel,
+        presets_dir=presets,
+        defaults={"factor": scale},
+        max_bytes=memory_limit(shared),
+        plan_only=shared.dry_run,
+    )
     operation = built(
         Upsample,
         OPTION_NAMES,

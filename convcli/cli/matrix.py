@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 from ..errors import ConvcliError
@@ -15,8 +16,8 @@ def load_matrix(spec: str):
 
     from ..engine.kernels import load_kernel_file, parse_matrix_text
 
-    path = Path(spec)
-    if ";" not in spec and (path.suffix.lower() in (".txt", ".csv", ".tsv", ".npy") or _is_file(path)):
+    path = matrix_file(spec)
+    if path is not None:
         if not path.exists():
             raise ConvcliError(f"--matrix: file {spec!r} does not exist")
         array = np.asarray(load_kernel_file(path), dtype=np.float64)
@@ -29,6 +30,14 @@ def load_matrix(spec: str):
     if not np.isfinite(array).all():
         raise ConvcliError(f"{where}: holds NaN or infinite values")
     return array.astype(np.float32)
+
+
+def matrix_file(spec: str) -> Path | None:
+    """The file a ``--matrix`` spec names, or None for an inline matrix."""
+    path = Path(spec)
+    if ";" not in spec and (path.suffix.lower() in (".txt", ".csv", ".tsv", ".npy") or _is_file(path)):
+        return path
+    return None
 
 
 def _is_file(path: Path) -> bool:
@@ -48,11 +57,31 @@ def parse_position(text: str | None) -> tuple[int, int]:
 
 
 def run_matrix(
-    operation, spec: str, *, output: str | None, explain: bool, at: str | None, json_out: bool, quiet: bool
+    operation,
+    spec: str,
+    *,
+    output: str | None,
+    explain: bool,
+    at: str | None,
+    json_out: bool,
+    quiet: bool,
+    reads: tuple[tuple[str, str], ...] = (),
+    max_memory: int | None = None,
 ) -> None:
-    from ..ops.explain import check_position, check_small
+    """Run ``operation`` on a small matrix; print it (a table or JSON), write it with ``output``.
 
+    ``reads``: the other files the run read, ``(what, path)`` (a kernel file): like the
+    ``--matrix`` file itself, never overwritten by ``output``.
+    """
+    from ..ops.explain import check_position, check_small
+    from ..run.plan import refuse_reads_as_outputs
+
+    if output is not None:
+        source = matrix_file(spec)
+        matrix_reads = [("--matrix file", str(source))] if source is not None else []
+        refuse_reads_as_outputs([output], [*matrix_reads, *reads])
     x = load_matrix(spec)
+    check_matrix_memory(operation, x.shape, max_memory, None if quiet else "json" if json_out else "table")
     position = parse_position(at)
     if explain:
         check_small(x.shape)
@@ -64,7 +93,7 @@ def run_matrix(
     if quiet:
         return
     if json_out:
-        import json
+        from ..strict_json import dumps
 
         record = {
             "input": "matrix",
@@ -83,9 +112,33 @@ def run_matrix(
                 "value": step.value,
                 "equation": step.equation,
             }
-        print(json.dumps(record))
+        try:
+            print(dumps(record), flush=True)
+        except OSError as exc:
+            from ..run.report import stream_failed
+
+            raise stream_failed(exc, sys.stdout) from None
         return
     render(operation, x, result, position, explain, output)
+
+
+# Printing a result: a value in a Python list and JSON text; a cell of Rich's table (measured
+# at 500-700 bytes).
+PRINT_BYTES = {"json": 64, "table": 1024}
+
+
+def check_matrix_memory(operation, shape, max_memory: int | None, printed: str | None) -> None:
+    """Refuse, before computing, a ``--matrix`` run whose working memory (the operation's
+    estimate, and the result printed as a table or JSON) would exceed ``--max-memory``."""
+    if max_memory is None:
+        return
+    out_h, out_w = operation.output_size(shape[:2])
+    need = operation.memory_estimate(shape[:2], 1) + PRINT_BYTES.get(printed, 0) * out_h * out_w
+    if need > max_memory:
+        raise ConvcliError(
+            f"--matrix: the {out_w}x{out_h} result needs about {need / 2**20:,.0f} MiB, over the "
+            f"limit of {max_memory / 2**20:,.0f} MiB (--max-memory)"
+        )
 
 
 def write_matrix(output: str, result) -> None:
@@ -129,10 +182,23 @@ def _table(grid, *, marked=(), highlight=None, row_labels=None, col_labels=None)
     return table
 
 
-def render(operation, x, result, position, explain, output) -> None:
+def _console():
+    """Rich's console, except that a closed standard output is an error of one line (exit code
+    1) where Rich would exit silently."""
     from rich.console import Console
 
-    console = Console(highlight=False)
+    class Reporting(Console):
+        def on_broken_pipe(self) -> None:
+            from ..run.report import stream_failed
+
+            self.quiet = True
+            raise stream_failed(BrokenPipeError(32, "Broken pipe"), sys.stdout)
+
+    return Reporting(highlight=False)
+
+
+def render(operation, x, result, position, explain, output) -> None:
+    console = _console()
     in_size, out_size = format_size(x.shape), format_size(result.shape)
     if explain:
         step = operation.explain(x, position)
@@ -154,6 +220,16 @@ def render(operation, x, result, position, explain, output) -> None:
         for line in operation.size_formula(x.shape):
             console.print(f"  {line}", markup=False)
     highlight = position if explain else None
+    stages = operation.stage_results(x)
+    for index, (stage, partial) in enumerate(stages[:-1], start=1):  # a chain: each stage's result
+        console.print(f"stage {index} ({stage.name}): {format_size(partial.shape)}", markup=False)
+        console.print(
+            _table(
+                partial.tolist(),
+                row_labels=[str(i) for i in range(partial.shape[0])],
+                col_labels=[str(j) for j in range(partial.shape[1])],
+            )
+        )
     console.print(f"output {out_size} (from {in_size})", markup=False)
     console.print(
         _table(
@@ -164,4 +240,6 @@ def render(operation, x, result, position, explain, output) -> None:
         )
     )
     if output is not None:
-        console.print(f"wrote {output}", markup=False)
+        from ..run.report import encodable
+
+        console.print(encodable(f"wrote {output}", console.file), markup=False)

@@ -11,11 +11,13 @@ No numpy or Pillow here: ``convcli --help`` imports this module.
 
 import functools
 import inspect
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
+from click.core import ParameterSource
 
 from ..constants import DEFAULT_MAX_PIXELS, DEPTHS, STREAM_FORMATS, VALUE_MAPS
 from ..errors import ConvcliError
@@ -107,6 +109,9 @@ class SharedOptions:
     matrix: str | None
     explain: bool
     at: str | None
+    # The options given on the command line (not defaulted), by field name: a chain takes
+    # each option from the stage that gave it.
+    given: frozenset = field(default=frozenset(), compare=False)
 
 
 def _option(name, annotation, default):
@@ -402,7 +407,8 @@ _SHARED = [
         None,
     ),
 ]
-assert [p.name for p in [_INPUTS, *_SHARED]] == [f.name for f in fields(SharedOptions)]
+SHARED_NAMES = [p.name for p in [_INPUTS, *_SHARED]]
+assert SHARED_NAMES == [f.name for f in fields(SharedOptions) if f.name != "given"]
 
 
 def image_command(func):
@@ -416,11 +422,16 @@ def image_command(func):
         for p in inspect.signature(func).parameters.values()
         if p.name != "shared"
     ]
-    names = [f.name for f in fields(SharedOptions)]
 
     @functools.wraps(func)
     def command(**kwargs):
-        shared = SharedOptions(**{name: kwargs.pop(name) for name in names})
+        context = click.get_current_context(silent=True)
+        given = frozenset(
+            name
+            for name in SHARED_NAMES
+            if context is not None and context.get_parameter_source(name) == ParameterSource.COMMANDLINE
+        )
+        shared = SharedOptions(**{name: kwargs.pop(name) for name in SHARED_NAMES}, given=given)
         return func(shared=shared, **kwargs)
 
     command.__signature__ = inspect.Signature([_INPUTS, *own, *_SHARED])

@@ -9,10 +9,11 @@ Typer command, which gives the usual help and errors.
 
 from __future__ import annotations
 
-import json
 import sys
 
 from ..errors import ConvcliError
+from ..strict_json import dumps
+from .chain import is_stage_form
 
 _VALUE_OPTIONS = {
     "-k": "kernel",
@@ -107,12 +108,14 @@ def run(
     stack = [parse_layer(text, position) for position, text in enumerate(layers, start=1)]
     results = run_stack(input_hw, stack)
     if json_out:
-        return json.dumps(to_json(input_hw, results))
+        return dumps(to_json(input_hw, results))
     return render(input_hw, results, explain)
 
 
 def fast_main(args: list[str]) -> int | None:
     """Run ``shape`` from its arguments; None when Typer should handle them instead."""
+    if is_stage_form(args[1:]):
+        return None  # image-command stages: parsed by the commands themselves (cli.shape_chain)
     options: dict = {}
     positional: list[str] = []
     items = iter(args)
@@ -147,7 +150,13 @@ def fast_main(args: list[str]) -> int | None:
         print(f"convcli: error: {exc}", file=sys.stderr)
         return exc.exit_code
     try:
-        print(text)
-    except BrokenPipeError:
+        print(text, flush=True)
+    except OSError as exc:  # a closed pipe, a full disk: one line (if stderr still takes it), exit 1
+        from ..run.report import drop_stream, stream_failed
+
+        try:
+            print(f"convcli: error: {stream_failed(exc, sys.stdout)}", file=sys.stderr)
+        except OSError:
+            drop_stream(sys.stderr)
         return 1
     return 0

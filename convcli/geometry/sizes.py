@@ -19,6 +19,23 @@ Pair = tuple[int, int]
 Sides = tuple[int, int, int, int]
 
 _PAIR_RE = re.compile(r"^\s*(\d+)\s*(?:[xX×]\s*(\d+)\s*)?$")
+# The largest value of any size, stride, padding, dilation, kernel side or output padding:
+# a signed 32-bit int, as PyTorch's sizes.  Larger values could only ask for more memory than
+# exists; checking the digits first keeps int() away from numbers thousands of digits long.
+MAX_VALUE = 2**31 - 1
+_MAX_DIGITS = len(str(MAX_VALUE))
+
+
+def quote(text: object, limit: int = 40) -> str:
+    """``repr(text)``, cut to about ``limit`` characters, for echoing user input in errors.
+
+    >>> quote("9" * 100)
+    "'99999999999999999999999999999999999999...' (100 characters)"
+    """
+    text = str(text)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[: limit - 2]!r}"[:-1] + f"...' ({len(text)} characters)"
 
 
 def parse_pair(text: str, option: str, *, minimum: int = 0) -> Pair:
@@ -60,11 +77,14 @@ def parse_pair(text: str, option: str, *, minimum: int = 0) -> Pair:
     """
     match = _PAIR_RE.match(str(text))
     if not match:
-        raise ConvcliError(f"{option}: expected N or WIDTHxHEIGHT (for example 3 or 2x1), got {text!r}")
+        raise ConvcliError(f"{option}: expected N or WIDTHxHEIGHT (for example 3 or 2x1), got {quote(text)}")
+    digits = [g.lstrip("0") for g in match.groups() if g is not None]
+    if any(len(d) > _MAX_DIGITS or int(d or 0) > MAX_VALUE for d in digits):
+        raise ConvcliError(f"{option}: values must be at most {MAX_VALUE:,} (2^31 - 1), got {quote(text)}")
     width = int(match.group(1))
     height = int(match.group(2)) if match.group(2) is not None else width
     if width < minimum or height < minimum:
-        raise ConvcliError(f"{option}: values must be at least {minimum}, got {text!r}")
+        raise ConvcliError(f"{option}: values must be at least {minimum}, got {quote(text)}")
     return height, width
 
 
@@ -151,9 +171,17 @@ def as_pair(value: int | tuple[int, int] | list[int], name: str, *, minimum: int
         pair = (int(value[0]), int(value[1]))
     else:
         raise ConvcliError(f"{name}: expected an integer or a (height, width) pair, got {value!r}")
-    if min(pair) < minimum:
-        raise ConvcliError(f"{name} must be at least {minimum}, got {format_pair(pair)}")
+    if min(pair) < minimum or max(pair) > MAX_VALUE:
+        shown = "x".join(_number_text(v) for v in ((pair[0],) if pair[0] == pair[1] else (pair[1], pair[0])))
+        if min(pair) < minimum:
+            raise ConvcliError(f"{name} must be at least {minimum}, got {shown}")
+        raise ConvcliError(f"{name} must be at most {MAX_VALUE:,} (2^31 - 1), got {quote(shown)}")
     return pair
+
+
+def _number_text(value: int) -> str:
+    """An int as text, or its size in bits when it is too long to print (or to convert)."""
+    return str(value) if value.bit_length() <= 256 else f"({value.bit_length()}-bit number)"
 
 
 def format_pair(pair: Pair) -> str:
@@ -362,8 +390,10 @@ def resolve_padding(
         sides = tuple(padding)
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in sides):
             raise ConvcliError(f"{name}: expected integers, got {padding!r}")
-        if min(sides) < 0:
-            raise ConvcliError(f"{name} must not be negative, got {padding!r}")
+        if min(sides) < 0 or max(sides) > MAX_VALUE:
+            shown = ", ".join(_number_text(v) for v in sides)
+            bound = "not be negative" if min(sides) < 0 else f"be at most {MAX_VALUE:,} (2^31 - 1)"
+            raise ConvcliError(f"{name} must {bound}, got {quote(shown)}")
         return sides  # type: ignore[return-value]
     ph, pw = as_pair(padding, name, minimum=0)
     return (ph, ph, pw, pw)
@@ -797,6 +827,7 @@ def tconv_output_size(
 
 
 __all__ = [
+    "MAX_VALUE",
     "PADDING_WORDS",
     "Pair",
     "Sides",
@@ -813,6 +844,7 @@ __all__ = [
     "pool_output_length",
     "pool_output_size",
     "pool_padding_after",
+    "quote",
     "resolve_padding",
     "same_padding",
     "scatter_rows",

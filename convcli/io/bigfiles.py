@@ -2,9 +2,10 @@
 
 Readers: :func:`open_source` opens an input as a :class:`Source`, which reads
 any region as float32 H x W x C with the values :func:`convcli.io.images.load_image`
-gives (``.npy`` and ``.zarr`` as stored; 8- and 16-bit TIFF divided by 255 and
-65535).  ``.npy`` and uncompressed TIFF are read through memory maps of the rows
-a block needs; compressed or tiled TIFF through tifffile's Zarr store.
+gives (``.npy`` and ``.zarr`` as stored; TIFF samples mapped by
+:func:`convcli.io.images.sample_scale`; NaN and infinity refused alike).  ``.npy``
+and uncompressed TIFF are read through memory maps of the rows a block needs;
+compressed or tiled TIFF through tifffile's Zarr store.
 
 Writers: :func:`write_npy`, :func:`write_zarr` and :func:`write_tiff` store a
 lazy dask result block by block; each output goes to a temporary name in the
@@ -18,13 +19,26 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ConvcliError, describe
 from ..geometry.sizes import as_pair
-from .images import atomic_file, choose_depth, temporary_name, to_float, to_samples
+from ..signals import committed, deferred
+from ..system import usable_cores
+from .images import (
+    atomic_file,
+    check_input_file,
+    check_values,
+    choose_depth,
+    quiet_tifffile_log,
+    sample_scale,
+    temporary_name,
+    to_float,
+    to_samples,
+)
 from .npy import read_npy_header
 
 CHUNK_INPUTS = (".npy", ".tif", ".tiff", ".zarr")
@@ -144,8 +158,8 @@ class Source:
             block = block[:, :, None]
         if self.alpha:
             block = block[:, :, :-1]
-        if self.check_finite and block.dtype.kind == "f" and not np.isfinite(block).all():
-            raise ConvcliError(f"input {self.name!r}: holds NaN or infinite values")
+        if self.check_finite:
+            check_values(block, f"input {self.name!r}")  # the rule load_image applies
         return to_float(block, self.scale, self.gray)
 
     def __getitem__(self, key):  # for dask.array.from_array: slices of rows and columns
@@ -190,6 +204,8 @@ def read_header(path):
     suffix, name = suffix_of(path), str(path)
     if not os.path.exists(path):
         raise ConvcliError(f"input {name!r}: no such file")
+    if suffix != ".zarr":
+        check_input_file(path)  # a FIFO named x.npy would block: refused unopened
     if suffix == ".npy":
         header = read_npy_header(path, name)
         return (*header.size, header.channels, header.dtype)
@@ -211,9 +227,12 @@ def open_source(path, *, chunk=DEFAULT_CHUNK, gray: bool = False) -> Source:
     """Open an ``.npy``, TIFF or ``.zarr`` input for chunked reading (see :class:`Source`).
 
     Values as :func:`convcli.io.images.load_image` gives them: ``.npy`` (and
-    ``.zarr``) as stored, converted to float32; 8- and 16-bit TIFF divided by
-    255 and 65535.  TIFF alpha (an extra sample marked as alpha) is split off
-    and not processed.  ``gray`` converts three or more channels to luma.
+    ``.zarr``) as stored, converted to float32; TIFF samples by
+    :func:`convcli.io.images.sample_scale` (uint8 / 255, int16 / 32767, floats as
+    stored, ...); NaN, infinity and floats beyond float32 refused as each block is
+    read (:func:`convcli.io.images.check_values`).  TIFF alpha (an extra sample
+    marked as alpha) is split off and not processed.  ``gray`` converts three or
+    more channels to luma.
     ``.npy`` and uncompressed TIFF are read through memory maps of the rows a
     block needs; compressed or tiled TIFF through tifffile's Zarr store.
     """
@@ -223,6 +242,8 @@ def open_source(path, *, chunk=DEFAULT_CHUNK, gray: bool = False) -> Source:
         raise ConvcliError(f"input {name!r}: chunked processing reads .npy, .tif, .tiff and .zarr")
     if not os.path.exists(path):
         raise ConvcliError(f"input {name!r}: no such file")
+    if suffix != ".zarr":
+        check_input_file(path)
     common = {"name": name, "gray": gray, "chunk": chunk}
     if suffix == ".npy":
         header = read_npy_header(path, name)
@@ -235,14 +256,7 @@ def open_source(path, *, chunk=DEFAULT_CHUNK, gray: bool = False) -> Source:
     if suffix == ".zarr":
         return Source(_open_zarr_array(path), depth="float", fmt="ZARR", **common)
     shape, dtype, layout = _tiff_layout(path)
-    depth, scale = {"u1": ("8", 255.0), "u2": ("16", 65535.0)}.get(
-        f"{dtype.kind}{dtype.itemsize}", ("float", 1.0)
-    )
-    if depth == "float" and dtype.kind != "f":
-        raise ConvcliError(
-            f"input {name!r}: TIFF samples of type {dtype} cannot be read in "
-            f"chunks (8-bit, 16-bit or float only)"
-        )
+    depth, scale = sample_scale(dtype, f"input {name!r}")  # the mapping load_image uses
     if layout["offset"] is not None:
         reader, closer = RawReader(path, layout["offset"], shape, dtype), None
     else:
@@ -258,7 +272,7 @@ def _tiff_layout(path):
     tifffile = _import_tifffile(f"input {str(path)!r}")
     name = str(path)
     try:
-        with tifffile.TiffFile(path) as tif:
+        with quiet_tifffile_log(), tifffile.TiffFile(path) as tif:
             page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
             series = tif.series[0]
             shape = tuple(series.shape)
@@ -269,6 +283,8 @@ def _tiff_layout(path):
                 len(tif.series[0].pages) == 1 and page.is_contiguous and not planar and page.is_memmappable
             )
             offset = int(page.dataoffsets[0]) if contiguous else None
+            # One tile or strip, decoded whole whenever a block touches it (and as read).
+            segment = 0 if contiguous else _segment_bytes(page, dtype)
     except ConvcliError:
         raise
     except Exception as exc:  # noqa: BLE001  (malformed files raise many kinds of errors)
@@ -279,7 +295,32 @@ def _tiff_layout(path):
             f"can be read in chunks (shape {shape})"
         )
     alpha = len(shape) == 3 and bool(extras) and extras[-1] in (1, 2)
-    return shape, dtype, {"offset": offset, "alpha": alpha}
+    return shape, dtype, {"offset": offset, "alpha": alpha, "segment": segment}
+
+
+def _segment_bytes(page, dtype) -> int:
+    """Bytes of one of a TIFF page's tiles or strips decoded, plus its stored bytes: a block
+    that touches it decodes it whole, however small the block."""
+    samples = int(page.samplesperpixel)
+    if page.is_tiled:
+        pixels = int(page.tilelength) * int(page.tilewidth) * max(1, int(getattr(page, "tiledepth", 1) or 1))
+    else:
+        pixels = min(int(page.rowsperstrip), int(page.imagelength)) * int(page.imagewidth)
+    stored = max((int(n) for n in page.databytecounts), default=0)
+    return pixels * samples * np.dtype(dtype).itemsize + stored
+
+
+def reader_buffer_bytes(path) -> int:
+    """Bytes the chunked reader of ``path`` decodes at once besides the block it reads: a
+    TIFF's tile or strip, a ``.zarr`` chunk (0 for ``.npy`` and uncompressed TIFF, read
+    through memory maps of the rows a block needs)."""
+    suffix = suffix_of(path)
+    if suffix in (".tif", ".tiff"):
+        return _tiff_layout(path)[2]["segment"]
+    if suffix == ".zarr":
+        array = _open_zarr_array(path)
+        return int(np.prod(array.chunks, dtype=np.int64)) * np.dtype(array.dtype).itemsize
+    return 0
 
 
 def _open_tiff_zarr(path):
@@ -291,7 +332,8 @@ def _open_tiff_zarr(path):
             f"zarr: pip install zarr"
         ) from None
     tifffile = _import_tifffile(f"input {str(path)!r}")
-    store = tifffile.imread(path, aszarr=True)
+    with quiet_tifffile_log():
+        store = tifffile.imread(path, aszarr=True)
     stored = zarr.open(store, mode="r")
     if not hasattr(stored, "shape"):  # a group (pyramid): its first level
         stored = stored[next(iter(stored.array_keys()))]
@@ -323,11 +365,30 @@ def _import_tifffile(where: str):
 # ------------------------------------------------------------------ writers
 
 
+@contextmanager
+def _own_threads(compute: dict):
+    """``compute`` on a thread pool of its own when it names dask's threaded scheduler, shut
+    down as the block ends.  After an exception (Ctrl-C, SIGTERM) the blocks already running
+    finish and the queued ones are dropped before the caller removes its temporary output, so
+    no thread writes into it afterwards (or makes a ``.zarr`` folder again)."""
+    if compute.get("scheduler") != "threads" or compute.get("pool") is not None:
+        yield compute
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = compute.get("num_workers") or usable_cores()
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="convcli-blocks")
+    try:
+        yield {**compute, "pool": pool}
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def write_npy(path, result, compute) -> None:
     import dask.array as da
 
     shape = result.shape[:2] if result.shape[2] == 1 else result.shape
-    with atomic_file(path) as tmp:
+    with atomic_file(path) as tmp, _own_threads(compute) as compute:
         target = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
         offset = target.offset
         del target  # the header is written; blocks are written through maps of their own rows
@@ -341,17 +402,23 @@ def write_zarr(path, result, compute) -> None:
     except ImportError:
         raise ConvcliError(f"output {str(path)!r}: .zarr needs zarr: pip install zarr") from None
     data = result[:, :, 0] if result.shape[2] == 1 else result
-    tmp = temporary_name(path)
-    os.unlink(tmp)  # a folder takes its name
-    old = None
+    tmp = old = None
     try:
-        data.to_zarr(tmp, compute=False).compute(**compute)
-        if os.path.exists(path):  # a folder cannot be renamed over a folder: move the old one aside
-            old = temporary_name(path)
-            os.unlink(old)  # the name only: the old folder moves there
-            os.replace(path, old)
-        os.replace(tmp, path)
+        with deferred():  # no signal between the name's making and its being kept here
+            tmp = temporary_name(path)
+            os.unlink(tmp)  # a folder takes its name
+        with _own_threads(compute) as compute:
+            data.to_zarr(tmp, compute=False).compute(**compute)
+        with deferred():  # the swap is never left halfway
+            if os.path.exists(path):  # a folder cannot be renamed over a folder: move the old one aside
+                old = temporary_name(path)
+                os.unlink(old)  # the name only: the old folder moves there
+                os.replace(path, old)
+            os.replace(tmp, path)
+            committed()
     except BaseException as exc:
+        if tmp is None:
+            raise
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None and not os.path.exists(path):
             os.replace(old, path)

@@ -1,8 +1,10 @@
 """Reading images into float arrays and writing results back, atomically.
 
-Pixels are read as float32 in H x W x C: 8-bit values divided by 255, 16-bit
-by 65535; float TIFFs and ``.npy`` arrays are taken as they are.  Alpha is split
-off on load (it is carried over, never filtered).
+Pixels are read as float32 in H x W x C by one mapping (:func:`sample_scale`):
+an integer sample over its type's largest value (uint8 / 255, uint16 / 65535,
+int16 / 32767, ...), floats and ``.npy`` arrays as they are; NaN and infinity
+are refused (:func:`check_values`).  Alpha is split off on load (it is carried
+over, never filtered).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from ..constants import DEFAULT_MAX_PIXELS, DEPTHS, VALUE_MAPS
 from ..constants import OUTPUT_FORMATS as FORMATS
 from ..errors import ConvcliError, describe
+from ..signals import committed, deferred
 from .npy import NPY_MAGIC
 
 if TYPE_CHECKING:
@@ -30,19 +33,74 @@ def parse_bytes(text: str, option: str = "--max-memory") -> int:
     """``512M``, ``4G``, ``1.5GiB``, ``1000000`` -> bytes (K/M/G/T are powers of 1024)."""
     import re
 
+    from ..geometry.sizes import quote
+
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", str(text), re.IGNORECASE)
-    if not match or float(match.group(1)) <= 0:
-        raise ConvcliError(f"{option}: expected a size such as 512M or 4G, got {text!r}")
+    if not match or len(match.group(1)) > 30 or float(match.group(1)) <= 0:
+        raise ConvcliError(f"{option}: expected a size such as 512M or 4G, got {quote(text)}")
     scale = 1024 ** " KMGT".index(match.group(2).upper() or " ")
-    return int(float(match.group(1)) * scale)
+    size = float(match.group(1)) * scale
+    if size > MAX_BYTES:
+        raise ConvcliError(f"{option}: at most {MAX_BYTES // 2**50:,} PiB, got {quote(text)}")
+    return int(size)
+
+
+MAX_BYTES = 2**60  # the largest --max-memory
+# Decoding with Pillow: its buffer (up to 4 bytes a pixel), a converted copy, the numpy copy.
+PILLOW_DECODE_BYTES = 12
 
 
 LUMA = (0.299, 0.587, 0.114)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def sample_scale(dtype, where: str) -> tuple[str, float]:
+    """The one mapping from an image file's samples to values, ``(depth, scale)``: a value is
+    ``stored / scale``.  The in-memory loader and the chunked reader both take it from here.
+
+    Integers are divided by their type's largest value, so 0 stays 0, the largest value is 1,
+    and signed types keep their sign (the smallest is a little below -1: -128/127 for int8):
+
+    >>> [sample_scale(t, "x")[1] for t in ("uint8", "uint16", "uint32", "int8", "int16", "int32")]
+    [255.0, 65535.0, 4294967295.0, 127.0, 32767.0, 2147483647.0]
+
+    Floats are taken as stored (scale 1); bool (a 1-bit image) is 0 or 1.  The depth is what an
+    output defaults to (:func:`choose_depth`): ``"8"`` and ``"16"`` for uint8 (and bool) and
+    uint16, ``"float"`` for every other type, whose values can be negative or finer than 16 bits.
+
+    >>> sample_scale("uint16", "x"), sample_scale("int8", "x"), sample_scale("float64", "x")
+    (('16', 65535.0), ('float', 127.0), ('float', 1.0))
+
+    Other types (complex, text) raise a ConvcliError naming ``where``.
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind == "b":
+        return "8", 1.0
+    if dtype.kind in "iu":
+        depth = {"u1": "8", "u2": "16"}.get(f"{dtype.kind}{dtype.itemsize}", "float")
+        return depth, float(np.iinfo(dtype).max)
+    if dtype.kind == "f":
+        return "float", 1.0
+    raise ConvcliError(f"{where}: samples of type {dtype} cannot be read (integers or floats only)")
+
+
+def check_values(stored, where: str) -> None:
+    """The one rule for stored values, in every input format (``.npy``, TIFF, ``.zarr``, in
+    memory or in chunks): NaN and infinity are refused, and so are finite values float32 cannot
+    hold (a float64 beyond about 3.4e38), with one line naming ``where``.  Integers always pass.
+    """
+    stored = np.asarray(stored)
+    if stored.dtype.kind != "f" or stored.size == 0:
+        return
+    if not np.isfinite(stored).all():
+        raise ConvcliError(f"{where}: holds NaN or infinite values")
+    if stored.dtype.itemsize > 4 and (stored.max() > FLOAT32_MAX or stored.min() < -FLOAT32_MAX):
+        raise ConvcliError(f"{where}: holds values beyond float32's range (about ±3.4e38)")
 
 
 def to_float(stored, scale: float, gray: bool):
-    """Stored pixels (H x W x C) as float32 values: divided by ``scale`` (255 or 65535 for
-    8/16-bit), and converted to one luma channel with ``gray`` when there are three or more."""
+    """Stored pixels (H x W x C) as float32 values: divided by ``scale`` (see :func:`sample_scale`),
+    and converted to one luma channel with ``gray`` when there are three or more."""
     part = np.asarray(stored, dtype=np.float32)
     if scale != 1:
         part *= np.float32(1.0 / scale)
@@ -53,15 +111,16 @@ def to_float(stored, scale: float, gray: bool):
 
 @dataclass
 class LoadedImage:
-    """Pixels as stored (uint8, uint16 or float32, H x W x C) and how to read them as floats.
+    """Pixels as stored (H x W x C: uint8, uint16, float32, or another integer or float type
+    from a TIFF) and how to read them as floats (``raw / scale``, see :func:`sample_scale`).
 
     ``data`` converts the whole image to float32 once; :meth:`rows` converts
     only some rows, so a banded pipeline never holds a float copy of the image.
     """
 
-    raw: object  # H x W x C array: uint8, uint16 or float32, alpha split off
-    scale: float  # raw / scale gives values in [0, 1] for 8/16-bit sources
-    alpha: object | None  # H x W uint8/uint16 alpha, or None
+    raw: object  # H x W x C array as stored (uint8, uint16, float32, ...), alpha split off
+    scale: float  # raw / scale gives the values (sample_scale: 255 for uint8, 32767 for int16, ...)
+    alpha: object | None  # H x W alpha as stored, or None
     depth: str  # "8", "16" or "float": what the source held
     format: str
     gray: bool = False  # convert to luma when read
@@ -87,16 +146,74 @@ class LoadedImage:
         return to_float(self.raw[index], self.scale, self.gray)
 
     def alpha_float(self):
-        return None if self.alpha is None else np.asarray(self.alpha, dtype=np.float32) / self.scale
+        if self.alpha is None:
+            return None
+        return np.clip(np.asarray(self.alpha, dtype=np.float32) / np.float32(self.scale), 0.0, 1.0)
 
 
-def _check_readable(path: Path) -> None:
-    if not path.exists():
-        raise ConvcliError(f"input {str(path)!r}: no such file")
-    if path.is_dir():
-        raise ConvcliError(f"input {str(path)!r}: is a folder, not an image file")
+def check_input_file(path) -> None:
+    """Refuse, with one line and without opening it, an input that is missing, a folder, not a
+    regular file (a FIFO or a device would block or never end; standard input is ``-``), or
+    unreadable."""
+    import stat
+
+    where = f"input {str(path)!r}"
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise ConvcliError(f"{where}: no such file") from None
+    except OSError as exc:
+        raise ConvcliError(f"{where}: cannot be read ({describe(exc)})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ConvcliError(f"{where}: is a folder, not an image file")
+    if not stat.S_ISREG(info.st_mode):
+        raise ConvcliError(
+            f"{where}: is not a regular file (a FIFO, device or socket); use - for standard input"
+        )
     if not os.access(path, os.R_OK):
-        raise ConvcliError(f"input {str(path)!r}: permission denied")
+        raise ConvcliError(f"{where}: permission denied")
+
+
+_check_readable = check_input_file
+
+
+def read_stdin(limit: int | None) -> bytes:
+    """All of standard input, read up to ``limit`` bytes and no further: a longer (or endless)
+    stream is refused with one line once ``limit`` is passed."""
+    stream = sys.stdin.buffer
+    if limit is None:
+        return stream.read()
+    chunks, total = [], 0
+    while True:
+        chunk = stream.read(min(1 << 20, limit + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > limit:
+            raise ConvcliError(
+                f"input '-': standard input holds more than {limit / 2**20:,.1f} MiB, over the limit "
+                f"for a stream (half of --max-memory: the stream and the image decoded from it)"
+            )
+    return b"".join(chunks)
+
+
+def check_pixels(height: int, width: int, max_pixels: int | None, where: str) -> None:
+    """Refuse an image of more than ``max_pixels`` pixels (``--max-pixels``), from its header."""
+    if max_pixels is not None and width * height > max_pixels:
+        raise ConvcliError(
+            f"{where}: {width}x{height} is {width * height:,} pixels, over the limit of "
+            f"{max_pixels:,} (--max-pixels)"
+        )
+
+
+def check_decoding(need: int, max_bytes: int | None, where: str) -> None:
+    """Refuse an image whose decoding needs more than ``max_bytes`` (``--max-memory``)."""
+    if max_bytes is not None and need > max_bytes:
+        raise ConvcliError(
+            f"{where}: decoding needs about {need / 2**20:,.0f} MiB, over the limit of "
+            f"{max_bytes / 2**20:,.0f} MiB (--max-memory)"
+        )
 
 
 STDIN = "-"
@@ -116,10 +233,8 @@ def load_npy(source, name: str):
         array = np.load(source, allow_pickle=False)
     except Exception as exc:  # a truncated file can raise almost anything
         raise ConvcliError(f"{where}: not a readable .npy array ({describe(exc)})") from None
-    array = array.astype(np.float32, copy=False)
-    if not np.isfinite(array).all():
-        raise ConvcliError(f"{where}: holds NaN or infinite values")
-    return array
+    check_values(array, where)  # before the cast, which would turn 1e300 into inf
+    return array.astype(np.float32, copy=False)
 
 
 def load_image(
@@ -128,13 +243,16 @@ def load_image(
     gray: bool = False,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     before_decode: Callable[[int, int, int], object] | None = None,
+    max_bytes: int | None = None,
 ) -> LoadedImage:
     """Load an image file or ``.npy`` array; see :class:`LoadedImage` for the float view.
 
-    The pixels are kept as stored (uint8, uint16 or float32, H x W x C); read as floats,
-    8-bit values are divided by 255 and 16-bit ones by 65535, while float TIFFs and ``.npy``
-    arrays are taken as they are.  Alpha is split off (it is carried over, never filtered).
-    EXIF orientation is applied.
+    The pixels are kept as stored (H x W x C); read as floats, an integer sample is divided
+    by its type's largest value (:func:`sample_scale`: uint8 / 255, uint16 / 65535, int16 /
+    32767, ...), while floats and ``.npy`` arrays are taken as they are.  TIFFs whose samples
+    Pillow does not decode as stored (int8, uint32, float64, 16-bit colour) are read with
+    tifffile.  Alpha is split off (it is carried over, never filtered).  EXIF orientation
+    is applied.
 
     Parameters
     ----------
@@ -147,11 +265,15 @@ def load_image(
         ``0.299 R + 0.587 G + 0.114 B``.  Default False.
     max_pixels : int or None, optional
         Refuse an image of more pixels than this, known from its header before decoding
-        (default 200 million); None for no limit.  Only Pillow's images are checked, not ``.npy``.
+        (default 200 million); None for no limit.  Every format is checked, ``.npy`` included.
     before_decode : callable, optional
         ``before_decode(height, width, channels)`` is called once the header is read and
-        before the pixels are decoded; it may raise to refuse the image.  (``.npy`` read from
-        standard input does not call it.)
+        before the pixels are decoded; it may raise to refuse the image.
+    max_bytes : int or None, optional
+        The memory loading may take (``--max-memory``; None: no limit).  Standard input is read
+        up to half of it and no further, and an image whose decoding needs more (the stream
+        and the decoded pixels; an ``.npy`` as stored and as float32) is refused before it is
+        decoded.
 
     Returns
     -------
@@ -165,7 +287,8 @@ def load_image(
     ------
     ConvcliError
         For a missing, unreadable or undecodable file, a folder, empty standard input, an
-        image over ``max_pixels``, or a ``.npy`` that is not a finite numeric 2-D or 3-D array.
+        image over ``max_pixels``, a ``.npy`` that is not a numeric 2-D or 3-D array, or
+        values NaN, infinite or beyond float32 (:func:`check_values`).
 
     Examples
     --------
@@ -191,13 +314,16 @@ def load_image(
     """
     import io
 
+    streamed = 0  # bytes of standard input held while decoding
     if str(path) == STDIN:
-        blob = sys.stdin.buffer.read()
+        blob = read_stdin(None if max_bytes is None else max_bytes // 2)
         name = "<stdin>"
         if not blob:
             raise ConvcliError("input '-': standard input is empty")
         source = io.BytesIO(blob)
         is_npy = blob.startswith(NPY_MAGIC)
+        streamed = len(blob)
+        del blob  # the stream is held by ``source`` alone, and freed with it
     else:
         path = Path(path)
         _check_readable(path)
@@ -205,24 +331,44 @@ def load_image(
         source = path
         is_npy = path.suffix.lower() == ".npy"
     if is_npy:
-        if before_decode is not None and source is path:
-            _check_npy_header(path, name, before_decode, gray)
+        _check_npy_header(source, name, before_decode, gray, max_pixels, max_bytes, streamed)
         data = load_npy(source, name)
         if data.ndim == 2:
             data = data[:, :, None]
         loaded = LoadedImage(data, 1.0, None, "float", "NPY")
     else:
+        if streamed and max_bytes is not None:  # the stream stays in memory while it is decoded
+            check = before_decode
+
+            def before_decode(height, width, channels):
+                need = streamed + PILLOW_DECODE_BYTES * height * width
+                check_decoding(need, max_bytes, f"input {name!r}")
+                if check is not None:
+                    check(height, width, channels)
+
         loaded = _load_with_pillow(source, name, max_pixels, before_decode, gray)
     loaded.gray = gray
     return loaded
 
 
-def _check_npy_header(path: Path, name: str, before_decode, gray: bool) -> None:
+def _check_npy_header(
+    source, name: str, before_decode, gray: bool, max_pixels, max_bytes, streamed: int
+) -> None:
+    """The limits on an ``.npy``, from its header: ``max_pixels``, and what loading takes (the
+    array as stored, its float32 copy, the finiteness mask; the stream it came in) within
+    ``max_bytes``; then ``before_decode``."""
     from .npy import read_npy_header
 
-    header = read_npy_header(path, name)
-    channels = 1 if gray and header.channels >= 3 else header.channels
-    before_decode(*header.size, channels)
+    header = read_npy_header(source, name)
+    if hasattr(source, "seek"):
+        source.seek(0)
+    where = f"input {name!r}"
+    height, width = header.size
+    check_pixels(height, width, max_pixels, where)
+    values = height * width * header.channels
+    check_decoding(streamed + values * (header.dtype.itemsize + 5), max_bytes, where)
+    if before_decode is not None:
+        before_decode(height, width, 1 if gray and header.channels >= 3 else header.channels)
 
 
 def _load_with_pillow(
@@ -234,8 +380,16 @@ def _load_with_pillow(
 
     where = f"input {name!r}"
     Image.MAX_IMAGE_PIXELS = None  # the limit is checked below, before decoding
+    tiff_type = None  # a TIFF's sample type, as its tags declare it
+    if _is_tiff(source):
+        tiff_type, exact = _tiff_sample_type(source)
+        if not exact:  # int8, uint32, float64, 16-bit RGB, ...: tifffile reads them as stored
+            return _load_with_tifffile(source, name, max_pixels, before_decode, gray, tiff_type)
     try:
         with warnings.catch_warnings():
+            # Pillow's notes on metadata it skips in a malformed file (corrupt EXIF, a tag past
+            # the end of the file) are harmless: the pixels decode, or decoding raises.
+            warnings.simplefilter("ignore", UserWarning)
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(source)
             width, height = image.size
@@ -248,7 +402,7 @@ def _load_with_pillow(
                 bands = [b for b in image.getbands() if b not in ("A", "a")] or ["L"]
                 before_decode(height, width, 1 if gray else min(len(bands), 3))
             image.load()
-            image = ImageOps.exif_transpose(image)
+            ImageOps.exif_transpose(image, in_place=True)  # a copy would lose image.format
     except ConvcliError:
         raise
     except UnidentifiedImageError:
@@ -258,12 +412,14 @@ def _load_with_pillow(
 
     fmt = image.format or "?"
     mode = image.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        pixels = np.asarray(image)
-        pixels = pixels.astype(np.uint16 if pixels.max(initial=0) <= 65535 else np.float32)
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N") or (mode == "I" and fmt in UINT16_IN_MODE_I):
+        pixels = np.asarray(image).astype(np.uint16)
         return LoadedImage(pixels[:, :, None], 65535.0, None, "16", fmt)
-    if mode == "F":
-        return LoadedImage(np.asarray(image, dtype=np.float32)[:, :, None], 1.0, None, "float", fmt)
+    if mode in ("I", "F"):  # Pillow's int32 and float32 modes
+        pixels = np.asarray(image)
+        depth, scale = sample_scale(tiff_type or pixels.dtype, where)  # TIFF int16 comes as int32
+        check_values(pixels, where)
+        return LoadedImage(pixels[:, :, None], scale, None, depth, fmt)
     if mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     elif mode in ("1", "L"):
@@ -284,25 +440,205 @@ def _load_with_pillow(
     return LoadedImage(pixels, 255.0, alpha, "8", fmt)
 
 
+# Formats whose 16-bit samples some Pillow versions open in mode "I" (int32) rather than "I;16".
+UINT16_IN_MODE_I = ("PNG", "PPM")
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
+
+
+def _is_tiff(source) -> bool:
+    if hasattr(source, "seek"):
+        start = source.tell()
+        head = source.read(4)
+        source.seek(start)
+    else:
+        with open(source, "rb") as handle:
+            head = handle.read(4)
+    return head in TIFF_MAGIC
+
+
+def _tiff_sample_type(source) -> tuple[str | None, bool]:
+    """A TIFF's sample type as its tags declare it (``"uint8"``, ``"int16"``, ``"float64"``; None
+    when Pillow cannot open the file), and whether Pillow decodes those samples exactly.
+
+    Pillow does for unsigned samples of 8 bits (or fewer) in its 8-bit modes, and for one
+    sample of uint16, int16, int32 or float32.  It does not for others: int8 comes as uint8,
+    uint32 as int32, 16-bit RGB is cut to 8 bits, float64 does not open.
+    """
+    import warnings
+
+    from PIL import Image
+
+    start = source.tell() if hasattr(source, "seek") else None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the decoding proper reports what matters
+            with Image.open(source) as image:  # closes the file it opened, not a caller's
+                mode, tags = image.mode, image.tag_v2
+                samples = int(tags.get(277, 1))
+                bits = int(max(tags.get(258, (1,)) or (1,)))
+                kinds = tuple(tags.get(339, (1,)) or (1,))
+    except Exception:  # noqa: BLE001  (not a TIFF Pillow can open: tifffile may)
+        return None, False
+    finally:
+        if start is not None:
+            source.seek(start)
+    kind = {2: "int", 3: "float", 5: "complex", 6: "complex"}.get(kinds[0], "uint")
+    width = next((n for n in (8, 16, 32, 64) if bits <= n), bits)
+    if kind == "complex":
+        width *= 2
+    name = f"{kind}{width}"
+    if name == "uint8":
+        return name, mode not in ("I", "F") and not mode.startswith("I;")
+    if name == "uint16":
+        return name, samples == 1 and mode.startswith("I;16")
+    return name, samples == 1 and (name, mode) in (("int16", "I"), ("int32", "I"), ("float32", "F"))
+
+
+def _load_with_tifffile(
+    source, name: str, max_pixels: int | None, before_decode, gray: bool, declared: str | None
+) -> LoadedImage:
+    """A TIFF whose samples Pillow does not decode as stored, read by tifffile: its first image,
+    values by :func:`sample_scale` as in the chunked reader, alpha (an extra sample marked as
+    alpha) split off, the Orientation tag applied as Pillow applies it."""
+    where = f"input {name!r}"
+    try:
+        import tifffile
+    except ImportError:
+        if declared is None:
+            raise ConvcliError(f"{where}: not an image file Pillow can read") from None
+        raise ConvcliError(
+            f"{where}: TIFF samples of type {declared} are read with tifffile: pip install tifffile"
+        ) from None
+    try:
+        with quiet_tifffile_log(), tifffile.TiffFile(source) as tif:
+            page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
+            if page.axes not in ("YX", "YXS", "SYX"):
+                raise ConvcliError(f"{where}: not one 2-D image (a TIFF of axes {page.axes})")
+            height, width = int(page.imagelength), int(page.imagewidth)
+            if height == 0 or width == 0:
+                raise ConvcliError(f"{where}: is empty ({width}x{height} pixels)")
+            extras = tuple(page.extrasamples or ())
+            alpha = page.samplesperpixel > 1 and bool(extras) and extras[-1] in (1, 2)
+            channels = page.samplesperpixel - alpha
+            if channels < 1:
+                raise ConvcliError(f"{where}: holds no samples per pixel")
+            check_pixels(height, width, max_pixels, where)
+            sample_scale(page.dtype, where)  # refuses complex samples before decoding
+            if before_decode is not None:
+                before_decode(height, width, 1 if gray and channels >= 3 else channels)
+            pixels = page.asarray()
+            if page.axes == "SYX":
+                pixels = np.moveaxis(pixels.reshape(page.samplesperpixel, height, width), 0, -1)
+            else:
+                pixels = pixels.reshape(height, width, page.samplesperpixel)
+            orientation = page.tags.valueof(274, 1)
+    except ConvcliError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (malformed files raise many kinds of errors)
+        raise ConvcliError(f"{where}: cannot be decoded ({describe(exc)})") from None
+    pixels = _orient(pixels.astype(pixels.dtype.newbyteorder("="), copy=False), orientation)
+    pixels = np.ascontiguousarray(pixels)
+    check_values(pixels, where)
+    depth, scale = sample_scale(pixels.dtype, where)
+    alpha_samples = pixels[:, :, -1] if alpha else None
+    return LoadedImage(pixels[:, :, :channels], scale, alpha_samples, depth, "TIFF")
+
+
+def _tiff_size(path) -> tuple[int, int] | None:
+    """``(height, width)`` of a TIFF's first image from tifffile, or None."""
+    if not _is_tiff(path):
+        return None
+    try:
+        import tifffile
+
+        with quiet_tifffile_log(), tifffile.TiffFile(path) as tif:
+            page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
+            return int(page.imagelength), int(page.imagewidth)
+    except Exception:  # noqa: BLE001  (no tifffile, or a file it cannot read either)
+        return None
+
+
+def _orient(pixels, orientation: int):
+    """H x W x C pixels turned upright by a TIFF/EXIF Orientation value, as Pillow's exif_transpose."""
+    turns = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.transpose(1, 0, 2),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: np.rot90(a, -1)[::-1],
+        8: lambda a: np.rot90(a, 1),
+    }
+    turn = turns.get(int(orientation))
+    return pixels if turn is None else turn(pixels)
+
+
+@contextmanager
+def quiet_tifffile_log():
+    """tifffile logs what it skips in a malformed file (a tag it cannot read) as warnings on
+    its logger; like Pillow's notes on skipped metadata they are harmless (the pixels decode,
+    or reading raises), so the records of this thread are dropped while the block runs."""
+    import logging
+    import threading
+
+    thread = threading.get_ident()
+    logger = logging.getLogger("tifffile")
+
+    def drop(record):
+        return record.thread != thread
+
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
+
+
+def read_layout(path, gray: bool = False) -> tuple[int, int, int]:
+    """``(height, width, channels)`` from the file header, without decoding pixels: what the
+    limits are checked on (channels as the loader counts them: alpha apart, one with ``gray``;
+    3 where the header does not say)."""
+    height, width = read_size(path)
+    if Path(path).suffix.lower() == ".npy":
+        from .npy import read_npy_header
+
+        channels = read_npy_header(path, str(path)).channels
+    else:
+        channels = 3
+        try:
+            from PIL import Image
+
+            with Image.open(path) as image:
+                bands = [b for b in image.getbands() if b not in ("A", "a")] or ["L"]
+                channels = min(len(bands), 3)  # as load_image counts them
+        except Exception:  # noqa: BLE001  (read_size opened it; tifffile may read what Pillow cannot)
+            pass
+    return height, width, 1 if gray and channels >= 3 else channels
+
+
 def read_size(path) -> tuple[int, int]:
     """``(height, width)`` from the file header, without decoding pixels."""
     path = Path(path)
     _check_readable(path)
     if path.suffix.lower() == ".npy":
-        try:
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
-        except Exception as exc:  # a malformed header can raise almost anything
-            raise ConvcliError(f"input {str(path)!r}: not a readable .npy array ({describe(exc)})") from None
-        if array.ndim not in (2, 3):
-            raise ConvcliError(f"input {str(path)!r}: must be H x W or H x W x C, got shape {array.shape}")
-        return int(array.shape[0]), int(array.shape[1])
+        from .npy import read_npy_header
+
+        return read_npy_header(path, str(path)).size
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
+    Image.MAX_IMAGE_PIXELS = None  # a header is no bomb: --max-pixels is convcli's own check
     try:
-        with Image.open(path) as image:
-            width, height = image.size
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # notes on metadata: only the size is read here
+            with Image.open(path) as image:
+                width, height = image.size
     except UnidentifiedImageError:
-        raise ConvcliError(f"input {str(path)!r}: not an image file Pillow can read") from None
+        size = _tiff_size(path)  # a TIFF Pillow cannot open (float64, int16 RGB) that load_image reads
+        if size is None:
+            raise ConvcliError(f"input {str(path)!r}: not an image file Pillow can read") from None
+        return size
     except Exception as exc:  # a malformed header can raise almost anything
         raise ConvcliError(f"input {str(path)!r}: cannot be read ({describe(exc)})") from None
     return height, width
@@ -493,11 +829,67 @@ def atomic_write(path, write) -> None:
 
 
 def temporary_name(path) -> str:
-    """A new, empty file beside ``path`` (``.NAME.XXXXXXXX.tmp``), to be renamed over it."""
+    """A new, empty file beside ``path`` (``.NAME.XXXXXXXX.tmp``), to be renamed over it.
+
+    The temporary name is 14 bytes longer than NAME; where that would pass the file system's
+    limit on a name (or on a whole path), NAME is shortened in it (``.NAM.XXXXXXXX.tmp``), so
+    that an output whose name fits always gets a temporary file that fits too.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    added = len(".") + len(".") + 8 + len(".tmp")  # mkstemp's 8 random characters
+    try:
+        name_max = os.pathconf(path.parent, "PC_NAME_MAX")
+        path_max = os.pathconf(path.parent, "PC_PATH_MAX")
+    except (OSError, ValueError, AttributeError):
+        name_max, path_max = 255, 4096
+    folder_bytes = len(os.fsencode(os.path.abspath(path.parent)))
+    budget = min(name_max - added, path_max - 1 - folder_bytes - 1 - added)
+    name = path.name
+    while name and len(os.fsencode(name)) > budget:
+        name = name[: max(0, min(len(name) - 1, budget))]
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     return tmp
+
+
+def remove_temporaries(outputs) -> None:
+    """Remove what writers of these outputs that were killed left behind: their temporary files
+    and ``.zarr`` folders (``.NAME.XXXXXXXX.tmp`` beside each output, NAME maybe shortened, see
+    :func:`temporary_name`).  One folder listing per output folder.  Only for outputs that no
+    live process is writing: a temporary being written is removed too.
+    """
+    import shutil
+
+    by_folder: dict[str, set[str]] = {}
+    for output in outputs:
+        output = Path(output)
+        by_folder.setdefault(str(output.parent), set()).add(output.name)
+    for folder, names in by_folder.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if not (entry.name.startswith(".") and entry.name.endswith(".tmp")):
+                continue
+            stem, _, random = entry.name[1:-4].rpartition(".")
+            if not (stem and random) or not any(_temporary_of(stem, random, name) for name in names):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)
+            except OSError:
+                pass
+
+
+def _temporary_of(stem: str, random: str, name: str) -> bool:
+    """Whether ``.STEM.RANDOM.tmp`` is a temporary of output ``name``: STEM is the name, or a long
+    name shortened by :func:`temporary_name` (then RANDOM is mkstemp's 8 characters)."""
+    if stem == name:
+        return True
+    return len(random) == 8 and len(os.fsencode(stem)) >= 64 and name.startswith(stem)
 
 
 @contextmanager
@@ -508,19 +900,27 @@ def atomic_file(path):
     A reader never sees a half-written file, and a failed write (a full disk,
     an exception, Ctrl-C) leaves the previous file, if any, untouched and no
     temporary file behind; an OSError becomes a ConvcliError naming ``path``.
+    SIGTERM and SIGHUP clean up as Ctrl-C does (see :mod:`convcli.signals`): no signal comes
+    between the file's making and its name being kept here, nor between the rename and its
+    being marked as written (an interrupted batch still reports it).
     """
-    tmp = temporary_name(path)
+    tmp = None
     try:
+        with deferred():
+            tmp = temporary_name(path)
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        with deferred():
+            os.replace(tmp, path)
+            committed()
     except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
         if isinstance(exc, OSError):
             raise ConvcliError(f"output {str(path)!r}: cannot be written ({describe(exc)})") from None
         raise

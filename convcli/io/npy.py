@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConvcliError, describe
+from ..geometry.sizes import MAX_VALUE
 
 NPY_MAGIC = b"\x93NUMPY"
 
@@ -36,7 +37,8 @@ def read_npy_header(source, name: str) -> NpyHeader:
     """The checked header of an ``.npy`` file (a path or a binary file object at its start).
 
     Refuses, naming ``name``: a malformed header, a dtype that is not numbers (objects,
-    strings: nothing is unpickled), a shape that is not H x W or H x W x C, an empty array.
+    strings: nothing is unpickled), a shape that is not H x W or H x W x C, an empty array,
+    a side over 2^31 - 1.
     """
     where = f"input {name!r}"
     handle = open(source, "rb") if not hasattr(source, "read") else source  # noqa: SIM115
@@ -59,4 +61,6 @@ def read_npy_header(source, name: str) -> NpyHeader:
         raise ConvcliError(f"{where}: must be H x W or H x W x C, got shape {tuple(shape)}")
     if 0 in shape:
         raise ConvcliError(f"{where}: is empty (shape {tuple(shape)})")
+    if max(shape) > MAX_VALUE:
+        raise ConvcliError(f"{where}: a side of {max(shape):,} is over {MAX_VALUE:,} (2^31 - 1)")
     return NpyHeader(tuple(int(n) for n in shape), dtype, bool(fortran), int(offset))

@@ -27,6 +27,16 @@ if TYPE_CHECKING:
     from .explain import Step
 
 FLOAT_BYTES = 4  # every intermediate is float32
+# The memory model (README, "Limits and errors"): bytes per input pixel and channel for the
+# decoded pixels as stored (up to 8 bytes a sample: a float64 .npy or TIFF) and their float32
+# copy; per output pixel and channel for the float32 result and up to three copies the encoder
+# makes (its samples, the image library's buffer, a standard-output buffer).
+INPUT_BYTES = 8 + FLOAT_BYTES
+OUTPUT_BYTES = 4 * FLOAT_BYTES
+VIEW_BYTES = 200  # a numpy view held in a Python list (the loops list a window's views)
+GRAPH_BYTES = 8192  # one block's tasks in a dask graph
+RUN_BYTES = 16 << 20  # a run's fixed costs: modules loaded on the way, thread stacks, small buffers
+TAP_BYTES = 200  # a kernel tap as a Python tuple in the loops' lists of taps
 OPERATIONS: dict[str, type[Operation]] = {}
 
 
@@ -65,6 +75,18 @@ class Operation(ABC):
         transposed convolution, the input rows that scatter into those outputs.
         """
 
+    def size_path(self, input_hw: Pair) -> list[Pair]:
+        """The size before and after each stage: ``[input, output]`` for one operation."""
+        return [tuple(input_hw), tuple(self.output_size(input_hw))]
+
+    def stage_results(self, matrix: np.ndarray) -> list[tuple[Operation, np.ndarray]]:
+        """``(stage, its result)`` for each stage, on a small 2-D matrix (``--matrix``)."""
+        return [(self, self.apply(matrix[:, :, None])[:, :, 0])]
+
+    def size_text(self, input_hw: Pair) -> str:
+        """``530x612 -> 528x610``, a size per stage, as the report lines write it."""
+        return " -> ".join(f"{width}x{height}" for height, width in self.size_path(input_hw))
+
     def padding_sides(self, input_hw: Pair) -> Sides:
         """The padding as ``(top, bottom, left, right)`` for this input (zeros if none)."""
         return (0, 0, 0, 0)
@@ -73,15 +95,30 @@ class Operation(ABC):
 
     def memory_estimate(self, input_hw: Pair, channels: int) -> int:
         """Bytes of working memory to run on one image held in memory, every allocation
-        counted: the decoded pixels and their float copy, the padded (or dilated) copy,
-        the kernel and its generation, the result and the encoder's buffer of it."""
+        counted from the sizes and parameters alone, before anything is allocated:
+
+        - the input: the decoded pixels as stored and their float32 copy (``INPUT_BYTES`` a
+          pixel and channel);
+        - the work: the operation's own temporaries (:meth:`work_bytes`: padded tiles and
+          bands on every thread, FFT buffers, the engine's lists of views and taps, the
+          kernel's per-call copies and factorisation);
+        - the output: the float32 result and the encoder's copies of it (``OUTPUT_BYTES``);
+        - the parameters: what the operation holds (:meth:`parameter_bytes`: its kernel).
+        """
         in_px = input_hw[0] * input_hw[1]
         out_h, out_w = self.output_size(input_hw)
-        out_px = out_h * out_w
         return (
-            FLOAT_BYTES * channels * (2 * in_px + self.work_pixels(input_hw) + 2 * out_px)
+            RUN_BYTES
+            + INPUT_BYTES * channels * in_px
+            + self.work_bytes(input_hw, channels)
+            + OUTPUT_BYTES * channels * out_h * out_w
             + self.parameter_bytes()
         )
+
+    def work_bytes(self, input_hw: Pair, channels: int) -> int:
+        """Bytes of the operation's own temporaries on one image (default: ``work_pixels``
+        float32 pixels per channel)."""
+        return FLOAT_BYTES * channels * self.work_pixels(input_hw)
 
     def work_pixels(self, input_hw: Pair) -> int:
         """Pixels per channel of the operation's own temporaries (a padded copy...)."""
@@ -91,6 +128,34 @@ class Operation(ABC):
     def parameter_bytes(self) -> int:
         """Bytes the parameters themselves hold (a kernel)."""
         return 0
+
+    def chunk_memory(self, input_hw: Pair, channels: int, chunk_hw: Pair) -> int:
+        """Bytes in flight when run in chunks of ``chunk_hw`` input pixels: on every thread two
+        blocks, each its padded input region (read, and as float32), the work on it and its
+        result; the dask graph; the parameters.  (The reader's own buffers, such as a TIFF's
+        tiles or strips, are the caller's to add.)"""
+        from ..system import usable_cores
+
+        out_h, out_w = self.output_size(input_hw)
+        block_out, region = [], []
+        for axis, out_len in enumerate((out_h, out_w)):
+            rows = max(1, min(out_len, -(-out_len * chunk_hw[axis] // input_hw[axis])))
+            lo, hi = self.input_rows(axis, 0, rows, input_hw)
+            block_out.append(rows)
+            region.append(max(1, hi - lo))
+        blocks = -(-out_h // block_out[0]) * -(-out_w // block_out[1])
+        region_px, out_px = region[0] * region[1], block_out[0] * block_out[1]
+        block = (
+            INPUT_BYTES * channels * region_px
+            + self.block_work_bytes(tuple(region), tuple(block_out), channels)
+            + 2 * FLOAT_BYTES * channels * out_px
+        )
+        return RUN_BYTES + 2 * usable_cores() * block + GRAPH_BYTES * blocks + self.parameter_bytes()
+
+    def block_work_bytes(self, region_hw: Pair, out_hw: Pair, channels: int) -> int:
+        """Bytes of the temporaries of one chunked block: ``region_hw`` input pixels (padding
+        included) giving ``out_hw`` (default: three float32 copies of the region)."""
+        return 3 * FLOAT_BYTES * channels * region_hw[0] * region_hw[1]
 
     # -------------------------------------------------------------- compute
 
@@ -124,3 +189,43 @@ class Operation(ABC):
     @abstractmethod
     def explain(self, matrix: np.ndarray, at: tuple[int, int]) -> Step:
         """One output value of a small 2-D matrix worked out term by term."""
+
+
+def tile_rows(out_h: int, out_w: int, channels: int) -> int:
+    """Output rows per tile of the engine's tiled loops (:func:`convcli.engine.loops.row_tiles`)."""
+    from ..engine.loops import TILE_ELEMENTS, TILE_ROWS_MIN
+
+    return max(1, min(out_h, max(TILE_ROWS_MIN, TILE_ELEMENTS // max(1, out_w * channels))))
+
+
+def busy_threads(jobs: int) -> int:
+    """Threads that work at once on ``jobs`` jobs: the usable cores, at most one a job."""
+    from ..system import usable_cores
+
+    return max(1, min(usable_cores(), jobs))
+
+
+def svd_bytes(height: int, width: int) -> int:
+    """Bytes numpy's SVD of a ``height`` x ``width`` float64 matrix takes (full matrices, as
+    :func:`convcli.engine.loops.separable_factors` computes it): U and V^T, LAPACK's copy and
+    workspace; measured on numpy 2 with OpenBLAS, with a margin."""
+    small = min(height, width)
+    return 16 * (height * height + width * width) + 16 * height * width + 40 * small * small + (64 << 10)
+
+
+class PlannedKernel:
+    """A kernel known by its size alone (``parse_kernel(..., plan_only=True)``, for
+    ``--dry-run``): enough for output sizes, reports and memory estimates, made of nothing.
+    Computing with it is refused."""
+
+    ndim = 2
+    nbytes = 0
+
+    def __init__(self, shape: Pair):
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.size = self.shape[0] * self.shape[1]
+
+    def __array__(self, *args, **kwargs):
+        from ..errors import ConvcliError
+
+        raise ConvcliError("kernel: sized for planning only (--dry-run), never made")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..engine.filtering import FFT_MIN_TAPS, as_kernel, check_mode, filter2d
+from ..engine.filtering import FFT_MIN_TAPS, as_kernel, check_mode, fast_length, filter2d
 from ..engine.kernels import Kernel
 from ..engine.loops import ordered_map
 from ..engine.padding import check_pad_mode, check_pad_sizes, pad_rows
+from ..errors import ConvcliError
 from ..geometry.sizes import (
     Pair,
     Sides,
@@ -19,9 +20,19 @@ from ..geometry.sizes import (
     window_rows,
 )
 from . import explain as ex
-from .base import Operation, register
+from .base import (
+    FLOAT_BYTES,
+    TAP_BYTES,
+    Operation,
+    PlannedKernel,
+    busy_threads,
+    register,
+    svd_bytes,
+    tile_rows,
+)
 
 BAND_ROWS = 64  # output rows per band of the streaming path
+FFT_CHANNEL_BYTES = 32  # per pixel of the FFT's shape: one channel's spectra and inverse in flight
 
 
 @register
@@ -54,7 +65,10 @@ class Filter(Operation):
         value_map: str | None = None,
     ):
         self.kernel_info = kernel if isinstance(kernel, Kernel) else None
-        self.kernel = as_kernel(kernel.matrix if isinstance(kernel, Kernel) else kernel)
+        if isinstance(kernel, Kernel) and kernel.matrix is None:  # sized only, for a dry run
+            self.kernel = PlannedKernel(kernel.size)
+        else:
+            self.kernel = as_kernel(kernel.matrix if isinstance(kernel, Kernel) else kernel)
         self.stride = as_pair(stride, "stride", minimum=1)
         self.dilation = as_pair(dilation, "dilation", minimum=1)
         self.pad_mode = check_pad_mode(pad_mode)
@@ -65,6 +79,8 @@ class Filter(Operation):
         self.value_map = value_map or self.default_value_map()
 
     def default_value_map(self) -> str:
+        if isinstance(self.kernel, PlannedKernel):
+            return "clip"
         total = float(np.abs(self.kernel).sum())
         return "abs" if abs(float(self.kernel.sum())) <= 1e-6 * total else "clip"
 
@@ -87,14 +103,67 @@ class Filter(Operation):
         lo, hi = window_rows(first, stop, self.stride[axis], self.extent[axis])
         return lo - before, hi - before
 
-    def work_pixels(self, input_hw: Pair) -> int:
-        padded = super().work_pixels(input_hw)
-        if np.count_nonzero(self.kernel) * self.stride[0] * self.stride[1] >= FFT_MIN_TAPS:
-            return 5 * padded  # the FFT path: float64 input and its complex spectrum
-        return padded
+    def taps(self) -> int:
+        """The kernel's non-zero taps (all of them for a kernel only sized)."""
+        if isinstance(self.kernel, PlannedKernel):
+            return self.kernel.size
+        return int(np.count_nonzero(self.kernel))
+
+    def work_bytes(self, input_hw: Pair, channels: int) -> int:
+        """The larger of the two ways an image is filtered: whole (:func:`filter2d` on the
+        image) and band by band (:meth:`bands`, up to two bands a thread in flight, each a
+        float copy of its input rows and filter2d's work on it)."""
+        out_h, out_w = self.output_size(input_hw)
+        sides = self.padding_sides(input_hw)
+        whole = self.call_bytes(input_hw, (out_h, out_w), sides, channels, None)
+        rows = min(out_h, BAND_ROWS)
+        band_in = ((rows - 1) * self.stride[0] + self.extent[0], input_hw[1])
+        band_sides = (0, 0, sides[2], sides[3])
+        band = FLOAT_BYTES * channels * band_in[0] * band_in[1] + self.call_bytes(
+            band_in, (rows, out_w), band_sides, channels, 1
+        )
+        threads = busy_threads(-(-out_h // rows))
+        banded = threads * band + 2 * threads * FLOAT_BYTES * channels * rows * out_w
+        return max(whole, banded)
+
+    def block_work_bytes(self, region_hw: Pair, out_hw: Pair, channels: int) -> int:
+        return self.call_bytes(region_hw, out_hw, (0, 0, 0, 0), channels, 1)
+
+    def call_bytes(self, in_hw: Pair, out_hw: Pair, sides, channels: int, threads: int | None) -> int:
+        """Bytes one :func:`filter2d` call allocates besides its input and result: the kernel's
+        float64 and float32 copies and its SVD (the separable check), then the larger of the
+        tiled path (on ``threads`` threads, None: every usable core, each a padded tile block,
+        its stride-phase copy, two tile-sized temporaries; a tuple per tap) and, for kernels
+        it may take, the FFT path (the padded copy, the dilated kernel and its spectrum, and
+        per channel in flight a float64 copy and the spectra)."""
+        height, width = self.kernel.shape
+        (sy, sx), (ey, ex) = self.stride, self.extent
+        out_h, out_w = out_hw
+        kernel = 72 * height * width + svd_bytes(height, width)
+        rows = tile_rows(out_h, out_w, channels)
+        block = ((rows - 1) * sy + ey) * ((out_w - 1) * sx + ex)
+        per_tile = FLOAT_BYTES * channels * (3 * block + 2 * rows * out_w)
+        jobs = -(-out_h // rows)
+        busy = busy_threads(jobs) if threads is None else min(threads, jobs)
+        taps = self.taps()
+        if taps < FFT_MIN_TAPS * sy * sx:  # tiled (a tuple per tap) or separable
+            return kernel + busy * per_tile + TAP_BYTES * taps
+        ph, pw = in_hw[0] + sides[0] + sides[1], in_hw[1] + sides[2] + sides[3]
+        fh, fw = fast_length(ph), fast_length(pw)
+        padded = FLOAT_BYTES * channels * ph * pw if any(sides) else 0
+        at_once = min(busy_threads(channels) if threads is None else threads, channels)
+        fft = (
+            padded
+            + 8 * ey * ex
+            + 16 * fh * (fw // 2 + 1)
+            + at_once * (8 * ph * pw + FFT_CHANNEL_BYTES * fh * fw)
+        )
+        return kernel + max(busy * per_tile, fft)  # separable, or the FFT
 
     def parameter_bytes(self) -> int:
-        return int(self.kernel.nbytes)
+        """The kernel as the operation holds it, and as its Kernel holds it (float32 both)."""
+        info = self.kernel_info.matrix if self.kernel_info is not None else None
+        return int(self.kernel.nbytes) + (int(info.nbytes) if info is not None else 0)
 
     def apply(self, data):
         return filter2d(
@@ -183,6 +252,29 @@ class Filter(Operation):
                 f"{side}: floor(({n} + {before} + {after} - {d}*({k}-1) - 1) / {s}) + 1 = {out[axis]}"
             )
         return lines
+
+    def as_layer(self):
+        """This filter as a ``convcli shape`` layer (``conv``), for sizes and receptive fields."""
+        from ..geometry.receptive import Layer
+
+        padding = self.padding
+        if isinstance(padding, str):
+            padding = "same" if padding.strip().lower() == "same" else (0, 0)
+        elif isinstance(padding, int):
+            padding = (padding, padding)
+        elif len(padding) == 4:
+            top, bottom, left, right = padding
+            if top != bottom or left != right:
+                raise ConvcliError("shape: a filter with uneven padding has no conv layer")
+            padding = (top, left)
+        return Layer(
+            "conv",
+            tuple(self.kernel.shape),
+            self.stride,
+            padding if isinstance(padding, str) else tuple(padding),
+            self.dilation,
+            text=f"filter {self.tag}",
+        )
 
     def explain(self, matrix, at):
         return ex.explain_filter(

@@ -19,7 +19,7 @@ from ..geometry.sizes import (
     window_rows,
 )
 from . import explain as ex
-from .base import Operation, register
+from .base import FLOAT_BYTES, VIEW_BYTES, Operation, busy_threads, register, tile_rows
 
 POOL_FILL = {"max": -np.inf, "min": np.inf, "mean": 0.0}  # what the padding holds
 
@@ -77,6 +77,27 @@ class Pool(Operation):
     def input_rows(self, axis: int, first: int, stop: int, input_hw: Pair) -> tuple[int, int]:
         lo, hi = window_rows(first, stop, self.stride[axis], self.extent[axis])
         return lo - self.padding[axis], hi - self.padding[axis]
+
+    def work_bytes(self, input_hw: Pair, channels: int) -> int:
+        """On every thread, one output tile's padded input block, its row and column
+        reductions and the list of the window's views; the mean's divisors."""
+        out_h, out_w = self.output_size(input_hw)
+        return self._tiles_bytes((out_h, out_w), channels, None) + 12 * out_h * out_w
+
+    def block_work_bytes(self, region_hw: Pair, out_hw: Pair, channels: int) -> int:
+        return self._tiles_bytes(out_hw, channels, 1) + 12 * out_hw[0] * out_hw[1]
+
+    def _tiles_bytes(self, out_hw: Pair, channels: int, threads: int | None) -> int:
+        out_h, out_w = out_hw
+        (sy, sx), (ey, ex), (kh, kw) = self.stride, self.extent, self.size
+        rows = tile_rows(out_h, out_w, channels)
+        span = (out_w - 1) * sx + ex
+        block = ((rows - 1) * sy + ey) * span
+        views = kh * kw if self.op == "mean" else kh + kw
+        # the padded block, and a temporary as large while its padding is filled
+        per_tile = FLOAT_BYTES * channels * (2 * block + 2 * rows * span) + VIEW_BYTES * views
+        jobs = -(-out_h // rows)
+        return (busy_threads(jobs) if threads is None else min(threads, jobs)) * per_tile
 
     def apply(self, data):
         return pool2d(
@@ -148,6 +169,20 @@ class Pool(Operation):
                 text += f" = {value}"
             lines.append(text)
         return lines
+
+    def as_layer(self):
+        """This pooling as a ``convcli shape`` layer (``pool``)."""
+        from ..geometry.receptive import Layer
+
+        return Layer(
+            "pool",
+            self.size,
+            self.stride,
+            self.padding,
+            self.dilation,
+            ceil_mode=self.ceil_mode,
+            text=f"pool {self.tag}",
+        )
 
     def explain(self, matrix, at):
         return ex.explain_pool(

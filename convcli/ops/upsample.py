@@ -17,7 +17,15 @@ from ..geometry.sizes import (
     tconv_output_size,
 )
 from . import explain as ex
-from .base import Operation, register
+from .base import (
+    FLOAT_BYTES,
+    TAP_BYTES,
+    Operation,
+    PlannedKernel,
+    busy_threads,
+    register,
+    tile_rows,
+)
 
 # Presets whose default padding makes the output exactly stride x the input.
 EXACT_SCALE_PRESETS = ("nearest", "bilinear")
@@ -60,7 +68,10 @@ class Upsample(Operation):
         value_map: str | None = None,
     ):
         self.kernel_info = kernel if isinstance(kernel, Kernel) else None
-        self.kernel = as_kernel(kernel.matrix if isinstance(kernel, Kernel) else kernel)
+        if isinstance(kernel, Kernel) and kernel.matrix is None:  # sized only, for a dry run
+            self.kernel = PlannedKernel(kernel.size)
+        else:
+            self.kernel = as_kernel(kernel.matrix if isinstance(kernel, Kernel) else kernel)
         self.stride = as_pair(stride, "stride", minimum=1)
         self.dilation = as_pair(dilation, "dilation", minimum=1)
         self.output_padding = as_pair(output_padding, "output-padding", minimum=0)
@@ -93,12 +104,39 @@ class Upsample(Operation):
             first, stop, input_hw[axis], self.stride[axis], self.padding[axis], self.extent[axis]
         )
 
-    def work_pixels(self, input_hw: Pair) -> int:
-        out_h, out_w = self.output_size(input_hw)
-        return out_h * out_w // (self.stride[0] * self.stride[1]) + 1  # one phase's temporary
+    def work_bytes(self, input_hw: Pair, channels: int) -> int:
+        return self._call_bytes(self.output_size(input_hw), channels, None)
+
+    def block_work_bytes(self, region_hw: Pair, out_hw: Pair, channels: int) -> int:
+        # A block is the transposed convolution of its rows, uncropped, then placed.
+        full = tuple((n - 1) * s + e for n, s, e in zip(region_hw, self.stride, self.extent))
+        return self._call_bytes(full, channels, 1) + FLOAT_BYTES * channels * full[0] * full[1]
+
+    def _call_bytes(self, out_hw: Pair, channels: int, threads: int | None) -> int:
+        """What one :func:`conv_transpose2d` call allocates besides its input and result: the
+        kernel's copies and its taps as Python tuples (a list per phase, and per job the taps
+        of its row phase), the list of jobs, and on every thread a zero-extended input block
+        and one column phase's accumulator."""
+        out_h, out_w = out_hw
+        (sy, sx), (ey, ex) = self.stride, self.extent
+        height, width = self.kernel.shape
+        if isinstance(self.kernel, PlannedKernel):
+            taps = height * width
+        else:
+            taps = int(np.count_nonzero(self.kernel))
+        phase_rows, phase_cols = -(-out_h // sy), -(-out_w // sx)
+        rows = tile_rows(phase_rows, out_w, channels)
+        jobs = min(sy, out_h) * (-(-phase_rows // rows))
+        block = (rows + (ey - 1) // sy + 1) * (phase_cols + (ex - 1) // sx + 1)
+        # the zero-extended block (and a temporary as large while it is filled), an accumulator
+        per_job = FLOAT_BYTES * channels * (2 * block + rows * phase_cols) + 8 * (taps // sy + height)
+        busy = busy_threads(jobs) if threads is None else min(threads, jobs)
+        return 24 * height * width + TAP_BYTES * taps + 100 * jobs + busy * per_job
 
     def parameter_bytes(self) -> int:
-        return int(self.kernel.nbytes)
+        """The kernel as the operation holds it, and as its Kernel holds it (float32 both)."""
+        info = self.kernel_info.matrix if self.kernel_info is not None else None
+        return int(self.kernel.nbytes) + (int(info.nbytes) if info is not None else 0)
 
     def apply(self, data):
         return conv_transpose2d(
@@ -158,6 +196,20 @@ class Upsample(Operation):
             p, op, d = self.padding[axis], self.output_padding[axis], self.dilation[axis]
             lines.append(f"{side}: ({n} - 1)*{s} - 2*{p} + {d}*({k}-1) + {op} + 1 = {out[axis]}")
         return lines
+
+    def as_layer(self):
+        """This upsampling as a ``convcli shape`` layer (``tconv``)."""
+        from ..geometry.receptive import Layer
+
+        return Layer(
+            "tconv",
+            tuple(self.kernel.shape),
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.output_padding,
+            text=f"upsample {self.tag}",
+        )
 
     def explain(self, matrix, at):
         return ex.explain_transposed(

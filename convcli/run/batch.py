@@ -9,22 +9,29 @@ input order.
 
 from __future__ import annotations
 
+import os
 import time
 
 from ..errors import ConvcliError
+from ..io.images import remove_temporaries
 from ..ops.base import Operation
+from ..signals import (
+    Terminated,
+    blocked,
+    deferred,
+    exit_code,
+    image_scope,
+    interruptible,
+    start_worker,
+    stop_in,
+)
 from ..system import usable_cores
 from .plan import expand_inputs, plan_outputs, skip_or_plan
 from .process import process
 from .report import Reporter
 from .tasks import STDOUT, Outcome, RunOptions, Task
 
-
-def _ignore_sigint() -> None:
-    import signal
-
-    # Workers finish the image they hold; the parent decides when to stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+ABORT_GRACE = 2.0  # seconds the workers have to drop their images before they are killed
 
 
 def run(op: Operation, inputs: list[str], opts: RunOptions) -> int:
@@ -42,7 +49,7 @@ def run(op: Operation, inputs: list[str], opts: RunOptions) -> int:
         else:
             outcomes.append(decided)
 
-    interrupted = False
+    interrupted: BaseException | None = None
     jobs = max(1, min(opts.jobs or usable_cores(), len(pending)))
     with report:
         for outcome in sorted(outcomes, key=lambda o: o.task.index):
@@ -54,30 +61,70 @@ def run(op: Operation, inputs: list[str], opts: RunOptions) -> int:
                 run_on_cluster(op, pending, opts, opts.scheduler, outcomes, report)
             elif jobs == 1 or not batch:
                 for task in pending:
-                    outcome = process(op, task, opts)
-                    outcomes.append(outcome)
-                    report.add(outcome)
+                    with image_scope():  # a signal after the write waits for the report
+                        outcome = process(op, task, opts)
+                        outcomes.append(outcome)
+                        report.add(outcome)
                     if outcome.status == "failed" and opts.fail_fast:
                         break
             else:
                 _run_pool(op, pending, opts, jobs, outcomes, report)
-        except KeyboardInterrupt:
-            interrupted = True
+        except (KeyboardInterrupt, Terminated) as exc:  # Ctrl-C, SIGTERM, SIGHUP
+            interrupted = exc
+        except Exception as exc:
+            interrupted = stop_in(exc)  # one Python wrapped (a RuntimeError while a class is made)
+            if interrupted is None:
+                raise
         report.flush_all()
 
     counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed", "planned")}
-    if batch or interrupted:
-        report.summary(counts, time.monotonic() - started, interrupted, len(tasks))
-    if interrupted:
-        return 130
+    if batch or interrupted is not None:
+        report.summary(counts, time.monotonic() - started, interrupted is not None, len(tasks))
+    if interrupted is not None:
+        return exit_code(interrupted)  # 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP
     if not batch and counts["failed"]:
         # A single image: its error is a usage error, as for any bad option.
         first = next(o for o in outcomes if o.status == "failed")
-        raise ConvcliError(first.record["error"])
+        raise ConvcliError(first.record["error"], first.exit_code)
     return 1 if counts["failed"] else 0
 
 
 def _run_pool(op, pending, opts, jobs, outcomes, report) -> None:
+    """Run ``pending`` on ``jobs`` worker processes, reporting as images finish.
+
+    Ctrl-C: the images in hand finish whole and are reported, nothing else starts; a second
+    Ctrl-C stops them at once (as SIGTERM does).  SIGTERM or SIGHUP (to this process, or to its
+    whole process group): the workers drop the images in hand, each removing its temporary
+    file, and the images already written are reported.  See :mod:`convcli.signals`.
+    """
+    import concurrent.futures as cf
+
+    executor, futures = None, {}
+    try:
+        with deferred():  # a signal while the pool starts waits until it has started
+            executor = _start_pool(jobs)
+            with blocked():  # (for the spawn method, which starts the workers as tasks come)
+                for task in pending:
+                    futures[executor.submit(_work, op, task, opts)] = task
+        for future in cf.as_completed(futures):
+            with deferred():  # recorded and reported together
+                outcome = future.result()
+                outcomes.append(outcome)
+                report.add(outcome)
+            if outcome.status == "failed" and opts.fail_fast:
+                break
+    except BaseException as exc:
+        if executor is not None:
+            if isinstance(stop_in(exc), KeyboardInterrupt):
+                _finish_running(executor, futures, outcomes, report, stopping=True)
+            else:  # SIGTERM, SIGHUP, or an error here: the workers stop now too
+                _abort(executor, futures, outcomes, report)
+        raise
+    _finish_running(executor, futures, outcomes, report, stopping=False)
+
+
+def _start_pool(jobs: int):
+    """A process pool of ``jobs`` workers whose signals are handled (:func:`_work`)."""
     import concurrent.futures as cf
     import multiprocessing
 
@@ -85,32 +132,93 @@ def _run_pool(op, pending, opts, jobs, outcomes, report) -> None:
     # process can deadlock.  The fork server preloads numpy and Pillow once.
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["convcli.run.process", "numpy", "PIL.Image"])
+        context.set_forkserver_preload(["convcli.run.batch", "numpy", "PIL.Image"])
     else:
         context = multiprocessing.get_context("spawn")
-    executor = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_ignore_sigint)
-    futures = {}
+    # The helper processes are started now, with the stop signals blocked, and inherit that: a
+    # signal to the whole process group (Ctrl-C, kill -TERM -PGID) cannot catch one while Python
+    # starts or the fork server imports numpy, and the fork server keeps them blocked for good
+    # (it ends when this process does).  Workers, forked from it, unblock them once their
+    # handlers are in place (start_worker).  The resource tracker first: it unblocks SIGINT and
+    # SIGTERM in this thread after starting.
+    if os.name == "posix":
+        from multiprocessing import resource_tracker
+
+        with blocked():
+            resource_tracker.ensure_running()
+    with blocked():
+        if context.get_start_method() == "forkserver":
+            from multiprocessing import forkserver
+
+            forkserver.ensure_running()
+        return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=start_worker)
+
+
+def _work(op, task, opts) -> Outcome:
+    """In a worker: :func:`convcli.run.process.process` within an image scope, so that SIGTERM or
+    SIGHUP drops the image unless it is written already (then it goes back to be reported)."""
+    with image_scope(raise_at_end=False):
+        try:
+            return process(op, task, opts)
+        except Exception as exc:
+            stop = stop_in(exc)  # a Terminated Python wrapped (importing dask, say) goes back as one
+            if stop is None:
+                raise
+            raise stop from None
+
+
+def _finish_running(executor, futures, outcomes, report, *, stopping: bool) -> None:
+    """Cancel what has not started; let running images finish whole, and record them.
+
+    A second Ctrl-C, SIGTERM or SIGHUP while they run stops them now (:func:`_abort`).
+    """
+    import concurrent.futures as cf
+
+    running = [future for future in futures if not future.cancel()]  # cancels those not taken
     try:
-        for task in pending:
-            futures[executor.submit(process, op, task, opts)] = task
-        for future in cf.as_completed(futures):
-            outcome = future.result()
-            outcomes.append(outcome)
-            report.add(outcome)
-            if outcome.status == "failed" and opts.fail_fast:
-                break
-    except KeyboardInterrupt:
-        _finish_running(executor, futures, outcomes, report)
+        with interruptible():
+            cf.wait(running)
+            executor.shutdown(wait=True, cancel_futures=True)
+    except (KeyboardInterrupt, Terminated):
+        _abort(executor, futures, outcomes, report)
         raise
-    _finish_running(executor, futures, outcomes, report)
+    _record_finished(futures, outcomes, report, stopping=stopping)
 
 
-def _finish_running(executor, futures, outcomes, report) -> None:
-    """Cancel what has not started; let running images finish whole, and record them."""
+def _abort(executor, futures, outcomes, report) -> None:
+    """Stop now: cancel what has not started, tell each worker to drop its image (SIGTERM: it
+    removes its temporary file), and record the images written before.  A worker that has not
+    stopped after ABORT_GRACE seconds is killed, and what it left beside its output removed."""
+    import concurrent.futures as cf
+
+    running = [future for future in futures if not future.cancel()]
+    processes = list((getattr(executor, "_processes", None) or {}).values())
+    for worker in processes:
+        try:
+            worker.terminate()  # SIGTERM; a worker's own handler drops its image
+        except (OSError, ValueError):
+            pass  # gone already
+    _, stuck = cf.wait(running, timeout=ABORT_GRACE)
+    if stuck:
+        for worker in processes:
+            try:
+                worker.kill()
+            except (OSError, ValueError):
+                pass
     executor.shutdown(wait=True, cancel_futures=True)
-    done_tasks = {o.task.index for o in outcomes}
+    if stuck:
+        remove_temporaries(futures[future].output for future in stuck)
+    _record_finished(futures, outcomes, report, stopping=True)
+
+
+def _record_finished(futures, outcomes, report, *, stopping: bool) -> None:
+    """Report the images that finished and were not reported yet.  Once the batch is stopping,
+    an image stopped midway (or lost with its worker) is not reported: nothing of it was written."""
+    recorded = {o.task.index for o in outcomes}
     for future, task in futures.items():
-        if task.index in done_tasks or future.cancelled() or not future.done():
+        if task.index in recorded or future.cancelled() or not future.done():
+            continue
+        if future.exception() is not None and stopping:
             continue
         outcome = future.result()
         outcomes.append(outcome)

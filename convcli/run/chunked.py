@@ -17,20 +17,22 @@ from __future__ import annotations
 import importlib.util
 
 from ..errors import ConvcliError
-from ..geometry.sizes import as_pair, format_size, size_json
+from ..geometry.sizes import as_pair, size_json
 from ..io.bigfiles import (
     CHUNK_INPUTS,
     CHUNK_OUTPUTS,
     DEFAULT_CHUNK,
     MISSING_EXTRA,
+    TILE,
     open_source,
     read_header,
+    reader_buffer_bytes,
     suffix_of,
     write_npy,
     write_tiff,
     write_zarr,
 )
-from ..io.images import check_output_folder
+from ..io.images import check_output_folder, check_pixels
 from ..ops.base import Operation
 from ..system import usable_cores
 from .tasks import STDIN, STDOUT, Outcome, RunOptions, Task, failed, make_output_folder
@@ -153,20 +155,50 @@ def auto_chunk(channels: int, max_memory: int | None) -> int:
     return max(64, min(DEFAULT_CHUNK, side // 64 * 64))
 
 
+def check_chunked_limits(op: Operation, task: Task, opts: RunOptions, size, channels: int):
+    """The block side for this image in chunks (``--chunk``, or the largest multiple of 64 up
+    to :func:`auto_chunk`'s that fits ``--max-memory``), after refusing, before a block is read,
+    an image over ``--max-pixels`` (every format: a small file may declare any size) or one
+    whose run would take more than ``--max-memory`` even in blocks of 64: the operation's
+    blocks in flight (:meth:`Operation.chunk_memory`), the reader's tiles or strips (a TIFF's,
+    decoded whole by any block that touches them; two a thread) and, for a TIFF output, a
+    full-width band of result rows and its samples."""
+    height, width = size
+    check_pixels(height, width, opts.max_pixels, f"input {task.input!r}")
+    if opts.max_memory is None:
+        return opts.chunk or DEFAULT_CHUNK
+    segment = reader_buffer_bytes(task.input)
+    tiff_out = suffix_of(task.output) in (".tif", ".tiff")
+    out_h, out_w = op.output_size((height, width))
+
+    def need(chunk_hw) -> int:
+        total = op.chunk_memory((height, width), channels, chunk_hw) + 2 * usable_cores() * segment
+        if tiff_out:
+            rows = max(1, min(out_h, -(-out_h * chunk_hw[0] // height)))
+            total += 3 * 4 * channels * out_w * (rows + TILE)
+        return total
+
+    sides = [opts.chunk] if opts.chunk else range(auto_chunk(channels, opts.max_memory), 63, -64)
+    for side in sides:
+        chunk_hw = as_pair(side, "chunk", minimum=1)
+        bytes_needed = need(chunk_hw)
+        if bytes_needed <= opts.max_memory:
+            return side
+    extra = f"; one tile or strip of the TIFF is {segment / 2**20:,.0f} MiB" if segment >= 2**20 else ""
+    raise ConvcliError(
+        f"input {task.input!r}: {width}x{height} in chunks of {chunk_hw[1]}x{chunk_hw[0]} needs "
+        f"about {bytes_needed / 2**20:,.0f} MiB, over the limit of {opts.max_memory / 2**20:,.0f} MiB "
+        f"(--max-memory){extra}"
+    )
+
+
 def process_chunked(op: Operation, task: Task, opts: RunOptions) -> Outcome:
     """:func:`convcli.run.process.process` for one huge image: an Outcome, never raising
     for a bad image."""
     try:
         make_output_folder(task)
         height, width, channels, _ = read_header(task.input)
-        max_pixels = opts.max_pixels
-        if suffix_of(task.input) in (".tif", ".tiff") and max_pixels and height * width > max_pixels:
-            # As for every decoded format: a small compressed file may declare a huge image.
-            raise ConvcliError(
-                f"input {task.input!r}: {width}x{height} is {width * height:,} pixels, "
-                f"over the limit of {max_pixels:,} (--max-pixels)"
-            )
-        chunk = opts.chunk or auto_chunk(channels, opts.max_memory)
+        chunk = check_chunked_limits(op, task, opts, (height, width), channels)
         record = process_huge(op, task.input, task.output, chunk=chunk, gray=opts.gray, depth=opts.depth)
     except ConvcliError as exc:
         return failed(task, str(exc))
@@ -174,11 +206,10 @@ def process_chunked(op: Operation, task: Task, opts: RunOptions) -> Outcome:
         return failed(task, f"input {task.input!r}: not enough memory for this image")
     record["input"], record["output"] = task.input, task.output
     size_in = (record["input_size"]["height"], record["input_size"]["width"])
-    size_out = (record["output_size"]["height"], record["output_size"]["width"])
     blocks = record["chunked"]["blocks"]
     note = " (alpha dropped)" if record["alpha"] == "dropped" else ""
     line = (
-        f"{task.input}: {format_size(size_in)} -> {format_size(size_out)}, wrote {task.output} "
+        f"{task.input}: {op.size_text(size_in)}, wrote {task.output} "
         f"in {blocks} block{'s' if blocks != 1 else ''}{note}"
     )
     return Outcome(task, "done", record, line)

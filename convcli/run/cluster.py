@@ -26,6 +26,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import ConvcliError, describe
+from ..io.images import remove_temporaries
+from ..signals import Terminated
 from ..system import usable_cores
 from .process import process
 from .tasks import STDIN, STDOUT, failed
@@ -177,9 +179,12 @@ def run_on_cluster(
                 report.add(outcome)
                 if outcome.status == "failed" and opts.fail_fast:
                     break
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Terminated):  # Ctrl-C, SIGTERM, SIGHUP
             _stop(client, futures, added, outcomes, report)
             _close(client, cluster)
+            # A local cluster's workers are gone now; on a remote one a cancelled image may still
+            # be running, and loses its temporary file (its write fails; a rerun does it again).
+            _sweep_temporaries(pending)
             raise
         cancelled = _stop(client, futures, added, outcomes, report)
         _close(client, cluster)
@@ -260,33 +265,15 @@ def _close(client, cluster) -> None:
 
 
 def _sweep_temporaries(tasks) -> None:
-    """Remove temporary files that a killed worker left half-written for these outputs.
+    """Remove temporary files (and ``.zarr`` folders) that a killed worker left half-written for
+    these outputs (:func:`convcli.io.images.remove_temporaries`).
 
     ``atomic_write`` writes ``.NAME.XXXXXXXX.tmp`` next to the target and renames it;
     a worker killed mid-write leaves it behind (the target is never half-written,
     and the task is retried elsewhere).  Called once the batch's futures are all
     finished or cancelled; one folder listing per output folder.
     """
-    by_folder: dict[str, set[str]] = {}
-    for task in tasks:
-        path = Path(task.output)
-        by_folder.setdefault(str(path.parent), set()).add(f".{path.name}.")
-    for folder, prefixes in by_folder.items():
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        for entry in entries:
-            name = entry.name
-            if (
-                name.startswith(".")
-                and name.endswith(".tmp")
-                and any(name.startswith(p) and len(name) > len(p) + 4 for p in prefixes)
-            ):
-                try:
-                    os.unlink(entry.path)
-                except OSError:
-                    pass
+    remove_temporaries(task.output for task in tasks)
 
 
 class _Quiet:

@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import glob
 import os
+import re
+import string
+from collections.abc import Iterable
 from pathlib import Path
 
-from ..errors import ConvcliError
-from ..geometry.sizes import format_size
+from ..errors import ConvcliError, describe
 from ..io.images import read_size
 from ..ops.base import Operation
-from .tasks import STDIN, STDOUT, Outcome, RunOptions, Task, failed, size_record
+from .tasks import STDIN, STDOUT, Outcome, RunOptions, Task, failed, os_reason, size_record
 
 # What a folder input picks up.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".npy")
 # Output suffixes that keep the input's extension in default names.
 KEEP_SUFFIXES = (".png", ".tif", ".tiff", ".npy", ".bmp", ".webp")
 TEMPLATE_FIELDS = ("stem", "ext", "parent", "op", "kernel", "name")
+MAX_FIELD_WIDTH = 255  # a template's format spec may pad a field to this many characters, no more
+DEFAULT_NAME_MAX = 255  # bytes in one file name, where the file system does not say
 _GLOB_CHARS = set("*?[")
 
 
@@ -37,7 +41,7 @@ def expand_inputs(inputs: list[str], recursive: bool) -> tuple[list[str], bool]:
             paths.append(item)
             continue
         path = Path(item)
-        if path.is_dir() and path.suffix.lower() != ".zarr":  # a Zarr array is a folder, and one image
+        if os.path.isdir(item) and path.suffix.lower() != ".zarr":  # a Zarr array is a folder, and one image
             batch = True
             pattern = "**/*" if recursive else "*"
             found = sorted(
@@ -46,7 +50,7 @@ def expand_inputs(inputs: list[str], recursive: bool) -> tuple[list[str], bool]:
                 if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
             )
             paths.extend(str(p) for p in found)
-        elif not path.exists() and _GLOB_CHARS & set(item):
+        elif not os.path.exists(item) and _GLOB_CHARS & set(item):
             batch = True
             matches = sorted(glob.glob(item, recursive=True))
             if not matches:
@@ -66,8 +70,7 @@ def expand_inputs(inputs: list[str], recursive: bool) -> tuple[list[str], bool]:
 
 
 def _input_root(item: str) -> Path | None:
-    path = Path(item)
-    return path if item != STDIN and path.is_dir() else None
+    return Path(item) if item != STDIN and os.path.isdir(item) else None
 
 
 # ---------------------------------------------------------------- outputs
@@ -83,7 +86,43 @@ def default_name(input_path: str, op: Operation, suffix: str | None = None) -> s
     return f"{stem}-{op.tag}{suffix}"
 
 
+def check_template(template: str) -> None:
+    """Refuse, before any work, a template that is not text with the documented plain fields.
+
+    A field is one of TEMPLATE_FIELDS, written ``{stem}``, with an optional format spec
+    (``{stem:.8}``, ``{stem:_<12}``) whose widths are at most MAX_FIELD_WIDTH; no attributes,
+    indexes, positions or conversions (``{stem.x}``, ``{stem[0]}``, ``{0}``, ``{}``, ``{stem!r}``).
+    """
+    fields = ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
+
+    def refuse(reason: str):
+        return ConvcliError(f"--output-template: {template!r}: {reason}; fields: {fields}")
+
+    if not template.strip():
+        raise refuse("is empty")
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise refuse(f"is not a valid template ({describe(exc)}; write {{{{ and }}}} for braces)") from None
+    for _, field, spec, conversion in parts:
+        if field is None:
+            continue
+        if field not in TEMPLATE_FIELDS:
+            raise refuse(f"{{{field}}} is not a field (only the plain names below)")
+        if conversion is not None:
+            raise refuse(f"{{{field}!{conversion}}}: conversions are not supported")
+        if "{" in spec or "}" in spec:
+            raise refuse(f"{{{field}:{spec}}}: a format spec cannot hold fields")
+        if any(len(digits) > 3 or int(digits) > MAX_FIELD_WIDTH for digits in re.findall(r"\d+", spec)):
+            raise refuse(f"{{{field}:{spec}}}: widths and precisions are at most {MAX_FIELD_WIDTH}")
+        try:
+            format("x", spec)
+        except ValueError as exc:
+            raise refuse(f"{{{field}:{spec}}} is not a valid format spec ({describe(exc)})") from None
+
+
 def render_template(template: str, input_path: str, op: Operation) -> str:
+    check_template(template)
     path = Path("stdin.png" if input_path == STDIN else input_path)
     fields = {
         "stem": path.stem,
@@ -95,9 +134,9 @@ def render_template(template: str, input_path: str, op: Operation) -> str:
     }
     try:
         return template.format(**fields)
-    except (KeyError, IndexError, ValueError) as exc:
+    except (KeyError, IndexError, AttributeError, TypeError, ValueError) as exc:
         raise ConvcliError(
-            f"--output-template: {template!r} is not a valid template ({exc}); "
+            f"--output-template: {template!r} is not a valid template ({describe(exc)}); "
             f"fields: {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}"
         ) from None
 
@@ -105,12 +144,16 @@ def render_template(template: str, input_path: str, op: Operation) -> str:
 def plan_outputs(
     inputs: list[str], raw_inputs: list[str], batch: bool, op: Operation, opts: RunOptions
 ) -> list[Task]:
-    """Decide every output path up front; refuse collisions and inputs as outputs."""
+    """Decide every output path up front; refuse collisions, and outputs that are files the
+    run reads (the images, and ``opts.reads``: kernel, preset and matrix files)."""
     if opts.output is not None and opts.template is not None:
         raise ConvcliError("-o and --output-template: give one or the other")
     if opts.output == STDOUT and (batch or len(inputs) != 1):
         raise ConvcliError("-o -: standard output can carry one image only")
+    if opts.template is not None:
+        check_template(opts.template)
     roots = [r for r in map(_input_root, raw_inputs) if r is not None]
+    limits: dict[str, int] = {}
     tasks = []
     for index, item in enumerate(inputs):
         replace = make_folder = False
@@ -119,7 +162,7 @@ def plan_outputs(
         elif opts.template is not None:
             output, make_folder = render_template(opts.template, item, op), True
         elif opts.output is not None and (
-            batch or Path(opts.output).is_dir() or opts.output.endswith(("/", os.sep))
+            batch or os.path.isdir(opts.output) or opts.output.endswith(("/", os.sep))
         ):
             sub = _relative_folder(item, roots) if opts.recursive else Path()
             output, make_folder = str(Path(opts.output) / sub / default_name(item, op)), True
@@ -128,16 +171,16 @@ def plan_outputs(
         else:
             folder = Path(".") if item == STDIN else Path(item).parent
             output = str(folder / default_name(item, op))
-        tasks.append(Task(index, item, output, replace, make_folder))
+        problem = None if output == STDOUT else name_problem(output, opts.template is not None, limits)
+        tasks.append(Task(index, item, output, replace, make_folder, problem))
 
+    reads = [("image", i) for i in inputs] + list(opts.reads)
+    refuse_reads_as_outputs([t.output for t in tasks], reads)
     seen: dict[str, str] = {}
-    input_keys = {path_key(i): i for i in inputs if i != STDIN}
     for task in tasks:
         if task.output == STDOUT:
             continue
         key = path_key(task.output)
-        if key in input_keys:
-            raise ConvcliError(f"output {task.output!r}: is an input file; convcli never overwrites an input")
         if key in seen:
             raise ConvcliError(
                 f"output {task.output!r}: both {seen[key]!r} and {task.input!r} would be written "
@@ -162,14 +205,106 @@ def path_key(path: str) -> str:
     return os.path.normcase(os.path.realpath(path))
 
 
+def file_keys(path: str) -> set[tuple]:
+    """What tells a file apart however it is named: its resolved path (symbolic links, ``..``)
+    and, where it exists, its device and inode (which a hard link shares)."""
+    keys: set[tuple] = {("path", path_key(path))}
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return keys
+    keys.add(("inode", info.st_dev, info.st_ino))
+    return keys
+
+
+def refuse_reads_as_outputs(outputs: Iterable[str], reads: Iterable[tuple[str, str]]) -> None:
+    """Refuse, before any work, an output that is a file the run reads.
+
+    ``reads`` holds ``(what, path)`` pairs: the images, and the kernel, preset and
+    ``--matrix`` files; standard input and output are no files.  An output is the same file
+    as an input when its resolved path or (where both exist) its device and inode match.
+    """
+    known: dict[tuple, tuple[str, str]] = {}
+    for what, path in reads:
+        if path != STDIN:
+            for key in file_keys(path):
+                known.setdefault(key, (what, path))
+    for output in outputs:
+        if output == STDOUT:
+            continue
+        for key in file_keys(output):
+            if key in known:
+                what, path = known[key]
+                same = "" if what == "image" and path == output else f" ({what} {path!r})"
+                raise ConvcliError(
+                    f"output {output!r}: is an input file{same}; convcli never overwrites an input"
+                )
+
+
+def name_limit(folder: Path, cache: dict[str, int] | None = None) -> int:
+    """The longest file name, in bytes, the file system holding ``folder`` (or its nearest
+    existing parent) allows."""
+    cache = {} if cache is None else cache
+    start = str(folder)
+    if start not in cache:
+        limit = DEFAULT_NAME_MAX
+        while True:
+            try:
+                limit = os.pathconf(folder, "PC_NAME_MAX")
+                break
+            except (OSError, ValueError, AttributeError):
+                if folder == folder.parent:
+                    break
+                folder = folder.parent
+        cache[start] = limit
+    return cache[start]
+
+
+def name_problem(output: str, templated: bool, cache: dict[str, int] | None = None) -> str | None:
+    """Why ``output`` cannot be created, known from its name alone (a part longer than the
+    file system allows), or None."""
+    path = Path(output)
+    limit = name_limit(path.parent, cache)
+    for part in path.parts:
+        size = len(os.fsencode(part))
+        if size > limit:
+            what = "a name" if part == path.name else f"a folder name ({part[:20]}...)"
+            hint = " (from --output-template)" if templated else ""
+            return (
+                f"output {output!r}: {what} of {size} bytes{hint}, over the file system's limit "
+                f"of {limit} bytes"
+            )
+    return None
+
+
+def check_planned_limits(op: Operation, task: Task, opts: RunOptions) -> None:
+    """What the run would refuse from the header, before decoding, the dry run refuses too:
+    ``--max-pixels``, and ``--max-memory`` for the image in memory or in chunks, whichever
+    way the run would take it.  Nothing is decoded and nothing allocated."""
+    from ..io.bigfiles import CHUNK_INPUTS, read_header, suffix_of
+    from ..io.images import check_pixels, read_layout
+    from .chunked import check_chunked_limits, wants_chunked
+    from .process import check_memory
+
+    if suffix_of(task.input) in CHUNK_INPUTS and wants_chunked(op, task, opts):
+        height, width, channels, _ = read_header(task.input)
+        check_chunked_limits(op, task, opts, (height, width), channels)
+        return
+    height, width, channels = read_layout(task.input, opts.gray)
+    check_pixels(height, width, opts.max_pixels, f"input {task.input!r}")
+    check_memory(op, task, opts, height, width, channels)
+
+
 def skip_or_plan(op: Operation, task: Task, opts: RunOptions) -> Outcome | None:
-    """Outcomes decided without computing: an existing output, or a dry run."""
-    exists = task.output != STDOUT and Path(task.output).exists()
+    """Outcomes decided without computing: an existing output, an impossible name, a dry run."""
+    exists = task.output != STDOUT and os.path.exists(task.output)
     if exists and not opts.overwrite and not task.replace:
         record = {"input": task.input, "output": task.output, "skipped": "output exists"}
         return Outcome(
             task, "skipped", record, f"{task.input}: skipped, {task.output} exists (--overwrite replaces it)"
         )
+    if task.problem is not None:
+        return failed(task, task.problem)
     if not opts.dry_run:
         return None
     try:
@@ -177,8 +312,11 @@ def skip_or_plan(op: Operation, task: Task, opts: RunOptions) -> Outcome | None:
             raise ConvcliError("input '-': --dry-run cannot read standard input")
         in_size = read_size(task.input)
         out_size = op.output_size(in_size)
+        check_planned_limits(op, task, opts)
     except ConvcliError as exc:
         return failed(task, str(exc))
+    except OSError as exc:
+        return failed(task, f"input {task.input!r}: cannot be read ({os_reason(exc)})")
     record = {
         "input": task.input,
         "output": task.output,
@@ -188,6 +326,9 @@ def skip_or_plan(op: Operation, task: Task, opts: RunOptions) -> Outcome | None:
         "dry_run": True,
         "replaces": exists,
     }
+    path = op.size_path(in_size)
+    if len(path) > 2:  # a chain: the size after each stage
+        record["stage_sizes"] = [size_record(size) for size in path[1:]]
     verb = "would replace" if exists else "would write"
-    line = f"{task.input}: {format_size(in_size)} -> {format_size(out_size)}, {verb} {task.output}"
+    line = f"{task.input}: {op.size_text(in_size)}, {verb} {task.output}"
     return Outcome(task, "planned", record, line)

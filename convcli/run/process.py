@@ -8,10 +8,10 @@ goes to :mod:`convcli.run.chunked` when dask is installed.
 
 from __future__ import annotations
 
+import os
 import sys
 
-from ..errors import ConvcliError
-from ..geometry.sizes import format_size
+from ..errors import ConvcliError, describe
 from ..io.bigfiles import CHUNK_INPUTS, CHUNK_OUTPUTS, suffix_of
 from ..io.images import (
     check_output_folder,
@@ -26,23 +26,46 @@ from ..io.images import (
 )
 from ..ops.base import Operation
 from .chunked import dask_installed, process_chunked, wants_chunked
-from .tasks import STDOUT, Outcome, RunOptions, Task, failed, make_output_folder, size_record
+from .report import drop_stream
+from .tasks import STDOUT, Outcome, RunOptions, Task, failed, make_output_folder, os_reason, size_record
 
 
 def process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
-    """Load, compute, write atomically; never raises for a bad image (returns 'failed')."""
+    """Load, compute, write atomically; never raises for an image (returns 'failed').
+
+    Whatever goes wrong with one image (a bad file, an OSError of any kind, an unexpected
+    exception) becomes its ``failed`` outcome, one line, so that a batch goes on.
+    """
     try:
         if suffix_of(task.input) in CHUNK_INPUTS and wants_chunked(op, task, opts):
             return process_chunked(op, task, opts)
         return _process(op, task, opts)
     except ConvcliError as exc:
-        return failed(task, str(exc))
+        return failed(task, str(exc), exc.exit_code)
     except MemoryError:
         return failed(task, f"input {task.input!r}: not enough memory for this image")
+    except OSError as exc:
+        return failed(task, _os_error_message(task, exc))
+    except Exception as exc:  # noqa: BLE001  (a bug must cost one image, not the batch)
+        return failed(task, f"unexpected error ({type(exc).__name__}: {describe(exc)}); please report it")
+
+
+def _os_error_message(task: Task, exc: OSError) -> str:
+    """An OSError as one line naming the file it concerns: the output (or its temporary file
+    beside it) when it is about the output's folder, else the input."""
+    name = exc.filename
+    if task.output != STDOUT and name is not None:
+        path = os.fsdecode(name) if isinstance(name, bytes) else str(name)
+        if os.path.dirname(os.path.abspath(path)) == os.path.dirname(os.path.abspath(task.output)):
+            if os.path.abspath(path) != os.path.abspath(task.input):
+                return f"output {task.output!r}: cannot be written ({os_reason(exc)})"
+    return f"input {task.input!r}: {os_reason(exc)}"
 
 
 def check_memory(op: Operation, task: Task, opts: RunOptions, height: int, width: int, channels: int) -> None:
-    """Refuse, before decoding, an image whose working memory would exceed ``--max-memory``."""
+    """Refuse, before decoding, an image whose working memory would exceed ``--max-memory``:
+    the operation's :meth:`~convcli.ops.base.Operation.memory_estimate`, every allocation of
+    the run counted from the header's size and the parameters."""
     if opts.max_memory is None:
         return
     need = op.memory_estimate((height, width), channels)
@@ -66,6 +89,7 @@ def _process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
         gray=opts.gray,
         max_pixels=opts.max_pixels,
         before_decode=lambda h, w, c: check_memory(op, task, opts, h, w, c),
+        max_bytes=opts.max_memory,
     )
     depth = choose_depth(out_name, opts.depth, loaded.depth, loaded.channels)
     streaming = (
@@ -93,9 +117,7 @@ def _process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
     else:
         payload = encode(result, alpha_data, out_name, depth=depth, value_map=op.value_map)
     if to_stdout:
-        write_stream(
-            sys.stdout.buffer, payload, output_format(out_name)[0], compress_level=opts.compress_level
-        )
+        write_to_stdout(payload, output_format(out_name)[0], opts.compress_level)
     else:
         write_atomic(task.output, payload, compress_level=opts.compress_level)
     record = {
@@ -111,8 +133,63 @@ def _process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
         "alpha": alpha,
     }
     target = "stdout" if to_stdout else task.output
-    line = f"{task.input}: {format_size(loaded.size)} -> {format_size(out_shape[:2])}, wrote {target}{note}"
+    line = f"{task.input}: {op.size_text(loaded.size)}, wrote {target}{note}"
     return Outcome(task, "done", record, line)
+
+
+class FullWrites:
+    """A binary stream whose ``write`` writes every byte or raises.
+
+    A raw (unbuffered) standard output writes what the pipe takes and returns the count,
+    silently short when the reader has gone; this loops until all is written, so that a
+    closed pipe raises BrokenPipeError instead of passing for success.
+    """
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        total = len(view)
+        while view:
+            try:
+                count = self.stream.write(view)
+            except BlockingIOError as exc:  # a non-blocking stdout: wait until it takes more
+                count = exc.characters_written
+                self._wait()
+            if count is None:  # a raw non-blocking stream that took nothing
+                self._wait()
+                count = 0
+            view = view[count:]
+        return total
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def _wait(self) -> None:
+        import select
+
+        select.select([], [self.stream.fileno()], [])
+
+
+def write_to_stdout(payload, fmt: str, compress_level: int | None) -> None:
+    """Write one encoded image to standard output, whole, or raise a ConvcliError (exit code 1).
+
+    A closed pipe (the reader went away) or a full disk is the output failing: the image is
+    not reported as written.  Whatever stayed in Python's buffer is dropped (standard output
+    then goes to the null device), so that the interpreter's exit adds no second complaint.
+    """
+    stream = sys.stdout.buffer
+    try:
+        sys.stdout.flush()
+        write_stream(FullWrites(stream), payload, fmt, compress_level=compress_level)
+    except OSError as exc:
+        drop_stream(sys.stdout)
+        if isinstance(exc, BrokenPipeError):
+            reason = "standard output was closed before the image was written (the reader went away)"
+        else:
+            reason = f"standard output cannot be written ({os_reason(exc)})"
+        raise ConvcliError(f"output '-': {reason}", exit_code=1) from None
 
 
 def _chunk_hint(task: Task) -> str:

@@ -3,9 +3,11 @@ a summary."""
 
 from __future__ import annotations
 
-import json
+import os
 import sys
 
+from ..errors import ConvcliError, describe
+from ..strict_json import dumps
 from .tasks import Outcome, RunOptions
 
 
@@ -67,26 +69,28 @@ class Reporter:
             self._emit(self.waiting.pop(index))
 
     def _emit(self, outcome: Outcome) -> None:
-        if outcome.status == "failed" and not self.batch and not self.opts.json:
+        failed = outcome.status == "failed"
+        if failed and not self.batch and (self.opts.quiet or not self.opts.json):
             return  # a single image's error is raised as a usage error, printed once by the CLI
         if self.opts.quiet:
-            if outcome.status == "failed" and not self.opts.json:
+            if failed:  # -q silences stdout, never errors (with --json too)
                 self._print(outcome.line, sys.stderr)
             return
         if self.opts.json:
-            self._print(json.dumps(outcome.record), self.stream)
+            self._print(dumps(outcome.record), self.stream)
         elif outcome.status == "failed":
             self._print(outcome.line, sys.stderr)
         else:
             self._print(outcome.line, self.stream)
 
     def _print(self, text: str, stream) -> None:
-        if self.progress is not None:
-            self.progress.console.print(
-                text, markup=False, highlight=False, soft_wrap=True
-            ) if stream is sys.stderr else print(text, file=stream, flush=True)
-        else:
-            print(text, file=stream, flush=True)
+        try:
+            if self.progress is not None and stream is sys.stderr:
+                self.progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
+            else:
+                print(encodable(text, stream), file=stream, flush=True)
+        except OSError as exc:  # the reader of a pipe went away, a full disk: the run stops there
+            raise stream_failed(exc, stream) from None
 
     def summary(self, counts: dict, seconds: float, interrupted: bool, total: int) -> None:
         if self.opts.quiet or self.opts.json:
@@ -104,3 +108,46 @@ class Reporter:
         if interrupted:
             text = f"interrupted: {text}; run the same command again to continue"
         print(text, file=sys.stderr, flush=True)
+
+
+def encodable(text: str, stream) -> str:
+    """``text`` as ``stream`` can write it: a file name whose bytes are no text in the locale's
+    encoding (``\\udcff``, from the bytes ``\\xff``) is written with backslash escapes where the
+    stream would otherwise raise UnicodeEncodeError."""
+    encoding = getattr(stream, "encoding", None)
+    if not encoding:
+        return text
+    try:
+        text.encode(encoding, getattr(stream, "errors", None) or "strict")
+    except UnicodeEncodeError:
+        return text.encode(encoding, "backslashreplace").decode(encoding, "replace")
+    return text
+
+
+def stream_failed(exc: OSError, stream) -> ConvcliError:
+    """The error (one line, exit code 1) for a standard stream that failed: a closed pipe or a
+    full disk.  Nothing more goes to that stream (see :func:`drop_stream`)."""
+    drop_stream(stream)
+    name = "standard error" if stream is sys.stderr else "standard output"
+    if isinstance(exc, BrokenPipeError):
+        reason = "was closed before everything was written (the reader went away)"
+    else:
+        reason = f"cannot be written ({exc.strerror or describe(exc)})"
+    return ConvcliError(f"{name} {reason}", exit_code=1)
+
+
+def drop_stream(stream) -> None:
+    """Point a failed standard stream's file descriptor (stdout's, stderr's) at the null device,
+    where it has a real one: once it has failed (a closed pipe, a full disk) nothing more goes
+    there, and Python's flush at exit cannot fail a second time."""
+    try:
+        fd = stream.fileno()
+        null = os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError, AttributeError):
+        return
+    try:
+        os.dup2(null, fd)
+    except OSError:
+        pass
+    finally:
+        os.close(null)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ConvcliError
+from ..errors import ConvcliError, describe
 
 STDIN = "-"
 STDOUT = "-"
@@ -34,6 +34,7 @@ class RunOptions:
     quiet: bool = False
     chunk: tuple[int, int] | None = None  # --chunk: (height, width) of the blocks of a huge image
     scheduler: str | None = None  # --scheduler: a Dask scheduler's address, or "local"
+    reads: tuple[str, ...] = ()  # files the run reads besides the images (kernel, preset): never outputs
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Task:
     output: str  # a path, or "-" for stdout
     replace: bool = False  # an explicitly named single output is replaced
     make_folder: bool = False  # -o FOLDER and templates create the folders they name
+    problem: str | None = None  # known unwritable when planned (a name too long): fails, not computed
 
 
 @dataclass
@@ -51,14 +53,20 @@ class Outcome:
     status: str  # done, skipped, failed, planned
     record: dict = field(default_factory=dict)
     line: str = ""
+    exit_code: int = 2  # of a failed single image (a usage error); 1: the output itself failed
 
 
-def failed(task: Task, message: str) -> Outcome:
+def failed(task: Task, message: str, exit_code: int = 2) -> Outcome:
     """The outcome of an image that could not be processed: one line that names it."""
     if repr(task.input) not in message:  # say which image, in a batch above all
         message = f"input {task.input!r}: {message}"
     record = {"input": task.input, "output": task.output, "error": message}
-    return Outcome(task, "failed", record, f"convcli: error: {message}")
+    return Outcome(task, "failed", record, f"convcli: error: {message}", exit_code)
+
+
+def os_reason(exc: OSError) -> str:
+    """An OSError's reason without its errno and file name ("File name too long")."""
+    return exc.strerror or describe(exc)
 
 
 def size_record(pair) -> dict:
