@@ -229,3 +229,17 @@ class PlannedKernel:
         from ..errors import ConvcliError
 
         raise ConvcliError("kernel: sized for planning only (--dry-run), never made")
+
+
+def kernel_parts(kernel):
+    """``(the Kernel, or None for a bare array; the matrix to compute with)``: a
+    :class:`~convcli.engine.kernels.Kernel` is reported by name and origin, a bare array as
+    given, and a kernel sized for a dry run (no matrix) becomes a :class:`PlannedKernel`."""
+    from ..engine.filtering import as_kernel
+    from ..engine.kernels import Kernel
+
+    if not isinstance(kernel, Kernel):
+        return None, as_kernel(kernel)
+    if kernel.matrix is None:  # sized only, for a dry run
+        return kernel, PlannedKernel(kernel.size)
+    return kernel, as_kernel(kernel.matrix)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..engine.filtering import FFT_MIN_TAPS, as_kernel, check_mode, fast_length, filter2d
+from ..engine.filtering import FFT_MIN_TAPS, check_mode, fast_length, filter2d
 from ..engine.kernels import Kernel
 from ..engine.loops import ordered_map
 from ..engine.padding import check_pad_mode, check_pad_sizes, pad_rows
@@ -26,6 +26,7 @@ from .base import (
     Operation,
     PlannedKernel,
     busy_threads,
+    kernel_parts,
     register,
     svd_bytes,
     tile_rows,
@@ -64,11 +65,7 @@ class Filter(Operation):
         mode: str = "correlation",
         value_map: str | None = None,
     ):
-        self.kernel_info = kernel if isinstance(kernel, Kernel) else None
-        if isinstance(kernel, Kernel) and kernel.matrix is None:  # sized only, for a dry run
-            self.kernel = PlannedKernel(kernel.size)
-        else:
-            self.kernel = as_kernel(kernel.matrix if isinstance(kernel, Kernel) else kernel)
+        self.kernel_info, self.kernel = kernel_parts(kernel)
         self.stride = as_pair(stride, "stride", minimum=1)
         self.dilation = as_pair(dilation, "dilation", minimum=1)
         self.pad_mode = check_pad_mode(pad_mode)

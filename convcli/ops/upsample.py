@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..engine.filtering import as_kernel, check_mode
+from ..engine.filtering import check_mode
 from ..engine.kernels import Kernel
 from ..engine.transposed import conv_transpose2d
 from ..geometry.sizes import (
@@ -23,6 +23,7 @@ from .base import (
     Operation,
     PlannedKernel,
     busy_threads,
+    kernel_parts,
     register,
     tile_rows,
 )
@@ -67,11 +68,7 @@ class Upsample(Operation):
         mode: str = "correlation",
         value_map: str | None = None,
     ):
-        self.kernel_info = kernel if isinstance(kernel, Kernel) else None
-        if isinstance(kernel, Kernel) and kernel.matrix is None:  # sized only, for a dry run
-            self.kernel = PlannedKernel(kernel.size)
-        else:
-            self.kernel = as_kernel(kernel.matrix if isinstance(kernel, Kernel) else kernel)
+        self.kernel_info, self.kernel = kernel_parts(kernel)
         self.stride = as_pair(stride, "stride", minimum=1)
         self.dilation = as_pair(dilation, "dilation", minimum=1)
         self.output_padding = as_pair(output_padding, "output-padding", minimum=0)
