@@ -362,3 +362,14 @@ def test_explain_a_matrix_chain(cli):
     # pool of the 2x2 box sums: [[14, 18, 22], [30, 34, 38], [46, 50, 54]] -> out[0,1] = max(18,22,34,38)
     assert "38" in out
     assert "depends on input rows 0-2 and columns 1-3" in out
+
+
+def test_a_chain_on_a_dask_cluster_writes_the_local_bytes(cli, tmp_path, dask_address):
+    for index in range(2):
+        Image.fromarray(np.full((9, 11, 3), 60 * index + 20, np.uint8)).save(tmp_path / f"i{index}.png")
+    words = ["filter", tmp_path / "i0.png", tmp_path / "i1.png", "-k", "box", "+", "pool", "-k", "2"]
+    cli.ok(*words, "-o", tmp_path / "local")
+    cli.ok(*words, "-o", tmp_path / "cluster", "--scheduler", dask_address)
+    for index in range(2):
+        name = f"i{index}-box+maxpool2.png"
+        assert (tmp_path / "cluster" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
