@@ -243,3 +243,9 @@ def kernel_parts(kernel):
     if kernel.matrix is None:  # sized only, for a dry run
         return kernel, PlannedKernel(kernel.size)
     return kernel, as_kernel(kernel.matrix)
+
+
+def kernel_bytes(kernel_info, kernel) -> int:
+    """The kernel as an operation holds it, and as its Kernel holds it (float32 both)."""
+    held = kernel_info.matrix if kernel_info is not None else None
+    return int(kernel.nbytes) + (int(held.nbytes) if held is not None else 0)

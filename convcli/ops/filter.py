@@ -26,6 +26,7 @@ from .base import (
     Operation,
     PlannedKernel,
     busy_threads,
+    kernel_bytes,
     kernel_parts,
     register,
     svd_bytes,
@@ -158,9 +159,7 @@ class Filter(Operation):
         return kernel + max(busy * per_tile, fft)  # separable, or the FFT
 
     def parameter_bytes(self) -> int:
-        """The kernel as the operation holds it, and as its Kernel holds it (float32 both)."""
-        info = self.kernel_info.matrix if self.kernel_info is not None else None
-        return int(self.kernel.nbytes) + (int(info.nbytes) if info is not None else 0)
+        return kernel_bytes(self.kernel_info, self.kernel)
 
     def apply(self, data):
         return filter2d(

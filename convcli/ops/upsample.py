@@ -23,6 +23,7 @@ from .base import (
     Operation,
     PlannedKernel,
     busy_threads,
+    kernel_bytes,
     kernel_parts,
     register,
     tile_rows,
@@ -131,9 +132,7 @@ class Upsample(Operation):
         return 24 * height * width + TAP_BYTES * taps + 100 * jobs + busy * per_job
 
     def parameter_bytes(self) -> int:
-        """The kernel as the operation holds it, and as its Kernel holds it (float32 both)."""
-        info = self.kernel_info.matrix if self.kernel_info is not None else None
-        return int(self.kernel.nbytes) + (int(info.nbytes) if info is not None else 0)
+        return kernel_bytes(self.kernel_info, self.kernel)
 
     def apply(self, data):
         return conv_transpose2d(
