@@ -22,3 +22,4 @@ OUTPUT_FORMATS = {
 }
 STREAM_FORMATS = tuple(suffix[1:] for suffix in OUTPUT_FORMATS)  # -o - with --format
 DEFAULT_MAX_PIXELS = 200_000_000
+DEFAULT_CHUNK = 2048  # input rows and columns per block of a huge image, when nothing says less

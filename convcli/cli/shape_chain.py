@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 from ..errors import ConvcliError
+from ..geometry.sizes import parse_pair
 from .chain import collecting, split_stages
 
 _SIZE = re.compile(r"^\s*\d+\s*(?:[xX×]\s*\d+\s*)?$")
@@ -75,11 +76,8 @@ def _kernel_sizes_as_matrices(stage: list[str]) -> list[str]:
         if name in ("-k", "--kernel"):
             value = value if eq else next(items, "")
             if _SIZE.match(value):
-                w, _, h = value.lower().replace("×", "x").partition("x")
-                if len(w.strip()) > 4 or len(h.strip()) > 4:
-                    raise ConvcliError(f"-k/--kernel: a kernel size is 1 to 512 per side, got {value[:20]!r}")
-                width, height = int(w), int(h or w)
-                if not (0 < width <= 512 and 0 < height <= 512):
+                height, width = parse_pair(value, "-k/--kernel", minimum=1)  # bounded as everywhere
+                if height > 512 or width > 512:
                     raise ConvcliError(f"-k/--kernel: a kernel size is 1 to 512 per side, got {value!r}")
                 value = ";".join([",".join(["1"] * width)] * height)
             out += ["--kernel", value]

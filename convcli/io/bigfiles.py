@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..constants import DEFAULT_CHUNK
 from ..errors import ConvcliError, describe
 from ..geometry.sizes import as_pair
 from ..signals import committed, deferred
@@ -44,7 +45,6 @@ from .npy import read_npy_header
 CHUNK_INPUTS = (".npy", ".tif", ".tiff", ".zarr")
 CHUNK_OUTPUTS = (".npy", ".tif", ".tiff", ".zarr")
 TILE = 256  # the side of a tiled TIFF's tiles
-DEFAULT_CHUNK = 2048
 MISSING_EXTRA = "needs the dask extra to be processed in chunks: pip install 'convcli[dask]'"
 
 

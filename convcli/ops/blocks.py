@@ -34,11 +34,10 @@ from dask.array.core import concatenate3
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
+from ..constants import DEFAULT_CHUNK
 from ..engine.padding import NUMPY_MODES, pad_rows
 from ..errors import ConvcliError
 from ..geometry.sizes import as_pair, scatter_rows, window_rows
-
-DEFAULT_CHUNK = 2048
 
 
 def is_region_source(image) -> bool:
