@@ -250,7 +250,7 @@ def test_process_huge_single_channel_npy_stays_2d(tmp_path):
 
 
 def test_tiff_in_and_out_match_the_in_memory_batch(tmp_path):
-    """8-bit RGB TIFF (as Pillow writes it) -> tiled 8-bit TIFF: the pixels runner.process writes."""
+    """8-bit RGB TIFF (as Pillow writes it) -> contiguous 8-bit TIFF: the pixels runner.process writes."""
     tifffile = pytest.importorskip("tifffile")
     from PIL import Image
 
@@ -262,7 +262,7 @@ def test_tiff_in_and_out_match_the_in_memory_batch(tmp_path):
     record = process_huge(op, tmp_path / "in.tif", tmp_path / "big.tif", chunk=8)
     assert record["depth"] == "8" and record["map"] == "clip"
     with tifffile.TiffFile(tmp_path / "big.tif") as tif:
-        assert tif.pages[0].is_tiled
+        assert tif.pages[0].is_contiguous and not tif.pages[0].is_tiled  # blocks written in place
         got = tif.asarray()
     np.testing.assert_array_equal(got, tifffile.imread(tmp_path / "mem.tif"))
 

@@ -49,10 +49,8 @@ class Scale(Operation):
 
         x = blocks.as_source(image, chunk)
         size, chunk_hw = blocks.source_size(x), blocks.chunk_size(x, chunk)
-        rows, cols = (blocks.window_blocks(size[a], 1, 1, chunk_hw[a]) for a in (0, 1))
-        return blocks.tile(
-            blocks.padded(x, (0, 0, 0, 0), "zeros", 0.0), rows, cols, _scale_block, (self.factor,)
-        )
+        plans = [blocks.window_plan(size[a], size[a], 1, 1, chunk_hw[a]) for a in (0, 1)]
+        return blocks.windowed(x, plans, (0, 0, 0, 0), "zeros", 0.0, _scale_block, (self.factor,))
 
     def report(self, input_hw):
         return {"factor": self.factor}

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -84,21 +86,23 @@ class RawReader:
 
 
 class NpyWriter:
-    """The target of ``da.store``: writes each block through a memory map of its rows only."""
+    """A block target on disk at a byte offset (C order, ``dtype``): ``target[rows, cols] =
+    block`` writes through a memory map of the block's rows only.  Picklable (it holds a
+    path), so the process that computed a block writes it: a Dask worker, or a thread here."""
 
-    def __init__(self, path, offset: int, shape):
+    def __init__(self, path, offset: int, shape, dtype=np.float32):
         self.path, self.offset, self.shape = str(path), int(offset), tuple(shape)
-        self.dtype = np.dtype(np.float32)
+        self.dtype = np.dtype(dtype)
 
     def __setitem__(self, key, value):
         rows = key[0]
         start, stop, _ = rows.indices(self.shape[0])
         if stop <= start:
             return
-        row_bytes = 4 * int(np.prod(self.shape[1:], dtype=np.int64))
+        row_bytes = self.dtype.itemsize * int(np.prod(self.shape[1:], dtype=np.int64))
         band = np.memmap(
             self.path,
-            dtype=np.float32,
+            dtype=self.dtype,
             mode="r+",
             shape=(stop - start,) + self.shape[1:],
             offset=self.offset + start * row_bytes,
@@ -115,6 +119,10 @@ class Source:
     Pass it to :func:`filter2d_chunked` and friends in place of a dask array: each
     output block then reads exactly its own (padded) region, in its own task.
     ``array`` is the same image as a lazy dask array, for other uses.
+
+    Picklable, so that Dask workers read their blocks themselves: a reader that cannot
+    travel (an open TIFF) is left behind, and ``reopen()`` (a module-level function and
+    its path) opens it again where the source lands, on its first read.
     """
 
     def __init__(
@@ -130,11 +138,14 @@ class Source:
         check_finite: bool = True,
         chunk=DEFAULT_CHUNK,
         closer=None,
+        reopen=None,
     ):
         self.reader, self.name, self.depth, self.format = reader, name, depth, fmt
         self.scale, self.gray, self.alpha, self.check_finite = scale, gray, alpha, check_finite
         self.chunk = as_pair(chunk, "chunk", minimum=1)
         self._closer = closer
+        self._reopen = reopen
+        self._lock = threading.Lock()
         stored = tuple(reader.shape) + (1,) * (3 - len(reader.shape))
         channels = stored[2] - (1 if alpha else 0)
         self.shape = (int(stored[0]), int(stored[1]), 1 if gray and channels >= 3 else channels)
@@ -153,7 +164,7 @@ class Source:
 
     def read(self, r0, r1, c0, c1):
         """Rows ``r0..r1``, columns ``c0..c1`` as float32 H' x W' x C."""
-        block = np.asarray(self.reader[r0:r1, c0:c1])
+        block = np.asarray(self._opened()[r0:r1, c0:c1])
         if block.ndim == 2:
             block = block[:, :, None]
         if self.alpha:
@@ -179,6 +190,22 @@ class Source:
         return da.from_array(
             self, chunks=self.chunk + (self.channels,), lock=False, asarray=False, meta=_empty_meta()
         )
+
+    def _opened(self):
+        if self.reader is None:
+            with self._lock:  # the threads of one worker open it once
+                if self.reader is None:
+                    self.reader, self._closer = self._reopen()
+        return self.reader
+
+    def __getstate__(self):
+        state = {**self.__dict__, "_lock": None}
+        if self._reopen is not None:
+            state["reader"], state["_closer"] = None, None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _lock=threading.Lock())
 
     def close(self):
         if self._closer is not None:
@@ -254,17 +281,36 @@ def open_source(path, *, chunk=DEFAULT_CHUNK, gray: bool = False) -> Source:
         reader = RawReader(path, header.offset, header.size + (header.channels,), header.dtype)
         return Source(reader, depth="float", fmt="NPY", **common)
     if suffix == ".zarr":
-        return Source(_open_zarr_array(path), depth="float", fmt="ZARR", **common)
+        return Source(
+            _open_zarr_array(path), depth="float", fmt="ZARR", reopen=partial(_reopen_zarr, path), **common
+        )
     shape, dtype, layout = _tiff_layout(path)
     depth, scale = sample_scale(dtype, f"input {name!r}")  # the mapping load_image uses
     if layout["offset"] is not None:
         reader, closer = RawReader(path, layout["offset"], shape, dtype), None
     else:
-        store, reader = _open_tiff_zarr(path)
-        closer = store.close
+        reader, closer = _reopen_tiff(path)
     return Source(
-        reader, depth=depth, fmt="TIFF", scale=scale, alpha=layout["alpha"], closer=closer, **common
+        reader,
+        depth=depth,
+        fmt="TIFF",
+        scale=scale,
+        alpha=layout["alpha"],
+        closer=closer,
+        reopen=None if closer is None else partial(_reopen_tiff, path),
+        **common,
     )
+
+
+def _reopen_zarr(path):
+    """``(reader, closer)`` of a ``.zarr`` input, opened where a source lands."""
+    return _open_zarr_array(path), None
+
+
+def _reopen_tiff(path):
+    """``(reader, closer)`` of a compressed or tiled TIFF, opened where a source lands."""
+    store, reader = _open_tiff_zarr(path)
+    return reader, store.close
 
 
 def _tiff_layout(path):
@@ -384,31 +430,105 @@ def _own_threads(compute: dict):
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def write_npy(path, result, compute) -> None:
-    import dask.array as da
+class ThreadedBlocks:
+    """Runs block graphs on this process's threads (dask's threaded scheduler, on a pool of
+    its own, see :func:`_own_threads`); ``advance()`` is called as each written block ends.
 
+    The writers below take any object with this interface: ``write(array)`` computes every
+    chunk of ``array`` (each writes its block, :func:`write_blocks`) and returns once all
+    are written, or raises once none is running any more; ``values(*arrays)`` computes
+    small results (a minimum, a maximum).  :class:`convcli.run.chunked.ClusterBlocks` does
+    the same on a Dask cluster."""
+
+    def __init__(self, workers: int | None = None, advance=None):
+        self.compute = {"scheduler": "threads", "num_workers": workers}
+        self.advance = advance
+
+    def write(self, array) -> None:
+        import dask
+        from dask.callbacks import Callback
+
+        advance = self.advance
+
+        class Count(Callback):
+            def _posttask(self, key, result, dsk, state, worker_id):
+                if advance is not None and isinstance(key, tuple) and str(key[0]).startswith(WRITE_PREFIX):
+                    advance()
+
+        with _own_threads(self.compute) as compute, Count():
+            dask.compute(array, **compute)
+
+    def values(self, *arrays):
+        import dask
+
+        with _own_threads(self.compute) as compute:
+            return dask.compute(*arrays, **compute)
+
+
+WRITE_PREFIX = "convcli-write-"
+
+
+def _write_block(block, target, block_info=None):
+    """Store ``block`` at its place in ``target``; a one-element array says it is done."""
+    where = tuple(slice(start, stop) for start, stop in block_info[0]["array-location"])
+    target[where] = block
+    return np.ones((1,) * block.ndim, dtype=np.int8)
+
+
+def write_blocks(data, target):
+    """A lazy array of one element per block of ``data``: computing an element writes that
+    block into ``target`` (``target[rows, cols] = block``) in the process that computed it,
+    a Dask worker or a thread here, so no block travels and none is held once written."""
+    from dask.base import tokenize
+
+    return data.map_blocks(
+        _write_block,
+        target,
+        dtype=np.int8,
+        chunks=tuple((1,) * len(c) for c in data.chunks),
+        meta=np.empty((0,) * data.ndim, dtype=np.int8),
+        name=WRITE_PREFIX + tokenize(data.name, getattr(target, "path", id(target))),
+    )
+
+
+def write_npy(path, result, blocks) -> None:
+    """``result`` (H x W x C, float32) as an ``.npy`` (H x W for one channel), block by block
+    (``blocks``: :class:`ThreadedBlocks` or its like)."""
     shape = result.shape[:2] if result.shape[2] == 1 else result.shape
-    with atomic_file(path) as tmp, _own_threads(compute) as compute:
+    with atomic_file(path) as tmp:
         target = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
         offset = target.offset
         del target  # the header is written; blocks are written through maps of their own rows
         data = result[:, :, 0] if result.shape[2] == 1 else result
-        da.store(data, NpyWriter(tmp, offset, shape), lock=False, **compute)
+        blocks.write(write_blocks(data, NpyWriter(os.path.abspath(tmp), offset, shape)))
 
 
-def write_zarr(path, result, compute) -> None:
+def regular(data):
+    """``data`` with equal chunks (the last may be shorter), as a Zarr store's chunks must be,
+    so that no two blocks write into one chunk."""
+    if all(len(set(c[:-1])) <= 1 and c[-1] <= c[0] for c in data.chunks):
+        return data
+    return data.rechunk(data.chunksize)
+
+
+def write_zarr(path, result, blocks) -> None:
+    """``result`` as a ``.zarr`` array (float32; H x W for one channel), one Zarr chunk per
+    block, written by the process that computed the block into a temporary folder beside
+    ``path``, renamed into place once whole."""
     try:
-        import zarr  # noqa: F401
+        import zarr
     except ImportError:
         raise ConvcliError(f"output {str(path)!r}: .zarr needs zarr: pip install zarr") from None
-    data = result[:, :, 0] if result.shape[2] == 1 else result
+    data = regular(result[:, :, 0] if result.shape[2] == 1 else result)
     tmp = old = None
     try:
         with deferred():  # no signal between the name's making and its being kept here
             tmp = temporary_name(path)
             os.unlink(tmp)  # a folder takes its name
-        with _own_threads(compute) as compute:
-            data.to_zarr(tmp, compute=False).compute(**compute)
+        target = zarr.open_array(
+            os.path.abspath(tmp), mode="w", shape=data.shape, chunks=data.chunksize, dtype=np.float32
+        )
+        blocks.write(write_blocks(data, target))
         with deferred():  # the swap is never left halfway
             if os.path.exists(path):  # a folder cannot be renamed over a folder: move the old one aside
                 old = temporary_name(path)
@@ -431,10 +551,10 @@ def write_zarr(path, result, compute) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def write_tiff(path, result, value_map, requested, source_depth, compute):
-    """A tiled TIFF, one row of dask blocks at a time; returns (depth, map) as reported."""
-    import dask
-
+def write_tiff(path, result, value_map, requested, source_depth, blocks):
+    """An uncompressed TIFF, its samples in one contiguous run, each block mapped to samples
+    and written through a memory map of its own rows by the process that computed it (no
+    band of rows is ever gathered); returns (depth, map) as reported."""
     tifffile = _import_tifffile(f"output {str(path)!r}")
     height, width, channels = (int(n) for n in result.shape)
     depth = choose_depth(path, requested, source_depth, channels)
@@ -442,48 +562,41 @@ def write_tiff(path, result, value_map, requested, source_depth, compute):
         raise ConvcliError(f"output {str(path)!r}: {channels} channels cannot be written as TIFF; use .npy")
     bounds = None
     if depth != "float" and value_map == "normalize":
-        low, high = dask.compute(result.min(), result.max(), **compute)
+        low, high = blocks.values(result.min(), result.max())
         bounds = (float(low), float(high))
     if depth == "float":
         dtype, samples = np.float32, 1
     else:
         dtype, samples = (np.uint16, 1) if depth == "16" else (np.uint8, channels)
-
-    def encode(rows):
-        if depth == "float":
-            return np.ascontiguousarray(rows[:, :, 0], dtype=np.float32)
-        band = to_samples(rows, depth, value_map, bounds)
-        return band[:, :, 0] if samples == 1 else band
-
-    def tiles():
-        pending = None
-        for index in range(result.numblocks[0]):
-            rows = encode(result.blocks[index].compute(**compute))
-            pending = rows if pending is None else np.concatenate([pending, rows])
-            last = index == result.numblocks[0] - 1
-            while pending.shape[0] >= TILE or (last and pending.shape[0]):
-                band, pending = pending[:TILE], pending[TILE:]
-                for left in range(0, width, TILE):
-                    tile = band[:, left : left + TILE]
-                    if tile.shape[:2] != (TILE, TILE):  # edge tiles are padded to full size
-                        full = np.zeros((TILE, TILE) + tile.shape[2:], dtype=tile.dtype)
-                        full[: tile.shape[0], : tile.shape[1]] = tile
-                        tile = full
-                    yield tile
-
     shape = (height, width) if samples == 1 else (height, width, samples)
+    data = result.map_blocks(
+        _tiff_samples,
+        depth,
+        value_map,
+        bounds,
+        samples,
+        dtype=dtype,
+        chunks=result.chunks[:2] + (((samples,),) if samples > 1 else ()),
+        drop_axis=None if samples > 1 else 2,
+        meta=np.empty((0,) * len(shape), dtype=dtype),
+    )
     photometric = "rgb" if samples in (3, 4) else "minisblack"
     extras = {"extrasamples": [0]} if samples in (2, 4) else {}  # extra samples are data, not alpha
     big = height * width * samples * np.dtype(dtype).itemsize > 2**32 - 2**25
     with atomic_file(path) as tmp:
-        tifffile.imwrite(
-            tmp,
-            tiles(),
-            shape=shape,
-            dtype=dtype,
-            tile=(TILE, TILE),
-            photometric=photometric,
-            bigtiff=big,
-            **extras,
-        )
+        with quiet_tifffile_log():
+            target = tifffile.memmap(
+                tmp, shape=shape, dtype=dtype, photometric=photometric, bigtiff=big, **extras
+            )
+        offset = target.offset
+        del target  # the header is written; blocks are written through maps of their own rows
+        blocks.write(write_blocks(data, NpyWriter(os.path.abspath(tmp), offset, shape, dtype)))
     return depth, None if depth == "float" else value_map
+
+
+def _tiff_samples(rows, depth, value_map, bounds, samples):
+    """One block's float32 values as the TIFF's samples (:func:`convcli.io.images.to_samples`)."""
+    if depth == "float":
+        return np.ascontiguousarray(rows[:, :, 0], dtype=np.float32)
+    band = to_samples(rows, depth, value_map, bounds)
+    return band[:, :, 0] if samples == 1 else band

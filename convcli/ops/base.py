@@ -129,8 +129,9 @@ class Operation(ABC):
         """Bytes the parameters themselves hold (a kernel)."""
         return 0
 
-    def chunk_memory(self, input_hw: Pair, channels: int, chunk_hw: Pair) -> int:
-        """Bytes in flight when run in chunks of ``chunk_hw`` input pixels: on every thread two
+    def chunk_memory(self, input_hw: Pair, channels: int, chunk_hw: Pair, threads: int | None = None) -> int:
+        """Bytes in flight when run in chunks of ``chunk_hw`` input pixels: on every thread
+        (``threads``, default this machine's usable cores) two
         blocks, each its padded input region (read, and as float32), the work on it and its
         result; the dask graph; the parameters.  (The reader's own buffers, such as a TIFF's
         tiles or strips, are the caller's to add.)"""
@@ -150,7 +151,8 @@ class Operation(ABC):
             + self.block_work_bytes(tuple(region), tuple(block_out), channels)
             + 2 * FLOAT_BYTES * channels * out_px
         )
-        return RUN_BYTES + 2 * usable_cores() * block + GRAPH_BYTES * blocks + self.parameter_bytes()
+        threads = threads or usable_cores()
+        return RUN_BYTES + 2 * threads * block + GRAPH_BYTES * blocks + self.parameter_bytes()
 
     def block_work_bytes(self, region_hw: Pair, out_hw: Pair, channels: int) -> int:
         """Bytes of the temporaries of one chunked block: ``region_hw`` input pixels (padding

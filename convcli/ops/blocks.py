@@ -1,43 +1,41 @@
 """Dask graphs for one huge image, block by block, exact to the in-memory functions.
 
-The output is cut into blocks; each block is computed by the in-memory function
-from exactly the input rows and columns its windows read (the halo rule of
-:func:`convcli.geometry.sizes.window_rows` and :func:`~convcli.geometry.sizes.scatter_rows`):
+The graph is Dask's own: the input as a dask array (``dask.array.from_array`` of a
+file-backed source, or the array given), padded with ``dask.array.pad``,
+cut into chunks aligned on the output blocks, and computed by
+``dask.array.map_overlap`` with the halo the operation's windows need.  Every
+output block depends on one input chunk plus its halo, so the blocks of one
+image spread over every thread, or every worker of a Dask cluster.
 
-* filter and pool: the input is padded explicitly first (``dask.array.pad``,
-  whose ``reflect``, ``edge`` and ``wrap`` are numpy's and so PyTorch's
-  ``reflect``, ``replicate`` and ``circular``; pooling pads with -inf, +inf
-  or 0 as ``pool2d`` does).  A block of output rows reads its own rows, which
-  start on a stride boundary, plus a one-sided halo of
+Chunks are aligned on the output blocks (:class:`AxisPlan`):
+
+* filter and pool (windows): the input is padded explicitly first (numpy's
+  ``reflect``, ``edge`` and ``wrap`` are PyTorch's ``reflect``, ``replicate``
+  and ``circular``; pooling pads with -inf, +inf or 0 as ``pool2d`` does).
+  Output block ``k`` of ``b`` rows reads padded rows from ``k*b*stride``: input
+  chunk ``k`` is those ``b*stride`` rows, and the halo is one-sided, the next
   ``dilation*(k-1) + 1 - stride`` rows.  The block is then the in-memory
   function with no padding and floor rounding, which makes the same float
-  operations in the same order as the whole-image call: the results are
-  identical, not merely close.
-* upsample: a block of output rows receives from the input rows that scatter
-  into it; the block is the transposed convolution of those rows, placed and cropped.
-
-Where a block's rows come from depends on the input: a dask (or numpy) array
-is padded with ``dask.array.pad`` and each block takes its slice of that; a
-region source (an object with ``size``, ``channels`` and ``read(r0, r1, c0,
-c1)``, as :class:`convcli.io.bigfiles.Source`) is read block by block, each
-task reading exactly its padded region, so blocks share nothing and the
-memory in flight is about one block per thread.
+  operations in the same order as the whole-image call: identical results.
+* upsample (transposed convolution): input chunk ``k`` is ``b`` input rows, output
+  block ``k`` the ``b*stride`` output rows they land on; the halo is the input
+  rows before (and, with padding, after) that scatter into the block too.  The
+  block is the transposed convolution of the chunk and its halo, cropped.
 
 Dask is an optional extra: only the chunked path imports this module.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import dask.array as da
 import numpy as np
-from dask.array.core import concatenate3
-from dask.base import tokenize
-from dask.highlevelgraph import HighLevelGraph
 
 from ..constants import DEFAULT_CHUNK
-from ..engine.padding import NUMPY_MODES, pad_rows
+from ..engine.padding import NUMPY_MODES
 from ..errors import ConvcliError
-from ..geometry.sizes import as_pair, scatter_rows, window_rows
+from ..geometry.sizes import as_pair
 
 
 def is_region_source(image) -> bool:
@@ -82,136 +80,132 @@ def per_block(chunk: int, stride: int) -> int:
     return max(1, chunk // stride)
 
 
-def padded(x, sides, mode: str, fill: float):
-    """The padded image as a provider of one-chunk pieces (``mode`` as PyTorch names it;
-    ``zeros`` pads with ``fill``)."""
-    if is_region_source(x):
-        return _SourceRegions(x, sides, mode, fill)
-    return _DaskRegions(x, sides, mode, fill)
+@dataclass(frozen=True)
+class AxisPlan:
+    """How one axis is cut: input chunks (padded coordinates), output blocks, and the halo
+    ``(before, after)`` each block reads from its neighbours' chunks.
+
+    Output block ``k`` is computed from input chunk ``k`` and its halo; ``padding`` is a
+    transposed convolution's crop (its output block ``k`` starts at full output row
+    ``start + padding``)."""
+
+    in_chunks: tuple[int, ...]
+    out_chunks: tuple[int, ...]
+    halo: tuple[int, int]
+    padding: int = 0
+
+    def block(self, k: int) -> tuple[int, int, int, int, int]:
+        """``(a, b, lo, hi, padding)``: output rows ``a..b`` of block ``k`` and the input rows
+        ``lo..hi`` its piece holds (its chunk and the halo its neighbours have)."""
+        a = sum(self.out_chunks[:k])
+        start = sum(self.in_chunks[:k])
+        lo = start - (self.halo[0] if k > 0 else 0)
+        hi = start + self.in_chunks[k] + (self.halo[1] if k < len(self.in_chunks) - 1 else 0)
+        return a, a + self.out_chunks[k], lo, hi, self.padding
 
 
-class _DaskRegions:
-    """Pieces of ``dask.array.pad(x)``: numpy's reflect/edge/wrap are PyTorch's
-    reflect/replicate/circular."""
+def window_plan(count: int, padded_length: int, stride: int, extent: int, rows_per_block: int) -> AxisPlan:
+    """A filter's or pool's axis: ``count`` outputs of windows of ``extent`` every ``stride``
+    padded rows, ``rows_per_block`` outputs a block (more when the halo needs it: it must
+    come from the next chunk alone)."""
+    halo = max(0, extent - stride)
+    rows = max(rows_per_block, -(-halo // stride), 1)
+    blocks = -(-count // rows)
+    step = rows * stride
+    in_chunks = (step,) * (blocks - 1) + (padded_length - (blocks - 1) * step,)
+    out_chunks = (rows,) * (blocks - 1) + (count - (blocks - 1) * rows,)
+    return AxisPlan(in_chunks, out_chunks, (0, halo if blocks > 1 else 0))
 
-    def __init__(self, x, sides, mode, fill):
-        top, bottom, left, right = sides
-        self.tail = tuple(x.shape[2:])
-        if not any(sides):
-            self.padded = x
-            return
-        widths = [(top, bottom), (left, right)] + [(0, 0)] * (x.ndim - 2)
+
+def scatter_plan(
+    count: int, length: int, stride: int, padding: int, extent: int, rows_per_block: int
+) -> AxisPlan:
+    """A transposed convolution's axis: ``length`` input rows, ``count`` cropped outputs;
+    input row ``i`` reaches full output rows ``i*stride .. i*stride + extent - 1``, and full
+    row ``r`` is cropped row ``r - padding``.  Output block ``k`` (``rows*stride`` rows from
+    ``k*rows*stride``) gets from input rows ``k*rows + before .. (k+1)*rows + after``."""
+    before = max(0, (extent - 1 - padding) // stride)  # earlier rows that spill into the block
+    after = max(0, (padding - 1) // stride + 1)  # later rows whose outputs the crop shifts in
+    rows = max(rows_per_block, before, after, 1)
+    blocks = max(1, min(-(-count // (rows * stride)), -(-length // rows)))
+    if blocks > 1 and length - (blocks - 1) * rows < max(before, after):
+        blocks -= 1  # a last chunk too short to lend its halo joins the one before
+    in_chunks = (rows,) * (blocks - 1) + (length - (blocks - 1) * rows,)
+    out_chunks = (rows * stride,) * (blocks - 1) + (count - (blocks - 1) * rows * stride,)
+    halo = (before, after) if blocks > 1 else (0, 0)
+    return AxisPlan(in_chunks, out_chunks, halo, padding)
+
+
+def windowed(x, plans, sides, mode: str, fill: float, compute, params):
+    """The output of ``compute(piece, row, col, *params)`` on every block (``row`` and
+    ``col``: :meth:`AxisPlan.block`), as a lazy dask array built by ``map_overlap``.
+
+    ``x``: a region source or dask array; it is padded by ``sides`` (top, bottom, left,
+    right) with ``mode`` as PyTorch names it (``zeros`` pads with ``fill``), then cut into
+    the plans' chunks."""
+    top, bottom, left, right = sides
+    rows, cols = plans
+    array = _as_array(x, (_unpadded(rows.in_chunks, top, bottom), _unpadded(cols.in_chunks, left, right)))
+    tail = tuple(array.shape[2:])
+    if any(sides):
+        widths = [(top, bottom), (left, right)] + [(0, 0)] * len(tail)
         if mode == "zeros":
-            self.padded = da.pad(x, widths, mode="constant", constant_values=fill)
+            array = da.pad(array, widths, mode="constant", constant_values=fill)
         else:
-            self.padded = da.pad(x, widths, mode=NUMPY_MODES[mode])
+            array = da.pad(array, widths, mode=NUMPY_MODES[mode])
+    array = array.rechunk((rows.in_chunks, cols.in_chunks) + tuple((n,) for n in tail))
+    depth = {0: rows.halo, 1: cols.halo, **{axis: 0 for axis in range(2, array.ndim)}}
+    return da.map_overlap(
+        _Block(compute, rows, cols, params),
+        array,
+        depth=depth,
+        boundary="none",
+        trim=False,
+        allow_rechunk=False,  # the chunks are the plan: never moved
+        chunks=(rows.out_chunks, cols.out_chunks) + tuple((n,) for n in tail),
+        dtype=np.float32,
+        meta=np.empty((0,) * array.ndim, dtype=np.float32),
+        name="convcli-" + getattr(compute, "__name__", "block").strip("_"),
+    )
 
-    def piece(self, lo, hi, clo, chi):
-        return _merged(self.padded[lo:hi, clo:chi])
+
+class _Block:
+    """One block's computation, told which block it is by ``block_id`` (picklable)."""
+
+    def __init__(self, compute, rows: AxisPlan, cols: AxisPlan, params):
+        self.compute, self.rows, self.cols, self.params = compute, rows, cols, tuple(params)
+
+    def __call__(self, piece, block_id=None):
+        row, col = self.rows.block(block_id[0]), self.cols.block(block_id[1])
+        out = self.compute(piece, row, col, *self.params)
+        return out[: row[1] - row[0], : col[1] - col[0]]
 
 
-class _SourceRegions:
-    """Pieces read straight from a region source: one task per block, no shared chunks, so
-    the memory in flight is one block per thread whatever the image size."""
+def _unpadded(chunks, before: int, after: int) -> tuple[int, ...]:
+    """Padded-coordinate chunks as chunks of the unpadded input (``before`` and ``after``
+    padding rows removed), so that reading and padding leaves them nearly in place."""
+    bounds = np.cumsum((0,) + tuple(chunks)) - before
+    length = bounds[-1] - after
+    bounds = np.unique(np.clip(bounds, 0, length))
+    return tuple(int(n) for n in np.diff(bounds)) or (int(length),)
 
-    def __init__(self, source, sides, mode, fill):
-        self.source, self.sides, self.mode, self.fill = source, tuple(sides), mode, fill
-        self.tail = (source.channels,)
 
-    def piece(self, lo, hi, clo, chi):
-        from dask import delayed
-
-        task = delayed(_read_region, pure=False)(
-            self.source, lo, hi, clo, chi, self.sides, self.mode, self.fill
+def _as_array(x, chunks):
+    """``x`` as a float32 dask array in ``chunks`` (rows, columns): a region source is read
+    chunk by chunk where the task runs (``dask.array.from_array`` of the source itself)."""
+    if is_region_source(x):
+        return da.from_array(
+            x,
+            chunks=tuple(chunks) + ((x.channels,),),
+            lock=False,
+            asarray=False,
+            meta=np.empty((0, 0, 0), dtype=np.float32),
+            name="convcli-read-" + _token(x),
         )
-        return da.from_delayed(task, (hi - lo, chi - clo) + self.tail, dtype=np.float32)
+    return x.rechunk(tuple(chunks) + tuple((n,) for n in x.shape[2:]))
 
 
-def _read_region(source, lo, hi, clo, chi, sides, mode, fill):
-    """Rows ``lo..hi`` and columns ``clo..chi`` of the padded image, read run by run."""
-    height, width = source.size
-    top, _, left, _ = sides
-    row_index, row_mask = pad_rows(height, lo - top, hi - top, mode)
-    col_index, col_mask = pad_rows(width, clo - left, chi - left, mode)
-    out = np.empty((hi - lo, chi - clo, source.channels), dtype=np.float32)
-    if row_mask.any() or col_mask.any():
-        out.fill(fill)
-    col_runs = _runs(col_index, col_mask)
-    for a, b, first_row in _runs(row_index, row_mask):
-        for c, d, first_col in col_runs:
-            out[a:b, c:d] = source.read(first_row, first_row + b - a, first_col, first_col + d - c)
-    return out
+def _token(source) -> str:
+    from dask.base import tokenize
 
-
-def _runs(index, mask):
-    """``(start, stop, first source index)`` of each run of consecutive source indices
-    (masked positions, the zeros padding, are skipped)."""
-    positions = np.flatnonzero(~mask)
-    if not len(positions):
-        return []
-    values = index[positions]
-    cuts = np.flatnonzero((np.diff(positions) != 1) | (np.diff(values) != 1)) + 1
-    starts, stops = np.r_[0, cuts], np.r_[cuts, len(positions)]
-    return [(int(positions[s]), int(positions[e - 1]) + 1, int(values[s])) for s, e in zip(starts, stops)]
-
-
-def window_blocks(count: int, stride: int, extent: int, rows_per_block: int):
-    """Output blocks ``(a, b, lo, hi)``: output rows ``a..b`` and the padded input rows
-    ``lo..hi`` their windows read."""
-    return [
-        (a, min(a + rows_per_block, count), *window_rows(a, min(a + rows_per_block, count), stride, extent))
-        for a in range(0, count, rows_per_block)
-    ]
-
-
-def scatter_blocks(count: int, length: int, stride: int, padding: int, extent: int, rows_per_block: int):
-    """Output blocks ``(a, b, lo, hi, padding)`` of a transposed convolution: cropped output
-    rows ``a..b`` and the input rows ``lo..hi`` that scatter into them."""
-    return [
-        (
-            a,
-            min(a + rows_per_block, count),
-            *scatter_rows(a, min(a + rows_per_block, count), length, stride, padding, extent),
-            padding,
-        )
-        for a in range(0, count, rows_per_block)
-    ]
-
-
-def tile(regions, rows, cols, compute, params):
-    """Assemble the output from one task per block: ``compute(piece, row, col, *params)``."""
-    tail = regions.tail
-    grid = []
-    for row in rows:
-        line = []
-        for col in cols:
-            shape = (row[1] - row[0], col[1] - col[0]) + tail
-            if row[2] >= row[3] or col[2] >= col[3]:
-                line.append(da.zeros(shape, dtype=np.float32, chunks=shape))
-                continue
-            piece = regions.piece(row[2], row[3], col[2], col[3])
-            line.append(
-                piece.map_blocks(
-                    compute,
-                    row,
-                    col,
-                    *params,
-                    dtype=np.float32,
-                    chunks=tuple((n,) for n in shape),
-                    meta=np.empty((0,) * len(shape), dtype=np.float32),
-                )
-            )
-        grid.append(line)
-    if tail:  # np.block joins the innermost lists along the last axis: one more level for C
-        grid = [[[block] for block in line] for line in grid]
-    return da.block(grid)
-
-
-def _merged(piece):
-    """``piece`` as one chunk: a single concatenation task (``rechunk`` costs 7x more to build)."""
-    if all(len(c) == 1 for c in piece.chunks):
-        return piece
-    name = "convcli-merge-" + tokenize(piece.name)
-    graph = {(name,) + (0,) * piece.ndim: (concatenate3, piece.__dask_keys__())}
-    graph = HighLevelGraph.from_collections(name, graph, dependencies=[piece])
-    return da.Array(graph, name, chunks=tuple((n,) for n in piece.shape), dtype=piece.dtype, meta=piece._meta)
+    return tokenize(getattr(source, "name", id(source)), getattr(source, "shape", None), id(source))

@@ -209,18 +209,23 @@ class Filter(Operation):
         size = blocks.source_size(x)
         sides = self.padding_sides(size)
         out_hw = self.output_size(size)
-        rows_cols = [
-            blocks.window_blocks(
-                out_hw[axis],
-                self.stride[axis],
-                self.extent[axis],
-                blocks.per_block(blocks.chunk_size(x, chunk)[axis], self.stride[axis]),
+        chunk_hw = blocks.chunk_size(x, chunk)
+        plans = [
+            blocks.window_plan(
+                out_hw[a],
+                size[a] + sides[2 * a] + sides[2 * a + 1],
+                self.stride[a],
+                self.extent[a],
+                blocks.per_block(chunk_hw[a], self.stride[a]),
             )
-            for axis in (0, 1)
+            for a in (0, 1)
         ]
-        return blocks.tile(
-            blocks.padded(x, sides, self.pad_mode, 0.0),
-            *rows_cols,
+        return blocks.windowed(
+            x,
+            plans,
+            sides,
+            self.pad_mode,
+            0.0,
             _filter_block,
             (self.kernel, self.stride, self.dilation, self.mode),
         )

@@ -117,11 +117,15 @@ class Pool(Operation):
         x = blocks.as_source(image, chunk)
         size = blocks.source_size(x)
         out_h, out_w = self.output_size(size)
-        regions = blocks.padded(x, self.padding_sides(size), "zeros", POOL_FILL[self.op])
+        sides = self.padding_sides(size)
         chunk_hw = blocks.chunk_size(x, chunk)
         rows, cols = (
-            blocks.window_blocks(
-                count, self.stride[a], self.extent[a], blocks.per_block(chunk_hw[a], self.stride[a])
+            blocks.window_plan(
+                count,
+                size[a] + sides[2 * a] + sides[2 * a + 1],
+                self.stride[a],
+                self.extent[a],
+                blocks.per_block(chunk_hw[a], self.stride[a]),
             )
             for a, count in ((0, out_h), (1, out_w))
         )
@@ -133,8 +137,14 @@ class Pool(Operation):
                 )
                 for a, count in ((0, out_h), (1, out_w))
             )
-        return blocks.tile(
-            regions, rows, cols, _pool_block, (self.size, self.stride, self.dilation, self.op, divisors)
+        return blocks.windowed(
+            x,
+            (rows, cols),
+            sides,
+            "zeros",
+            POOL_FILL[self.op],
+            _pool_block,
+            (self.size, self.stride, self.dilation, self.op, divisors),
         )
 
     def report(self, input_hw: Pair) -> dict:

@@ -154,20 +154,22 @@ class Upsample(Operation):
         out_hw = self.output_size(size)
         chunk_hw = blocks.chunk_size(x, chunk)
         rows, cols = (
-            blocks.scatter_blocks(
+            blocks.scatter_plan(
                 out_hw[a],
                 size[a],
                 self.stride[a],
                 self.padding[a],
                 self.extent[a],
-                chunk_hw[a] * self.stride[a],
+                chunk_hw[a],
             )
             for a in (0, 1)
         )
-        return blocks.tile(
-            blocks.padded(x, (0, 0, 0, 0), "zeros", 0.0),
-            rows,
-            cols,
+        return blocks.windowed(
+            x,
+            (rows, cols),
+            (0, 0, 0, 0),
+            "zeros",
+            0.0,
             _tconv_block,
             (self.kernel, self.stride, self.dilation, self.mode),
         )

@@ -15,6 +15,10 @@ the in-memory result.
 from __future__ import annotations
 
 import importlib.util
+import os
+import sys
+import time
+from contextlib import contextmanager
 
 from ..errors import ConvcliError
 from ..geometry.sizes import as_pair, size_json
@@ -23,7 +27,7 @@ from ..io.bigfiles import (
     CHUNK_OUTPUTS,
     DEFAULT_CHUNK,
     MISSING_EXTRA,
-    TILE,
+    ThreadedBlocks,
     open_source,
     read_header,
     reader_buffer_bytes,
@@ -53,14 +57,19 @@ def process_huge(
     gray: bool = False,
     depth: str | None = None,
     workers: int | None = None,
+    client=None,
+    progress: bool = False,
 ) -> dict:
     """Run ``op`` on a huge image, file to file, in chunks.
 
     Reads ``.npy``, TIFF or ``.zarr`` (see :func:`convcli.io.bigfiles.open_source`);
-    writes ``.npy`` (float32, H x W for one channel, as the in-memory path), a tiled
-    TIFF (depth 8, 16 or float, as :func:`convcli.io.images.choose_depth` decides, values
-    mapped as ``op.value_map`` says) or ``.zarr`` (float32).  The output appears whole or
-    not at all.  Computes on this machine's threads (``workers``, default the cores).
+    writes ``.npy`` (float32, H x W for one channel, as the in-memory path), an
+    uncompressed TIFF (depth 8, 16 or float, as :func:`convcli.io.images.choose_depth`
+    decides, values mapped as ``op.value_map`` says) or ``.zarr`` (float32).  The output
+    appears whole or not at all.  Each block is read, computed and written by the same
+    task: on this machine's threads (``workers``, default the cores), or on the workers of
+    a Dask cluster when ``client`` (a ``distributed.Client``) is given, every worker taking
+    blocks of this one image.  ``progress``: a bar of blocks written on standard error.
     Returns the JSON record of the run.
     """
     out_suffix = suffix_of(output_path)
@@ -69,21 +78,28 @@ def process_huge(
             f"output {str(output_path)!r}: chunked processing writes .npy, .tif, .tiff or .zarr"
         )
     check_output_folder(output_path)
-    source = open_source(input_path, chunk=chunk, gray=gray)
+    # Workers may run in another folder: they get absolute paths (the record keeps the given ones).
+    source = open_source(os.path.abspath(input_path), chunk=chunk, gray=gray)
+    target = os.path.abspath(output_path)
     try:
         result = op.chunked(source, chunk)
         out_h, out_w, channels = (int(n) for n in result.shape)
-        compute = {"scheduler": "threads", "num_workers": workers}
-        if out_suffix == ".npy":
-            written_depth, value_map = "float", None
-            write_npy(output_path, result, compute)
-        elif out_suffix == ".zarr":
-            written_depth, value_map = "float", None
-            write_zarr(output_path, result, compute)
-        else:
-            written_depth, value_map = write_tiff(
-                output_path, result, op.value_map, depth, source.depth, compute
-            )
+        count = int(result.numblocks[0] * result.numblocks[1])
+        with block_bar(progress, count, str(output_path)) as advance:
+            if client is not None:
+                blocks = ClusterBlocks(client, advance)
+            else:
+                blocks = ThreadedBlocks(workers, advance)
+            if out_suffix == ".npy":
+                written_depth, value_map = "float", None
+                write_npy(target, result, blocks)
+            elif out_suffix == ".zarr":
+                written_depth, value_map = "float", None
+                write_zarr(target, result, blocks)
+            else:
+                written_depth, value_map = write_tiff(
+                    target, result, op.value_map, depth, source.depth, blocks
+                )
     finally:
         source.close()
     alpha = "none" if not source.alpha else "dropped"
@@ -100,9 +116,99 @@ def process_huge(
         "alpha": alpha,
         "chunked": {
             "chunk": dict(zip(("height", "width"), as_pair(chunk, "chunk", minimum=1))),
-            "blocks": int(result.numblocks[0] * result.numblocks[1]),
+            "blocks": count,
         },
     }
+
+
+@contextmanager
+def block_bar(show: bool, total: int, label: str):
+    """A transient Rich bar of blocks written, on standard error; yields its ``advance``
+    (``None`` when not shown)."""
+    if not show:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("blocks"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    with bar:
+        task = bar.add_task(label, total=total)
+        yield lambda: bar.advance(task)
+
+
+def show_block_bar(opts: RunOptions) -> bool:
+    """Per-block progress on a terminal: not with -q, --json or --dry-run, nor off a tty."""
+    return not (opts.quiet or opts.json or opts.dry_run) and sys.stderr.isatty()
+
+
+class ClusterBlocks:
+    """:class:`convcli.io.bigfiles.ThreadedBlocks` on a Dask cluster: every chunk of a block
+    graph is a task the scheduler places on any worker, which reads, computes and writes its
+    block.  On an exception (a signal, a lost scheduler) the tasks are cancelled and this
+    waits, at most STOP_WAIT seconds, until no worker is still running one, so that the
+    caller's removal of the temporary output is final."""
+
+    STOP_WAIT = 10.0
+
+    def __init__(self, client, advance=None):
+        self.client, self.advance = client, advance
+
+    def write(self, array) -> None:
+        from distributed import as_completed, futures_of
+
+        persisted = self.client.persist(array)
+        futures = futures_of(persisted)
+        try:
+            for future in as_completed(futures):
+                future.result()  # raises the block's error
+                if self.advance is not None:
+                    self.advance()
+        except BaseException:
+            self._stop(futures)
+            raise
+        finally:
+            del persisted
+
+    def values(self, *arrays):
+        futures = self.client.compute(list(arrays))
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            self._stop(futures)
+            raise
+
+    def _stop(self, futures) -> None:
+        names = {_key_name(future.key) for future in futures}
+        try:
+            self.client.cancel(futures)
+            deadline = time.monotonic() + self.STOP_WAIT
+            while time.monotonic() < deadline:
+                busy = self.client.run(_running_names, timeout=2)
+                if not any(set(names) & set(running) for running in busy.values()):
+                    return
+                time.sleep(0.1)
+        except Exception:  # noqa: BLE001  (a lost scheduler: nothing more to wait for)
+            return
+
+
+def _key_name(key) -> str:
+    return str(key[0] if isinstance(key, tuple) else key)
+
+
+def _running_names(dask_worker=None):
+    """On a worker: the graph names of the tasks it is running now."""
+    state = getattr(dask_worker, "state", dask_worker)
+    running = set(getattr(state, "executing", ())) | set(getattr(state, "long_running", ()))
+    return sorted({_key_name(getattr(task, "key", task)) for task in running})
 
 
 def wants_chunked(op: Operation, task: Task, opts: RunOptions) -> bool:
@@ -142,7 +248,7 @@ def wants_chunked(op: Operation, task: Task, opts: RunOptions) -> bool:
     return need > opts.max_memory
 
 
-def auto_chunk(channels: int, max_memory: int | None) -> int:
+def auto_chunk(channels: int, max_memory: int | None, threads: int | None = None) -> int:
     """The block side when none is given: DEFAULT_CHUNK, smaller when ``--max-memory`` needs it.
 
     A block in flight holds about ``BLOCK_FLOATS * 4 * side**2 * channels`` bytes, and
@@ -150,56 +256,77 @@ def auto_chunk(channels: int, max_memory: int | None) -> int:
     """
     if not max_memory:
         return DEFAULT_CHUNK
-    threads = usable_cores()
+    threads = threads or usable_cores()
     side = int((max_memory / 2 / (2 * threads * BLOCK_FLOATS * 4 * channels)) ** 0.5)
     return max(64, min(DEFAULT_CHUNK, side // 64 * 64))
 
 
-def check_chunked_limits(op: Operation, task: Task, opts: RunOptions, size, channels: int):
+def worker_memory(client) -> tuple[int | None, int]:
+    """``(the smallest memory limit of the cluster's workers or None, their most threads)``,
+    asked of the scheduler."""
+    workers = client.scheduler_info().get("workers", {}).values()
+    limits = [int(w.get("memory_limit") or 0) for w in workers]
+    threads = max((int(w.get("nthreads") or 1) for w in workers), default=1)
+    limits = [limit for limit in limits if limit > 0]
+    return (min(limits) if limits else None), threads
+
+
+def check_chunked_limits(op: Operation, task: Task, opts: RunOptions, size, channels: int, client=None):
     """The block side for this image in chunks (``--chunk``, or the largest multiple of 64 up
-    to :func:`auto_chunk`'s that fits ``--max-memory``), after refusing, before a block is read,
-    an image over ``--max-pixels`` (every format: a small file may declare any size) or one
-    whose run would take more than ``--max-memory`` even in blocks of 64: the operation's
-    blocks in flight (:meth:`Operation.chunk_memory`), the reader's tiles or strips (a TIFF's,
-    decoded whole by any block that touches them; two a thread) and, for a TIFF output, a
-    full-width band of result rows and its samples."""
+    to :func:`auto_chunk`'s that fits the memory limit), after refusing, before a block is
+    read, an image over ``--max-memory`` (every format: a small file may declare any size) or
+    one whose run would take more than the limit even in blocks of 64: the operation's blocks
+    in flight (:meth:`Operation.chunk_memory`) and the reader's tiles or strips (a TIFF's,
+    decoded whole by any block that touches them; two a thread).
+
+    The limit is ``--max-memory`` on this machine; on a Dask cluster (``client``), each
+    worker's: the smallest memory limit the scheduler reports (and ``--max-memory`` if
+    smaller), its blocks in flight counted for the worker's own threads."""
     height, width = size
     check_pixels(height, width, opts.max_pixels, f"input {task.input!r}")
-    if opts.max_memory is None:
+    limit, threads, where = opts.max_memory, usable_cores(), "--max-memory"
+    if client is not None:
+        worker_limit, threads = worker_memory(client)
+        if worker_limit is not None and (limit is None or worker_limit < limit):
+            limit, where = worker_limit, "the Dask workers' memory limit"
+    if limit is None:
         return opts.chunk or DEFAULT_CHUNK
     segment = reader_buffer_bytes(task.input)
-    tiff_out = suffix_of(task.output) in (".tif", ".tiff")
-    out_h, out_w = op.output_size((height, width))
 
     def need(chunk_hw) -> int:
-        total = op.chunk_memory((height, width), channels, chunk_hw) + 2 * usable_cores() * segment
-        if tiff_out:
-            rows = max(1, min(out_h, -(-out_h * chunk_hw[0] // height)))
-            total += 3 * 4 * channels * out_w * (rows + TILE)
-        return total
+        return op.chunk_memory((height, width), channels, chunk_hw, threads) + 2 * threads * segment
 
-    sides = [opts.chunk] if opts.chunk else range(auto_chunk(channels, opts.max_memory), 63, -64)
+    sides = [opts.chunk] if opts.chunk else range(auto_chunk(channels, limit, threads), 63, -64)
     for side in sides:
         chunk_hw = as_pair(side, "chunk", minimum=1)
         bytes_needed = need(chunk_hw)
-        if bytes_needed <= opts.max_memory:
+        if bytes_needed <= limit:
             return side
     extra = f"; one tile or strip of the TIFF is {segment / 2**20:,.0f} MiB" if segment >= 2**20 else ""
     raise ConvcliError(
         f"input {task.input!r}: {width}x{height} in chunks of {chunk_hw[1]}x{chunk_hw[0]} needs "
-        f"about {bytes_needed / 2**20:,.0f} MiB, over the limit of {opts.max_memory / 2**20:,.0f} MiB "
-        f"(--max-memory){extra}"
+        f"about {bytes_needed / 2**20:,.0f} MiB, over the limit of {limit / 2**20:,.0f} MiB "
+        f"({where}){extra}"
     )
 
 
-def process_chunked(op: Operation, task: Task, opts: RunOptions) -> Outcome:
+def process_chunked(op: Operation, task: Task, opts: RunOptions, client=None) -> Outcome:
     """:func:`convcli.run.process.process` for one huge image: an Outcome, never raising
-    for a bad image."""
+    for a bad image.  With ``client``, its blocks are computed on that Dask cluster."""
     try:
         make_output_folder(task)
         height, width, channels, _ = read_header(task.input)
-        chunk = check_chunked_limits(op, task, opts, (height, width), channels)
-        record = process_huge(op, task.input, task.output, chunk=chunk, gray=opts.gray, depth=opts.depth)
+        chunk = check_chunked_limits(op, task, opts, (height, width), channels, client)
+        record = process_huge(
+            op,
+            task.input,
+            task.output,
+            chunk=chunk,
+            gray=opts.gray,
+            depth=opts.depth,
+            client=client,
+            progress=show_block_bar(opts),
+        )
     except ConvcliError as exc:
         return failed(task, str(exc))
     except MemoryError:
