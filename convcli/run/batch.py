@@ -26,6 +26,7 @@ from ..signals import (
     stop_in,
 )
 from ..system import usable_cores
+from .chunked import SchedulerLost
 from .plan import expand_inputs, plan_outputs, skip_or_plan
 from .process import process
 from .report import Reporter
@@ -50,6 +51,7 @@ def run(op: Operation, inputs: list[str], opts: RunOptions) -> int:
             outcomes.append(decided)
 
     interrupted: BaseException | None = None
+    lost: SchedulerLost | None = None
     jobs = max(1, min(opts.jobs or usable_cores(), len(pending)))
     with report:
         for outcome in sorted(outcomes, key=lambda o: o.task.index):
@@ -71,6 +73,8 @@ def run(op: Operation, inputs: list[str], opts: RunOptions) -> int:
                 _run_pool(op, pending, opts, jobs, outcomes, report)
         except (KeyboardInterrupt, Terminated) as exc:  # Ctrl-C, SIGTERM, SIGHUP
             interrupted = exc
+        except SchedulerLost as exc:  # the images written are reported; then its one line
+            lost = exc
         except Exception as exc:
             interrupted = stop_in(exc)  # one Python wrapped (a RuntimeError while a class is made)
             if interrupted is None:
@@ -80,6 +84,8 @@ def run(op: Operation, inputs: list[str], opts: RunOptions) -> int:
     counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed", "planned")}
     if batch or interrupted is not None:
         report.summary(counts, time.monotonic() - started, interrupted is not None, len(tasks))
+    if lost is not None:
+        raise lost
     if interrupted is not None:
         return exit_code(interrupted)  # 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP
     if not batch and counts["failed"]:

@@ -150,6 +150,22 @@ def show_block_bar(opts: RunOptions) -> bool:
     return not (opts.quiet or opts.json or opts.dry_run) and sys.stderr.isatty()
 
 
+class SchedulerLost(ConvcliError):
+    """The connection to the Dask scheduler was lost: one line that names it."""
+
+
+def check_connected(client, wait: float = 0.0) -> None:
+    """Raise :class:`SchedulerLost` when ``client`` has lost its scheduler (``wait``: seconds
+    for a cancelled future's news to reach the client's status)."""
+    deadline = time.monotonic() + wait
+    while str(getattr(client, "status", "running")) in ("running", "newly-created"):
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(0.05)
+    address = getattr(getattr(client, "scheduler", None), "address", None) or "?"
+    raise SchedulerLost(f"--scheduler: lost the connection to the Dask scheduler at {address}")
+
+
 class ClusterBlocks:
     """:class:`convcli.io.bigfiles.ThreadedBlocks` on a Dask cluster: every chunk of a block
     graph is a task the scheduler places on any worker, which reads, computes and writes its
@@ -168,12 +184,13 @@ class ClusterBlocks:
         persisted = self.client.persist(array)
         futures = futures_of(persisted)
         try:
-            for future in as_completed(futures):
+            for future in as_completed(futures, loop=self.client.loop):
                 future.result()  # raises the block's error
                 if self.advance is not None:
                     self.advance()
         except BaseException:
             self._stop(futures)
+            self.check_connected()
             raise
         finally:
             del persisted
@@ -184,7 +201,13 @@ class ClusterBlocks:
             return [future.result() for future in futures]
         except BaseException:
             self._stop(futures)
+            self.check_connected()
             raise
+
+    def check_connected(self, wait: float = 0.0) -> None:
+        """Raise :class:`SchedulerLost` if the client has lost its scheduler (``wait``: seconds
+        for a cancelled future's news to reach the client's status)."""
+        check_connected(self.client, wait)
 
     def _stop(self, futures) -> None:
         names = {_key_name(future.key) for future in futures}
@@ -192,7 +215,7 @@ class ClusterBlocks:
             self.client.cancel(futures)
             deadline = time.monotonic() + self.STOP_WAIT
             while time.monotonic() < deadline:
-                busy = self.client.run(_running_names, timeout=2)
+                busy = self.client.run(_running_names, on_error="ignore")
                 if not any(set(names) & set(running) for running in busy.values()):
                     return
                 time.sleep(0.1)
@@ -327,6 +350,8 @@ def process_chunked(op: Operation, task: Task, opts: RunOptions, client=None) ->
             client=client,
             progress=show_block_bar(opts),
         )
+    except SchedulerLost:
+        raise  # the batch's end, not this image's
     except ConvcliError as exc:
         return failed(task, str(exc))
     except MemoryError:

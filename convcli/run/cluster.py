@@ -22,6 +22,8 @@ in its report are turned back into the ones the user typed.
 from __future__ import annotations
 
 import os
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,8 +31,9 @@ from ..errors import ConvcliError, describe
 from ..io.images import remove_temporaries
 from ..signals import Terminated
 from ..system import usable_cores
+from .chunked import SchedulerLost, check_connected, process_chunked, wants_chunked
 from .process import process
-from .tasks import STDIN, STDOUT, failed
+from .tasks import STDIN, STDOUT, Outcome, failed
 
 LOCAL = "local"
 RETRIES = 2  # a task that raises is run up to 3 times; a lost worker's task is rescheduled too
@@ -82,8 +85,8 @@ def check_tasks(tasks) -> None:
 def connect(scheduler: str, *, workers: int | None = None, timeout: float | None = None):
     """A ``(client, cluster or None)`` pair for ``--scheduler``; the caller closes both.
 
-    ``"local"`` starts a LocalCluster on this machine (``workers`` processes
-    of one thread each, bound to 127.0.0.1, no dashboard); anything else is
+    ``"local"`` starts a LocalCluster on this machine (one worker in this process with
+    ``workers`` threads, bound to 127.0.0.1, no dashboard); anything else is
     the address of a running ``dask scheduler`` (``tcp://10.0.0.5:8786``).
     """
     distributed = import_distributed()
@@ -97,10 +100,14 @@ def connect(scheduler: str, *, workers: int | None = None, timeout: float | None
                 # The scheduler's small HTTP server (health checks; no dashboard) moves off a
                 # busy port 8787 by itself, on 127.0.0.1 like everything else here.
                 warnings.filterwarnings("ignore", message="Port .* is already in use")
+                # One worker in this process, a thread per image or block: it starts in about
+                # 0.1 s where worker processes take 1-2 s (and 6 s with their imports), and the
+                # engine's numpy work releases the GIL (README, "Scaling out").
                 cluster = distributed.LocalCluster(
-                    n_workers=max(1, workers or usable_cores()),
-                    threads_per_worker=1,
-                    processes=True,
+                    n_workers=1,
+                    threads_per_worker=max(1, workers or usable_cores()),
+                    processes=False,
+                    protocol="tcp://",
                     host="127.0.0.1",
                     dashboard_address=None,
                 )
@@ -155,12 +162,22 @@ def run_on_cluster(
     quiet = _Quiet(logging.getLogger("distributed"))
     count = workers or opts.jobs or usable_cores()
     added: list = []
+    started = time.time()
+    huge = [task for task in pending if _goes_in_chunks(op, task, opts)]
+    whole = [task for task in pending if task not in huge]
     with quiet:
-        client, cluster = connect(scheduler, workers=min(count, len(pending)), timeout=timeout)
+        client, cluster = connect(scheduler, workers=min(count, max(2, len(pending))), timeout=timeout)
+        _show_dashboard(client, opts)
         distributed = import_distributed()
         futures = {}
+
+        def record(outcome):
+            outcomes.append(outcome)
+            added.append(outcome)
+            report.add(outcome)
+
         try:
-            for task in pending:
+            for task in whole:
                 future = client.submit(
                     process_on_worker,
                     op,
@@ -172,13 +189,23 @@ def run_on_cluster(
                     key=f"convcli-{task.index}-{os.urandom(4).hex()}",
                 )
                 futures[future] = task
-            for future in distributed.as_completed(futures, loop=client.loop):
-                outcome = _outcome(future, futures[future])
-                outcomes.append(outcome)
-                added.append(outcome)
-                report.add(outcome)
+            stop = False
+            for task in huge:  # one image at a time, its blocks over every worker
+                check_connected(client)
+                outcome = process_chunked(op, task, opts, client=client)
+                check_connected(client)
+                record(outcome)
                 if outcome.status == "failed" and opts.fail_fast:
+                    stop = True
                     break
+            if not stop:
+                for future in distributed.as_completed(futures, loop=client.loop):
+                    if future.status == "cancelled":
+                        check_connected(client, wait=2.0)
+                    outcome = _outcome(future, futures[future])
+                    record(outcome)
+                    if outcome.status == "failed" and opts.fail_fast:
+                        break
         except (KeyboardInterrupt, Terminated):  # Ctrl-C, SIGTERM, SIGHUP
             _stop(client, futures, added, outcomes, report)
             _close(client, cluster)
@@ -186,11 +213,67 @@ def run_on_cluster(
             # be running, and loses its temporary file (its write fails; a rerun does it again).
             _sweep_temporaries(pending)
             raise
+        except SchedulerLost:
+            _report_written(pending, added, started, record)
+            _close(client, cluster)
+            _sweep_temporaries(pending)
+            raise
         cancelled = _stop(client, futures, added, outcomes, report)
         _close(client, cluster)
         if not cancelled:  # every attempt is over: what a killed worker left is garbage
             _sweep_temporaries(pending)
     return added
+
+
+def _report_written(pending, added, started: float, record) -> None:
+    """After the scheduler is lost: report as written the images whose output was renamed into
+    place during this run (a worker finished them; its answer never came back)."""
+    reported = {outcome.task.index for outcome in added}
+    for task in pending:
+        if task.index in reported:
+            continue
+        try:
+            written = os.stat(task.output).st_mtime >= started - 1.0
+        except OSError:
+            written = False
+        if written:
+            record(
+                Outcome(
+                    task,
+                    "done",
+                    {"input": task.input, "output": task.output},
+                    f"{task.input}: wrote {task.output}",
+                )
+            )
+
+
+def _goes_in_chunks(op, task, opts) -> bool:
+    """Whether this image goes in chunks, its blocks spread over the cluster (decided here, on
+    the client, which reads the header); a question the header cannot answer goes to a worker,
+    which reports it."""
+    try:
+        return wants_chunked(op, task, opts)
+    except ConvcliError:
+        return False
+
+
+def _show_dashboard(client, opts) -> None:
+    """The scheduler's dashboard link on standard error (not with -q or --json), when it serves
+    one: a scheduler without bokeh, or started with ``--no-dashboard``, answers 404 there."""
+    if opts.quiet or opts.json:
+        return
+    try:
+        if "dashboard" not in client.scheduler_info().get("services", {}):
+            return
+        link = client.dashboard_link
+        import urllib.request
+
+        with urllib.request.urlopen(link, timeout=1.0) as answer:
+            served = answer.status == 200
+    except Exception:  # noqa: BLE001  (no dashboard served, or not reachable from here)
+        return
+    if served:
+        print(f"Dask dashboard: {link}", file=sys.stderr)
 
 
 def process_on_worker(op, task, opts, cwd: str):
@@ -258,7 +341,7 @@ def _stop(client, futures, added, outcomes, report) -> bool:
 
 def _close(client, cluster) -> None:
     try:
-        client.close()
+        client.close(timeout=5)  # a lost scheduler would be waited for much longer
     finally:
         if cluster is not None:
             cluster.close()
@@ -277,17 +360,28 @@ def _sweep_temporaries(tasks) -> None:
 
 
 class _Quiet:
-    """Hold ``distributed``'s log at ERROR while convcli drives it (worker restarts are retried)."""
+    """Hold the ``distributed`` loggers at CRITICAL while convcli drives them (worker restarts
+    are retried; a lost scheduler is convcli's one line, not the client's tracebacks)."""
 
     def __init__(self, logger):
         self.logger = logger
-        self.level = None
+        self.levels: dict = {}
 
     def __enter__(self):
-        self.level = self.logger.level
-        self.logger.setLevel(max(self.level, 40))
+        import logging
+
+        names = [self.logger.name] + [
+            name for name in logging.Logger.manager.loggerDict if name.startswith(self.logger.name + ".")
+        ]
+        for name in names:
+            logger = logging.getLogger(name)
+            self.levels[name] = logger.level
+            logger.setLevel(max(logger.level, logging.CRITICAL))
         return self
 
     def __exit__(self, *exc):
-        self.logger.setLevel(self.level)
+        import logging
+
+        for name, level in self.levels.items():
+            logging.getLogger(name).setLevel(level)
         return False
