@@ -21,6 +21,16 @@ map of its rows that is unmapped at once), so what is in flight is about one
 block per thread (padded input, output, one temporary: 3 x 4 x chunk^2 bytes,
 50 MiB at chunk 2048) plus blocks waiting to be stored.  Exits 1 when the
 bound or the check fails.
+
+    python benchmarks/huge.py --limits 256M 512M 1G [--keep DIR]
+
+The memory bound by output format: for each limit, the filter above from an RGB float32
+``.npy`` 1.5 times the side of the largest image the limit admits in memory (so that it
+goes in chunks by itself and picks its block from ``--max-memory``) to ``.npy``, TIFF and
+``.zarr``; each child's peak is its VmHWM (read from ``/proc/self/status`` as it exits:
+``ru_maxrss`` would report the parent's peak too, which Linux carries across fork and
+exec).  A run passes at most the limit plus the interpreter (the peak of ``import
+convcli.cli.app, numpy, dask.array``).
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -81,13 +92,93 @@ def check(source: Path, target: Path, size: int) -> float:
     return worst
 
 
+# Runs convcli as ``python -m convcli``, writing its VmHWM to $PEAK_FILE as it exits.
+PEAK_WRAPPER = (
+    "import atexit, os, runpy, sys\n"
+    "def _peak():\n"
+    "    with open('/proc/self/status') as status, open(os.environ['PEAK_FILE'], 'w') as out:\n"
+    "        out.write(next(line for line in status if line.startswith('VmHWM')).split()[1])\n"
+    "atexit.register(_peak)\n"
+    "sys.argv = ['convcli'] + sys.argv[1:]\n"
+    "runpy.run_module('convcli', run_name='__main__', alter_sys=True)\n"
+)
+
+
+def peak_run(args: list[str], cwd: Path) -> tuple[int, float, int, str]:
+    """``convcli ARGS`` as a child: (exit code, seconds, its own peak resident bytes, last
+    stderr line)."""
+    with tempfile.NamedTemporaryFile(suffix=".peak") as peak:
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-c", PEAK_WRAPPER, *args],
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PEAK_FILE": peak.name},
+        )
+        seconds = time.monotonic() - started
+        text = Path(peak.name).read_text().strip()
+    lines = done.stderr.strip().splitlines()
+    return done.returncode, seconds, int(text or 0) * 1024, lines[-1] if lines else ""
+
+
+def limits_main(limits: list[str], keep) -> int:
+    from memory import largest_side, parse_size, write_npy
+
+    folder = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="convcli-limits-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    baseline_code = (
+        PEAK_WRAPPER.replace("runpy.run_module('convcli', run_name='__main__', alter_sys=True)", "")
+        + "import convcli.cli.app, numpy, dask.array\n"
+    )
+    with tempfile.NamedTemporaryFile(suffix=".peak") as peak:
+        subprocess.run([sys.executable, "-c", baseline_code], env={**os.environ, "PEAK_FILE": peak.name})
+        baseline = int(Path(peak.name).read_text()) * 1024
+    mib = 2**20
+    print(f"interpreter baseline (import convcli.cli.app, numpy, dask.array): {baseline / mib:.0f} MiB")
+    print(f"{'limit':>6} {'output':<6} {'input':>16} {'peak':>8} {'limit+base':>10} {'time':>6}  ok")
+    failures = 0
+    options = ["-k", KERNEL, "-p", "same", "--pad-mode", "reflect"]
+    for text in limits:
+        limit = parse_size(text)
+        side = largest_side(operation(), limit) * 3 // 2 // 32 * 32
+        source = folder / f"rgb-{side}.npy"
+        if not source.exists():
+            write_npy(source, side, seed=side)
+        for suffix in (".npy", ".tif", ".zarr"):
+            target = folder / f"out{suffix}"
+            args = ["filter", str(source), *options, "-o", str(target), "--overwrite", "--max-memory", text]
+            code, seconds, peak, last = peak_run(args, folder)
+            bound = limit + baseline
+            ok = code == 0 and peak <= bound
+            failures += not ok
+            verdict = "yes" if ok else "NO: " + (last or f"exit {code}")
+            print(
+                f"{text:>6} {suffix:<6} {f'{side}x{side}x3 f32':>16} {peak / mib:6.0f} MiB "
+                f"{bound / mib:6.0f} MiB {seconds:5.1f}s  {verdict}",
+                flush=True,
+            )
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
+        if not keep:
+            source.unlink(missing_ok=True)
+    print("all within the limit plus the interpreter" if not failures else f"{failures} run(s) over")
+    return 1 if failures else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limits", nargs="+", help="measure peaks by output format at these --max-memory")
     parser.add_argument("--size", type=int, default=20000)
     parser.add_argument("--chunk", type=int, default=2048)
     parser.add_argument("--bound-mib", type=int, default=512)
     parser.add_argument("--keep", metavar="DIR", help="Work in DIR and keep the files.")
     args = parser.parse_args()
+    if args.limits:
+        return limits_main(args.limits, args.keep)
 
     folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="convcli-huge-"))
     folder.mkdir(parents=True, exist_ok=True)
