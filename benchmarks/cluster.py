@@ -89,7 +89,7 @@ def main() -> int:
     print(f"input: {args.size}x{args.size} float32, {source.stat().st_size / 2**30:.2f} GiB")
     mib = 2**20
     command = ["filter", str(source), "-k", KERNEL, "-p", "same", "--pad-mode", "reflect"]
-    command += ["--chunk", str(args.chunk), "--overwrite", "-q"]
+    command += ["--chunk", str(args.chunk), "--max-pixels", str(args.size**2), "--overwrite", "-q"]
 
     code, one_wall, one_peak, last = peak_run(command + ["-o", str(folder / "one.npy")], folder)
     if code:

@@ -434,9 +434,10 @@ class ThreadedBlocks:
     """Runs block graphs on this process's threads (dask's threaded scheduler, on a pool of
     its own, see :func:`_own_threads`); ``advance()`` is called as each written block ends.
 
-    The writers below take any object with this interface: ``write(array)`` computes every
-    chunk of ``array`` (each writes its block, :func:`write_blocks`) and returns once all
-    are written, or raises once none is running any more; ``values(*arrays)`` computes
+    The writers below take any object with this interface: ``write(array, skip)`` computes
+    every chunk of ``array`` (each writes its block, :func:`write_blocks`) but those whose
+    block index is in ``skip``, and returns once all are written, or raises once none is
+    running any more; ``values(*arrays)`` computes
     small results (a minimum, a maximum).  :class:`convcli.run.chunked.ClusterBlocks` does
     the same on a Dask cluster."""
 
@@ -444,7 +445,7 @@ class ThreadedBlocks:
         self.compute = {"scheduler": "threads", "num_workers": workers}
         self.advance = advance
 
-    def write(self, array) -> None:
+    def write(self, array, skip=()) -> None:
         import dask
         from dask.callbacks import Callback
 
@@ -456,7 +457,7 @@ class ThreadedBlocks:
                     advance()
 
         with _own_threads(self.compute) as compute, Count():
-            dask.compute(array, **compute)
+            dask.compute(*block_tasks(array, skip), **compute)
 
     def values(self, *arrays):
         import dask
@@ -466,6 +467,14 @@ class ThreadedBlocks:
 
 
 WRITE_PREFIX = "convcli-write-"
+DONE_FOLDER = ".convcli-done"  # in a .zarr being written: one empty file per block written
+
+
+def block_tasks(array, skip=()):
+    """One delayed task per chunk of ``array`` (its graph culled to what that chunk needs),
+    leaving out the block indices in ``skip``."""
+    tasks = array.to_delayed().ravel()
+    return [task for index, task in zip(np.ndindex(*array.numblocks), tasks) if index not in skip]
 
 
 def _write_block(block, target, block_info=None):
@@ -511,10 +520,62 @@ def regular(data):
     return data.rechunk(data.chunksize)
 
 
-def write_zarr(path, result, blocks) -> None:
+class ZarrBlocks:
+    """A block target in a ``.zarr`` array being written: each block, once stored, leaves an
+    empty marker ``DONE_FOLDER/ROW.COL`` (its first row and column), so that a run killed
+    midway can be resumed from the blocks it finished.  Picklable (a Zarr array and a path)."""
+
+    def __init__(self, array, folder):
+        self.array, self.folder = array, str(folder)
+
+    def __setitem__(self, key, value):
+        self.array[key] = value
+        rows, cols = key[0], key[1]
+        with open(os.path.join(self.folder, DONE_FOLDER, f"{rows.start}.{cols.start}"), "w"):
+            pass
+
+
+def resumable_name(path, key: str) -> str:
+    """The temporary folder of a ``.zarr`` output, named after what is written into it
+    (``key``, a hash of the input and the operation): ``.NAME.KEY.tmp`` beside ``path``."""
+    path = Path(path)
+    name = path.name[: max(1, 200 - len(key))]
+    return str(path.parent / f".{name}.{key}.tmp")
+
+
+def _finished_blocks(tmp, data) -> set:
+    """Block indices of ``data`` that a killed run of the same key wrote whole into ``tmp``
+    (empty when ``tmp`` is not a Zarr array of the same shape and chunks)."""
+    import zarr
+
+    try:
+        stored = zarr.open_array(tmp, mode="r")
+        same = tuple(stored.shape) == tuple(data.shape) and tuple(stored.chunks) == tuple(data.chunksize)
+        names = os.listdir(os.path.join(tmp, DONE_FOLDER))
+    except Exception:  # noqa: BLE001  (no such folder, or not a Zarr array: start afresh)
+        return set()
+    if not same:
+        return set()
+    starts = [{int(n): i for i, n in enumerate(np.cumsum((0,) + c[:-1]))} for c in data.chunks]
+    done = set()
+    for name in names:
+        try:
+            row, col = (int(part) for part in name.split("."))
+            done.add((starts[0][row], starts[1][col]) + (0,) * (data.ndim - 2))
+        except (KeyError, ValueError):
+            continue
+    return done
+
+
+def write_zarr(path, result, blocks, resume_key: str | None = None) -> None:
     """``result`` as a ``.zarr`` array (float32; H x W for one channel), one Zarr chunk per
     block, written by the process that computed the block into a temporary folder beside
-    ``path``, renamed into place once whole."""
+    ``path``, renamed into place once whole.
+
+    With ``resume_key`` (a hash of the input and the operation) the temporary folder is named
+    after it, and a run killed outright (SIGKILL, out of memory, a lost machine) leaves it for
+    the next identical run to resume: the blocks marked written are not computed again.  An
+    exception, Ctrl-C or SIGTERM removes it, as every temporary."""
     try:
         import zarr
     except ImportError:
@@ -522,13 +583,27 @@ def write_zarr(path, result, blocks) -> None:
     data = regular(result[:, :, 0] if result.shape[2] == 1 else result)
     tmp = old = None
     try:
+        done: set = set()
         with deferred():  # no signal between the name's making and its being kept here
-            tmp = temporary_name(path)
-            os.unlink(tmp)  # a folder takes its name
-        target = zarr.open_array(
-            os.path.abspath(tmp), mode="w", shape=data.shape, chunks=data.chunksize, dtype=np.float32
-        )
-        blocks.write(write_blocks(data, target))
+            if resume_key is None:
+                tmp = temporary_name(path)
+                os.unlink(tmp)  # a folder takes its name
+            else:
+                tmp = resumable_name(path, resume_key)
+        tmp = os.path.abspath(tmp)
+        if resume_key is not None:
+            done = _finished_blocks(tmp, data)
+        if done:
+            target = zarr.open_array(tmp, mode="r+")
+        else:
+            if os.path.isdir(tmp):
+                shutil.rmtree(tmp)
+            elif os.path.lexists(tmp):
+                os.unlink(tmp)
+            target = zarr.open_array(tmp, mode="w", shape=data.shape, chunks=data.chunksize, dtype=np.float32)
+        os.makedirs(os.path.join(tmp, DONE_FOLDER), exist_ok=True)
+        blocks.write(write_blocks(data, ZarrBlocks(target, tmp)), skip=done)
+        shutil.rmtree(os.path.join(tmp, DONE_FOLDER))
         with deferred():  # the swap is never left halfway
             if os.path.exists(path):  # a folder cannot be renamed over a folder: move the old one aside
                 old = temporary_name(path)

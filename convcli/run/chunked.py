@@ -28,6 +28,7 @@ from ..io.bigfiles import (
     DEFAULT_CHUNK,
     MISSING_EXTRA,
     ThreadedBlocks,
+    block_tasks,
     open_source,
     read_header,
     reader_buffer_bytes,
@@ -95,7 +96,7 @@ def process_huge(
                 write_npy(target, result, blocks)
             elif out_suffix == ".zarr":
                 written_depth, value_map = "float", None
-                write_zarr(target, result, blocks)
+                write_zarr(target, result, blocks, resume_key(op, input_path, chunk, gray))
             else:
                 written_depth, value_map = write_tiff(
                     target, result, op.value_map, depth, source.depth, blocks
@@ -119,6 +120,17 @@ def process_huge(
             "blocks": count,
         },
     }
+
+
+def resume_key(op: Operation, input_path, chunk, gray: bool) -> str:
+    """Eight hex digits naming what a ``.zarr`` output holds: the input (its absolute path,
+    size and modification time), the operation and its parameters, the blocks."""
+    import hashlib
+    import pickle
+
+    stat = os.stat(input_path)
+    what = (os.path.abspath(input_path), stat.st_size, stat.st_mtime_ns, chunk, gray)
+    return hashlib.sha256(pickle.dumps((what, op))).hexdigest()[:8]
 
 
 @contextmanager
@@ -178,11 +190,10 @@ class ClusterBlocks:
     def __init__(self, client, advance=None):
         self.client, self.advance = client, advance
 
-    def write(self, array) -> None:
-        from distributed import as_completed, futures_of
+    def write(self, array, skip=()) -> None:
+        from distributed import as_completed
 
-        persisted = self.client.persist(array)
-        futures = futures_of(persisted)
+        futures = self.client.compute(block_tasks(array, skip))
         try:
             for future in as_completed(futures, loop=self.client.loop):
                 future.result()  # raises the block's error
@@ -193,7 +204,7 @@ class ClusterBlocks:
             self.check_connected()
             raise
         finally:
-            del persisted
+            del futures
 
     def values(self, *arrays):
         futures = self.client.compute(list(arrays))
