@@ -205,6 +205,8 @@ def main() -> int:
             "reflect",
             "--chunk",
             str(args.chunk),
+            "--max-pixels",
+            str(args.size**2),
             "-o",
             str(target),
             "--overwrite",

@@ -214,3 +214,57 @@ def test_losing_the_scheduler_is_one_line_and_written_images_are_reported(tmp_pa
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+class FakeClient:
+    """What _show_dashboard asks of a client: the scheduler's services and the link."""
+
+    def __init__(self, link):
+        self.dashboard_link = link
+
+    def scheduler_info(self):
+        return {"services": {"dashboard": 8787}}
+
+
+def test_dashboard_link_goes_to_stderr_only_when_served_and_not_quiet(capsys):
+    import http.server
+
+    from convcli.run.cluster import _show_dashboard
+
+    class Status(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(200 if self.path == "/status" else 404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Status)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        _show_dashboard(FakeClient(base + "/status"), RunOptions())
+        assert capsys.readouterr() == ("", f"Dask dashboard: {base}/status\n")
+        for opts in (RunOptions(quiet=True), RunOptions(json=True)):
+            _show_dashboard(FakeClient(base + "/status"), opts)
+        _show_dashboard(FakeClient(base + "/missing"), RunOptions())  # no bokeh: 404, no link
+        assert capsys.readouterr() == ("", "")
+    finally:
+        server.shutdown()
+
+
+def test_block_bar_only_on_a_terminal_and_not_quiet(monkeypatch):
+    from convcli.run import chunked
+
+    class Tty:
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(chunked.sys, "stderr", Tty())
+    assert chunked.show_block_bar(RunOptions())
+    assert not chunked.show_block_bar(RunOptions(quiet=True))
+    assert not chunked.show_block_bar(RunOptions(json=True))
+    monkeypatch.undo()
+    assert not chunked.show_block_bar(RunOptions())  # pytest's stderr is no terminal
+    with chunked.block_bar(False, 4, "x") as advance:
+        assert advance is None

@@ -46,7 +46,6 @@ from .npy import read_npy_header
 
 CHUNK_INPUTS = (".npy", ".tif", ".tiff", ".zarr")
 CHUNK_OUTPUTS = (".npy", ".tif", ".tiff", ".zarr")
-TILE = 256  # the side of a tiled TIFF's tiles
 MISSING_EXTRA = "needs the dask extra to be processed in chunks: pip install 'convcli[dask]'"
 
 
