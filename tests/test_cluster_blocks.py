@@ -232,7 +232,7 @@ def test_dashboard_link_goes_to_stderr_only_when_served_and_not_quiet(capsys):
     from convcli.run.cluster import _show_dashboard
 
     class Status(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             self.send_response(200 if self.path == "/status" else 404)
             self.end_headers()
 
