@@ -30,7 +30,8 @@ goes in chunks by itself and picks its block from ``--max-memory``) to ``.npy``,
 ``.zarr``; each child's peak is its VmHWM (read from ``/proc/self/status`` as it exits:
 ``ru_maxrss`` would report the parent's peak too, which Linux carries across fork and
 exec).  A run passes at most the limit plus the interpreter (the peak of ``import
-convcli.cli.app, numpy, dask.array``).
+convcli.cli.app, numpy, dask.array``).  ``--wide H W`` adds an H x W float32 image to
+TIFF at 512M (3000 x 100000: a row of blocks once took 1.9 GiB there).
 """
 
 from __future__ import annotations
@@ -49,10 +50,12 @@ KERNEL = "gaussian:size=7,sigma=1.5"
 BAND = 256
 
 
-def generate(path: Path, size: int, seed: int = 0) -> None:
+def generate(path: Path, size: int, seed: int = 0, width: int | None = None) -> None:
+    """A seeded random ``size`` x ``width`` (default square) float32 ``.npy``, band by band."""
     import numpy as np
 
-    header = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(size, size))
+    width = width or size
+    header = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(size, width))
     offset = header.offset
     del header
     rng = np.random.default_rng(seed)
@@ -60,7 +63,7 @@ def generate(path: Path, size: int, seed: int = 0) -> None:
         handle.seek(offset)
         for first in range(0, size, BAND):
             rows = min(BAND, size - first)
-            handle.write(rng.random((rows, size), dtype=np.float32).tobytes())
+            handle.write(rng.random((rows, width), dtype=np.float32).tobytes())
 
 
 def operation():
@@ -123,7 +126,7 @@ def peak_run(args: list[str], cwd: Path) -> tuple[int, float, int, str]:
     return done.returncode, seconds, int(text or 0) * 1024, lines[-1] if lines else ""
 
 
-def limits_main(limits: list[str], keep) -> int:
+def limits_main(limits: list[str], keep, wide=None) -> int:
     from memory import largest_side, parse_size, write_npy
 
     folder = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="convcli-limits-"))
@@ -165,6 +168,26 @@ def limits_main(limits: list[str], keep) -> int:
                 target.unlink(missing_ok=True)
         if not keep:
             source.unlink(missing_ok=True)
+    if wide:  # a wide image to TIFF, where a row of blocks once took 1.9 GiB at 512M
+        text, (height, width) = "512M", wide
+        source = folder / f"wide-{height}x{width}.npy"
+        if not source.exists():
+            generate(source, height, width=width)
+        target = folder / "wide.tif"
+        args = ["filter", str(source), *options, "-o", str(target), "--overwrite", "--max-memory", text]
+        code, seconds, peak, last = peak_run(args + ["--max-pixels", str(height * width)], folder)
+        bound = parse_size(text) + baseline
+        ok = code == 0 and peak <= bound
+        failures += not ok
+        verdict = "yes" if ok else "NO: " + (last or f"exit {code}")
+        print(
+            f"{text:>6} {'.tif':<6} {f'{height}x{width} f32':>16} {peak / mib:6.0f} MiB "
+            f"{bound / mib:6.0f} MiB {seconds:5.1f}s  {verdict}",
+            flush=True,
+        )
+        target.unlink(missing_ok=True)
+        if not keep:
+            source.unlink(missing_ok=True)
     print("all within the limit plus the interpreter" if not failures else f"{failures} run(s) over")
     return 1 if failures else 0
 
@@ -172,13 +195,20 @@ def limits_main(limits: list[str], keep) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limits", nargs="+", help="measure peaks by output format at these --max-memory")
+    parser.add_argument(
+        "--wide",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="with --limits: also an H x W image to TIFF at 512M",
+    )
     parser.add_argument("--size", type=int, default=20000)
     parser.add_argument("--chunk", type=int, default=2048)
     parser.add_argument("--bound-mib", type=int, default=512)
     parser.add_argument("--keep", metavar="DIR", help="Work in DIR and keep the files.")
     args = parser.parse_args()
     if args.limits:
-        return limits_main(args.limits, args.keep)
+        return limits_main(args.limits, args.keep, tuple(args.wide) if args.wide else None)
 
     folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="convcli-huge-"))
     folder.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,7 @@ from ..io.bigfiles import (
     write_zarr,
 )
 from ..io.images import check_output_folder, check_pixels
-from ..ops.base import Operation
+from ..ops.base import INPUT_BYTES, Operation
 from ..system import usable_cores
 from .tasks import STDIN, STDOUT, Outcome, RunOptions, Task, failed, make_output_folder
 
@@ -308,10 +308,11 @@ def worker_memory(client) -> tuple[int | None, int]:
 def check_chunked_limits(op: Operation, task: Task, opts: RunOptions, size, channels: int, client=None):
     """The block side for this image in chunks (``--chunk``, or the largest multiple of 64 up
     to :func:`auto_chunk`'s that fits the memory limit), after refusing, before a block is
-    read, an image over ``--max-memory`` (every format: a small file may declare any size) or
+    read, an image over ``--max-pixels`` (every format: a small file may declare any size) or
     one whose run would take more than the limit even in blocks of 64: the operation's blocks
-    in flight (:meth:`Operation.chunk_memory`) and the reader's tiles or strips (a TIFF's,
-    decoded whole by any block that touches them; two a thread).
+    in flight (:meth:`Operation.chunk_memory`), the reader's tiles or strips (a TIFF's,
+    decoded whole by any block that touches them; two a thread), and the two rows of input
+    chunks that ``map_overlap`` holds for their neighbours' halos.
 
     The limit is ``--max-memory`` on this machine; on a Dask cluster (``client``), each
     worker's: the smallest memory limit the scheduler reports (and ``--max-memory`` if
@@ -328,7 +329,10 @@ def check_chunked_limits(op: Operation, task: Task, opts: RunOptions, size, chan
     segment = reader_buffer_bytes(task.input)
 
     def need(chunk_hw) -> int:
-        return op.chunk_memory((height, width), channels, chunk_hw, threads) + 2 * threads * segment
+        # map_overlap holds input chunks until their neighbours have taken their halos: about
+        # two rows of chunks across the whole width, besides the blocks in flight.
+        held = 2 * INPUT_BYTES * channels * chunk_hw[0] * width  # read, and as float32
+        return op.chunk_memory((height, width), channels, chunk_hw, threads) + 2 * threads * segment + held
 
     sides = [opts.chunk] if opts.chunk else range(auto_chunk(channels, limit, threads), 63, -64)
     for side in sides:

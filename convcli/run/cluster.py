@@ -166,7 +166,9 @@ def run_on_cluster(
     huge = [task for task in pending if _goes_in_chunks(op, task, opts)]
     whole = [task for task in pending if task not in huge]
     with quiet:
-        client, cluster = connect(scheduler, workers=min(count, max(2, len(pending))), timeout=timeout)
+        # --scheduler local: a thread per image, or every core for the blocks of a huge image
+        threads = count if huge else min(count, len(pending))
+        client, cluster = connect(scheduler, workers=threads, timeout=timeout)
         _show_dashboard(client, opts)
         distributed = import_distributed()
         futures = {}
