@@ -1,6 +1,6 @@
 """Huge-image benchmark: a 20000x20000 float32 image filtered in chunks, within a memory bound.
 
-    python benchmarks/huge.py [--size 20000] [--chunk 2048] [--keep DIR]
+    python benchmarks/huge.py [--size 20000] [--chunk N] [--bound-mib 512] [--keep DIR]
 
 Needs the dask extra (``pip install 'convcli[dask]'``).  Steps:
 
@@ -8,19 +8,17 @@ Needs the dask extra (``pip install 'convcli[dask]'``).  Steps:
    by band (``open_memmap`` writes the header, then 256-row bands are written
    with plain file writes), so generating it stays within the bound too.
 2. Runs the real command, ``convcli filter huge.npy -k gaussian:size=7,sigma=1.5
-   -p same --pad-mode reflect --chunk 2048 -o huge-gaussian.npy``, as a child
-   process and reads its peak resident memory (``ru_maxrss`` from ``os.wait4``)
-   and wall time.
+   -p same --pad-mode reflect --max-memory BOUND-64M -o huge-gaussian.npy`` (the limit
+   picks the block; ``--chunk N`` forces one), as a child process and reads its peak
+   resident memory (VmHWM, as it exits) and wall time.
 3. Checks three 64-row bands of the output (top edge, middle, bottom edge)
    against ``filter2d`` run in memory on the rows those bands read (to 1e-5).
 
 The bound: peak RSS of the child under BOUND_MIB (default 512 MiB), a third
-of the 1.5 GiB input alone, and independent of the image height: each block
-is read from the file by its own task (padded region only, through a memory
-map of its rows that is unmapped at once), so what is in flight is about one
-block per thread (padded input, output, one temporary: 3 x 4 x chunk^2 bytes,
-50 MiB at chunk 2048) plus blocks waiting to be stored.  Exits 1 when the
-bound or the check fails.
+of the 1.5 GiB input alone, and independent of the image height: what is held
+is the blocks in flight on each thread and the two rows of input chunks that
+``map_overlap`` keeps for their neighbours' halos, which the limit sizes.
+Exits 1 when the bound or the check fails.
 
     python benchmarks/huge.py --limits 256M 512M 1G [--keep DIR]
 
@@ -107,15 +105,15 @@ PEAK_WRAPPER = (
 )
 
 
-def peak_run(args: list[str], cwd: Path) -> tuple[int, float, int, str]:
+def peak_run(args: list[str], cwd: Path, stdout: bool = False):
     """``convcli ARGS`` as a child: (exit code, seconds, its own peak resident bytes, last
-    stderr line)."""
+    stderr line), and its standard output last when ``stdout``."""
     with tempfile.NamedTemporaryFile(suffix=".peak") as peak:
         started = time.monotonic()
         done = subprocess.run(
             [sys.executable, "-c", PEAK_WRAPPER, *args],
             cwd=cwd,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, "PEAK_FILE": peak.name},
@@ -123,7 +121,8 @@ def peak_run(args: list[str], cwd: Path) -> tuple[int, float, int, str]:
         seconds = time.monotonic() - started
         text = Path(peak.name).read_text().strip()
     lines = done.stderr.strip().splitlines()
-    return done.returncode, seconds, int(text or 0) * 1024, lines[-1] if lines else ""
+    result = (done.returncode, seconds, int(text or 0) * 1024, lines[-1] if lines else "")
+    return (*result, done.stdout) if stdout else result
 
 
 def limits_main(limits: list[str], keep, wide=None) -> int:
@@ -203,7 +202,7 @@ def main() -> int:
         help="with --limits: also an H x W image to TIFF at 512M",
     )
     parser.add_argument("--size", type=int, default=20000)
-    parser.add_argument("--chunk", type=int, default=2048)
+    parser.add_argument("--chunk", type=int, help="force this block side (default: the limit picks it)")
     parser.add_argument("--bound-mib", type=int, default=512)
     parser.add_argument("--keep", metavar="DIR", help="Work in DIR and keep the files.")
     args = parser.parse_args()
@@ -221,41 +220,20 @@ def main() -> int:
             f"input: {args.size}x{args.size} float32, {source.stat().st_size / 2**30:.2f} GiB "
             f"(made in {time.perf_counter() - started:.1f} s)"
         )
-        command = [
-            sys.executable,
-            "-m",
-            "convcli",
-            "filter",
-            str(source),
-            "-k",
-            KERNEL,
-            "-p",
-            "same",
-            "--pad-mode",
-            "reflect",
-            "--chunk",
-            str(args.chunk),
-            "--max-pixels",
-            str(args.size**2),
-            "-o",
-            str(target),
-            "--overwrite",
-            "--json",
-        ]
-        started = time.perf_counter()
-        process = subprocess.Popen(command, stdout=subprocess.PIPE)
-        output = process.stdout.read()
-        _, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - started
-        if os.waitstatus_to_exitcode(status) != 0:
-            print("the chunked run failed", file=sys.stderr)
+        sizing = ["--chunk", str(args.chunk)] if args.chunk else ["--max-memory", f"{args.bound_mib - 64}M"]
+        command = ["filter", str(source), "-k", KERNEL, "-p", "same", "--pad-mode", "reflect", *sizing]
+        command += ["--max-pixels", str(args.size**2), "-o", str(target), "--overwrite", "--json"]
+        code, wall, peak, last, output = peak_run(command, folder, stdout=True)
+        if code != 0:
+            print(f"the chunked run failed: {last}", file=sys.stderr)
             return 1
         record = json.loads(output)
-        peak_mib = usage.ru_maxrss / 1024  # kilobytes on Linux
+        peak_mib = peak / 2**20
         worst = check(source, target, args.size)
         print(
-            f"convcli filter huge.npy -k {KERNEL} -p same --pad-mode reflect --chunk {args.chunk} "
-            f"-o huge-gaussian.npy: {record['chunked']['blocks']} blocks, {os.cpu_count()} threads"
+            f"convcli filter huge.npy -k {KERNEL} -p same --pad-mode reflect {' '.join(sizing)} "
+            f"-o huge-gaussian.npy: {record['chunked']['blocks']} blocks of "
+            f"{record['chunked']['chunk']['height']}, {os.cpu_count()} threads"
         )
         print(f"wall time: {wall:.1f} s (the whole process)")
         print(

@@ -334,18 +334,35 @@ def check_chunked_limits(op: Operation, task: Task, opts: RunOptions, size, chan
         held = 2 * INPUT_BYTES * channels * chunk_hw[0] * width  # read, and as float32
         return op.chunk_memory((height, width), channels, chunk_hw, threads) + 2 * threads * segment + held
 
-    sides = [opts.chunk] if opts.chunk else range(auto_chunk(channels, limit, threads), 63, -64)
-    for side in sides:
-        chunk_hw = as_pair(side, "chunk", minimum=1)
+    for chunk_hw in (
+        [as_pair(opts.chunk, "chunk", minimum=1)]
+        if opts.chunk
+        else _block_shapes(auto_chunk(channels, limit, threads), width)
+    ):
         bytes_needed = need(chunk_hw)
         if bytes_needed <= limit:
-            return side
+            return opts.chunk or (chunk_hw[0] if chunk_hw[0] == chunk_hw[1] else chunk_hw)
+    if not opts.chunk:  # the smallest block the message names
+        chunk_hw = (64, 64)
+        bytes_needed = need(chunk_hw)
     extra = f"; one tile or strip of the TIFF is {segment / 2**20:,.0f} MiB" if segment >= 2**20 else ""
     raise ConvcliError(
         f"input {task.input!r}: {width}x{height} in chunks of {chunk_hw[1]}x{chunk_hw[0]} needs "
         f"about {bytes_needed / 2**20:,.0f} MiB, over the limit of {limit / 2**20:,.0f} MiB "
         f"({where}){extra}"
     )
+
+
+def _block_shapes(start: int, width: int):
+    """Block shapes to try, largest first: squares of ``start`` down to 64 by 64, each then
+    wider (2, 4, 8... times, up to the image's width), since a wide image's rows of held chunks
+    want short blocks and its graph wants few of them."""
+    for side in range(start, 63, -64):
+        yield side, side
+        wide = 2 * side
+        while wide < 2 * width and wide <= 64 * side:
+            yield side, min(wide, width)
+            wide *= 2
 
 
 def process_chunked(op: Operation, task: Task, opts: RunOptions, client=None) -> Outcome:
