@@ -80,7 +80,7 @@ def check(source: Path, target: Path, size: int) -> float:
     from convcli.geometry.sizes import resolve_padding
 
     op = operation()
-    kernel = op.kwargs["kernel"]
+    kernel = op.kernel
     top, _, left, right = resolve_padding("same", (size, size), kernel.shape, (1, 1), (1, 1))
     x = np.load(source, mmap_mode="r")
     y = np.load(target, mmap_mode="r")
