@@ -30,11 +30,11 @@ _FLAGS = {"--json": "json", "--explain": "explain"}
 
 def render(input_hw, results, explain: bool = False) -> str:
     """The table (one row per layer), the formulas with ``explain``, and the final size."""
-    from ..geometry.receptive import number
+    from ..geometry.receptive import exact_text
     from ..geometry.sizes import format_size
 
     def pair(a, b):
-        return f"{number(a)}, {number(b)}"
+        return f"{exact_text(a)}, {exact_text(b)}"
 
     header = ("#", "layer", "output", "receptive field", "jump (x, y)", "start (x, y)")
     rows = [("", "input", format_size(input_hw), "1x1", "1, 1", "0, 0")]
@@ -49,7 +49,7 @@ def render(input_hw, results, explain: bool = False) -> str:
                 str(position),
                 text,
                 format_size(result.output_size),
-                f"{number(w.field)}x{number(h.field)}",
+                ("" if w.exact and h.exact else "≤") + f"{w.field}x{h.field}",
                 pair(w.jump, h.jump),
                 pair(w.start, h.start),
             )

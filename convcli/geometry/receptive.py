@@ -2,22 +2,25 @@
 
 Pure Python (no numpy) so that ``convcli shape`` starts instantly.
 
-Per axis, with the effective kernel ``k' = dilation*(k - 1) + 1`` and the
-values of the layer's input (receptive field ``r``, jump ``j``, start ``c``),
-the standard recurrences (Araujo, Norris & Sim, "Computing Receptive Fields of
-Convolutional Neural Networks", Distill 2019) give, for conv and pool::
+The receptive field of an output unit is the set of input positions whose gradient is not
+zero in a network of the same layers with all-ones weights; the field reported per axis is
+the widest span ``last - first + 1`` over every output unit, in whole pixels, computed
+exactly by output phases (:mod:`convcli.geometry.phases`). The positions count as if the
+input went on without end: the padding is part of a field, as in Araujo, Norris & Sim,
+"Computing Receptive Fields of Convolutional Neural Networks" (Distill 2019).
 
-    r_out = r + (k' - 1) * j
-    j_out = j * stride
-    c_out = c + ((k' - 1) / 2 - pad_before) * j
+The jump (input positions per output unit) and the start (the centre of the first unit's
+field) follow their recurrences, exact in rationals. Per axis, with the effective kernel
+``k' = dilation*(k - 1) + 1``::
 
-starting from ``r = 1, j = 1, c = 0`` on the input (coordinate 0 is the centre
-of the first pixel).  A transposed convolution is a stride-1 convolution over
-its input with ``stride - 1`` zeros stuffed between pixels, so its jump is
-``j / stride`` and its first output's window is centred on input index
-``(padding - (k' - 1) / 2) / stride``.  How many real inputs a window covers
-depends on the output's phase; the receptive field reported is the largest
-over the phases: ``r + (span of input indices hit) * j``.
+    conv, pool:  j_out = j * stride    c_out = c + ((k' - 1) / 2 - pad_before) * j
+    transposed:  j_out = j / stride    c_out = c + (padding - (k' - 1) / 2) / stride * j
+
+starting from ``j = 1, c = 0`` on the input (coordinate 0 is the centre of the first pixel).
+After a transposed layer the jump is a fraction (1/2 after a stride of 2): units ``y`` and
+``y + 2`` have fields one input pixel apart, and the phases in between may differ in width
+and not be centred on ``c + y*j`` (that is the centre of the hull of the input positions
+each unit's window covers).
 """
 
 from __future__ import annotations
@@ -25,8 +28,10 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 from ..errors import ConvcliError
+from .phases import INPUT, Budget, Hull, OverBudget, Phases, conv_phases, tconv_phases
 from .sizes import (
     MAX_VALUE,
     Pair,
@@ -78,15 +83,37 @@ class Layer:
 
 @dataclass
 class Axis:
-    """One axis of one layer's result."""
+    """One axis of one layer's result.
+
+    ``field`` is the widest receptive field in whole input pixels, exact when ``exact``
+    (else an upper bound: the exact computation was over its work limit); ``phases`` gives
+    every unit's field (None when not exact), ``hull`` the bounds and the start.
+    """
 
     size: int
-    field: float
-    jump: float
-    start: float
+    field: int
+    jump: Fraction
+    start: Fraction
     pad_before: int
     pad_after: int
     formula: str
+    exact: bool = True
+    phases: Phases | None = None
+    hull: Hull = field(default_factory=Hull)
+
+    def field_of(self, unit: int) -> tuple[int, int] | None:
+        """The first and last input positions of output unit ``unit`` along this axis (None when it
+        reads no input); outside ``0 .. input - 1`` they are in the padding. When the field is
+        not exact, the hull's bounds.
+
+        >>> [result] = run_stack((9, 9), [parse_layer("conv:k=3,s=2,p=1", 1)])
+        >>> result.width.field_of(0), result.width.field_of(4)
+        ((-1, 1), (7, 9))
+        """
+        if self.phases is not None:
+            return self.phases.field_of(unit)
+        hull = self.hull
+        return math.ceil(unit * hull.jump + hull.low), math.floor(unit * hull.jump + hull.high)
 
 
 @dataclass
@@ -165,9 +192,7 @@ def _short(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _axis(
-    layer: Layer, axis: int, length: int, field: float, jump: float, start: float, name: str, where: str
-) -> Axis:
+def _axis(layer: Layer, axis: int, length: int, state: _AxisState, name: str) -> Axis:
     k, s, d = layer.kernel[axis], layer.stride[axis], layer.dilation[axis]
     k_eff = d * (k - 1) + 1
     if layer.op == "conv":
@@ -178,45 +203,57 @@ def _axis(
         size = conv_output_length(length, k, s, before, after, d)
         pads = f"2*{before}" if before == after else f"{before} + {after}"
         formula = f"{name}: floor(({length} + {pads} - {d}*({k}-1) - 1) / {s}) + 1 = {size}"
-        return Axis(
-            size,
-            field + (k_eff - 1) * jump,
-            jump * s,
-            start + ((k_eff - 1) / 2 - before) * jump,
-            before,
-            after,
-            formula,
-        )
-    if layer.op == "pool":
-        p = layer.padding[axis]
-        size = pool_output_length(length, k, s, p, d, layer.ceil_mode)
-        span = length + 2 * p - d * (k - 1) - 1
+    elif layer.op == "pool":
+        before = after = layer.padding[axis]
+        size = pool_output_length(length, k, s, before, d, layer.ceil_mode)
+        span = length + 2 * before - d * (k - 1) - 1
         if layer.ceil_mode:
             raw = (span + s - 1) // s + 1
-            formula = f"{name}: ceil(({length} + 2*{p} - {d}*({k}-1) - 1) / {s}) + 1 = {raw}"
+            formula = f"{name}: ceil(({length} + 2*{before} - {d}*({k}-1) - 1) / {s}) + 1 = {raw}"
             if raw != size:
                 formula += (
-                    f"; the last window would start at {(raw - 1) * s} >= {length} + {p}, "
+                    f"; the last window would start at {(raw - 1) * s} >= {length} + {before}, "
                     f"in the right padding, so it is dropped: {size}"
                 )
         else:
-            formula = f"{name}: floor(({length} + 2*{p} - {d}*({k}-1) - 1) / {s}) + 1 = {size}"
-        return Axis(
-            size, field + (k_eff - 1) * jump, jump * s, start + ((k_eff - 1) / 2 - p) * jump, p, p, formula
-        )
-    # transposed convolution
-    p, op = layer.padding[axis], layer.output_padding[axis]
-    size = tconv_output_length(length, k, s, p, op, d)
-    formula = f"{name}: ({length} - 1)*{s} - 2*{p} + {d}*({k}-1) + {op} + 1 = {size}"
+            formula = f"{name}: floor(({length} + 2*{before} - {d}*({k}-1) - 1) / {s}) + 1 = {size}"
+    else:  # transposed convolution
+        before = after = layer.padding[axis]
+        op = layer.output_padding[axis]
+        size = tconv_output_length(length, k, s, before, op, d)
+        formula = f"{name}: ({length} - 1)*{s} - 2*{before} + {d}*({k}-1) + {op} + 1 = {size}"
+    transposed = layer.op == "tconv"
+    hull = state.hull.tconv(k_eff, s, before) if transposed else state.hull.conv(k_eff, s, before)
+    phases = state.phases
+    if phases is not None:
+        try:
+            step = tconv_phases if transposed else conv_phases
+            phases = step(phases, k, s, before, d, state.budget)
+        except OverBudget:
+            phases = None
+    state.phases, state.hull = phases, hull
+    exact = phases is not None
     return Axis(
         size,
-        field + tconv_span(k, s, d) * jump,
-        jump / s,
-        start + (p - (k_eff - 1) / 2) / s * jump,
-        p,
-        p,
+        phases.widest if exact else hull.bound,
+        hull.jump,
+        hull.start,
+        before,
+        after,
         formula,
+        exact,
+        phases,
+        hull,
     )
+
+
+@dataclass
+class _AxisState:
+    """What one axis carries from layer to layer: the exact fields while they are affordable."""
+
+    phases: Phases | None = INPUT
+    hull: Hull = field(default_factory=Hull)
+    budget: Budget = field(default_factory=Budget)
 
 
 def tconv_span(kernel: int, stride: int, dilation: int) -> int:
@@ -242,17 +279,23 @@ def tconv_span(kernel: int, stride: int, dilation: int) -> int:
 
 
 def run_stack(input_hw: Pair, layers: list[Layer]) -> list[LayerResult]:
-    """Every layer's output size, receptive field, jump and start; raises on an impossible layer."""
+    """Every layer's output size, receptive field, jump and start; raises on an impossible layer.
+
+    >>> results = run_stack((64, 64), [parse_layer("conv:k=3,p=1", 1), parse_layer("tconv:k=2,s=2", 2)])
+    >>> last = results[-1].width
+    >>> last.size, last.field, last.jump, last.start
+    (128, 3, Fraction(1, 2), Fraction(-1, 4))
+    """
     results = []
     size = input_hw
-    state = [(1.0, 1.0, 0.0), (1.0, 1.0, 0.0)]  # (field, jump, start) for height, width
+    states = (_AxisState(), _AxisState())  # height, width
     for position, layer in enumerate(layers, start=1):
         where = f"layer {position} ({_short(layer.text or layer.describe())})"
         if layer.op == "pool":
             check_pool_padding(layer.kernel, layer.padding, where, layer.dilation)
         if layer.op == "tconv":
             check_output_padding(layer.output_padding, layer.stride, layer.dilation, where)
-        axes = [_axis(layer, i, size[i], *state[i], name, where) for i, name in ((0, "height"), (1, "width"))]
+        axes = [_axis(layer, i, size[i], states[i], name) for i, name in ((0, "height"), (1, "width"))]
         if min(a.size for a in axes) < 1:
             raise ConvcliError(
                 f"{where}: the output would be {max(axes[1].size, 0)}x{max(axes[0].size, 0)} from a "
@@ -263,17 +306,23 @@ def run_stack(input_hw: Pair, layers: list[Layer]) -> list[LayerResult]:
                 f"{where}: the output would be {format_size((axes[0].size, axes[1].size))}, over "
                 f"{MAX_VALUE:,} (2^31 - 1) on a side"
             )
-        if not all(math.isfinite(v) for a in axes for v in (a.field, a.jump, a.start)):
-            raise ConvcliError(f"{where}: the receptive field, jump or start is too large to compute")
         results.append(LayerResult(layer, axes[0], axes[1]))
         size = (axes[0].size, axes[1].size)
-        state = [(a.field, a.jump, a.start) for a in axes]
     return results
 
 
-def number(value: float) -> int | float:
-    """JSON-friendly: whole numbers as ints."""
-    return int(value) if float(value).is_integer() else round(float(value), 6)
+def number(value) -> int | float:
+    """JSON-friendly: whole numbers as ints, others as floats."""
+    return int(value) if value == int(value) else round(float(value), 6)
+
+
+def exact_text(value) -> str:
+    """A jump or a start as the table prints it, exactly: ``2``, ``1/2``, ``-3/4``.
+
+    >>> exact_text(Fraction(1, 2)), exact_text(Fraction(4)), exact_text(3)
+    ('1/2', '4', '3')
+    """
+    return str(Fraction(value))
 
 
 def to_json(input_hw: Pair, results: list[LayerResult]) -> dict:
@@ -296,12 +345,15 @@ def to_json(input_hw: Pair, results: list[LayerResult]) -> dict:
         entry.update(
             {
                 "output_size": {"width": result.width.size, "height": result.height.size},
-                "receptive_field": {
-                    "width": number(result.width.field),
-                    "height": number(result.height.field),
-                },
+                "receptive_field": {"width": result.width.field, "height": result.height.field},
+                "receptive_field_exact": result.width.exact and result.height.exact,
                 "jump": {"x": number(result.width.jump), "y": number(result.height.jump)},
+                "jump_fraction": {"x": exact_text(result.width.jump), "y": exact_text(result.height.jump)},
                 "start": {"x": number(result.width.start), "y": number(result.height.start)},
+                "start_fraction": {
+                    "x": exact_text(result.width.start),
+                    "y": exact_text(result.height.start),
+                },
             }
         )
         layers.append(entry)
