@@ -31,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "convcli"
-LAYERS = {"geometry": 1, "engine": 2, "ops": 3, "io": 4, "run": 5, "cli": 6}
+LAYERS = {"geometry": 1, "engine": 2, "ops": 3, "io": 4, "draw": 5, "run": 6, "cli": 7}
 FOUNDATION = 0  # modules directly under convcli/
 FACE = {"convcli", "convcli.__main__"}
 HEAVY = {"numpy", "PIL"}

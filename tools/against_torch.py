@@ -13,6 +13,14 @@ padding), it runs ``filter2d``, ``pool2d`` and ``conv_transpose2d`` and the matc
 - the output sizes are equal, and ``convcli shape`` predicts them;
 - the values agree to 1e-4 (infinities and NaN in the same places).
 
+Then, on random stacks of conv, pool and transposed conv layers (``--fields``, with dilation,
+padding, ceil_mode and output padding), it builds the network with all-ones weights in torch,
+takes the Jacobian of every output unit by autograd, and checks that the widest span of input
+positions with a non-zero gradient is the receptive field ``convcli shape`` reports (one axis:
+the layers are 1 high; pools are ``avg_pool2d``, whose gradient reaches its whole window, or
+for a dilated pool, which avg_pool2d does not take, a conv of ones padded to max_pool2d's output
+length).
+
 It prints the number of cases compared and refused by both, the largest difference, and every
 disagreement; the exit code is 1 if there was one. torch is not a dependency of convcli: install
 it beside convcli to run this (``pip install torch``).
@@ -30,6 +38,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=3000, help="random cases per operation")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--fields", type=int, default=300, help="random stacks for the receptive fields")
     args = parser.parse_args(argv)
     try:
         import torch
@@ -207,8 +216,110 @@ def main(argv=None) -> int:
         print("DISAGREE", line)
     if len(failures) > 50:
         print(f"... and {len(failures) - 50} more")
+    fields_failures = check_receptive_fields(args.fields, args.seed)
+    print("receptive fields: all agree" if not fields_failures else f"{fields_failures} disagreements")
     print("all agree" if not failures else f"{len(failures)} disagreements")
-    return 1 if failures else 0
+    return 1 if failures or fields_failures else 0
+
+
+def random_stack(pick: random.Random) -> list[tuple]:
+    """(op, kernel, stride, padding, dilation, extra) layers; extra is ceil_mode for a pool and
+    the output padding for a transposed conv."""
+    layers = []
+    for _ in range(pick.randint(1, 5)):
+        op = pick.choice(["conv", "conv", "pool", "tconv"])
+        k, s, d = pick.randint(1, 5), pick.randint(1, 3), pick.randint(1, 3)
+        if op == "conv":
+            layers.append((op, k, s, pick.randint(0, 3), d, 0))
+        elif op == "pool":
+            layers.append((op, k, s, pick.randint(0, k // 2), pick.choice([1, 1, d]), pick.random() < 0.5))
+        else:
+            layers.append((op, k, s, pick.randint(0, 2), d, pick.randint(0, max(s, d) - 1)))
+    return layers
+
+
+def stack_spec(layer) -> str:
+    op, k, s, p, d, extra = layer
+    text = f"{op}:k={k}x1,s={s}x1,p={p}x0,d={d}x1"
+    if op == "pool" and extra:
+        text += ",ceil"
+    if op == "tconv":
+        text += f",op={extra}x0"
+    return text
+
+
+def check_receptive_fields(cases: int, seed: int) -> int:
+    """Random stacks: convcli's widest receptive field against autograd on all-ones weights."""
+    import torch
+    import torch.nn.functional as F
+
+    from convcli.errors import ConvcliError
+    from convcli.geometry.receptive import parse_layer, run_stack
+
+    pick = random.Random(seed + 1)
+    compared = refused = failures = 0
+
+    def forward(x, layers):
+        for op, k, s, p, d, extra in layers:
+            ones = torch.ones((1, 1, 1, k), dtype=x.dtype)
+            if op == "conv":
+                x = F.conv2d(x, ones, stride=(1, s), padding=(0, p), dilation=(1, d))
+            elif op == "tconv":
+                x = F.conv_transpose2d(
+                    x, ones, stride=(1, s), padding=(0, p), output_padding=(0, extra), dilation=(1, d)
+                )
+            elif d == 1:
+                x = F.avg_pool2d(x, (1, k), (1, s), (0, p), ceil_mode=extra, count_include_pad=True)
+            else:
+                with torch.no_grad():
+                    length = F.max_pool2d(x, (1, k), (1, s), (0, p), (1, d), ceil_mode=extra).shape[-1]
+                right = max(0, (length - 1) * s + d * (k - 1) + 1 - x.shape[-1] - p)
+                x = F.conv2d(F.pad(x, (p, right)), ones, stride=(1, s), dilation=(1, d))
+                x = x[..., :length]
+        return x
+
+    for _ in range(cases):
+        layers = random_stack(pick)
+        bound, scale, strides = 0, 1, 1  # an input long enough that every phase has a free unit
+        for op, k, s, p, d, _ in layers:
+            bound += (d * (k - 1) + 2 * p + 2) * scale
+            scale *= 1 if op == "tconv" else s
+            strides *= s
+        n = 2 * bound + 2 * strides + 8
+        try:
+            ours = run_stack((1, n), [parse_layer(stack_spec(layer), i) for i, layer in enumerate(layers, 1)])
+        except ConvcliError:
+            ours = None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                jacobian = torch.autograd.functional.jacobian(
+                    lambda x: forward(x, layers).flatten(), torch.ones((1, 1, 1, n), dtype=torch.float64)
+                ).reshape(-1, n)
+        except RuntimeError:
+            jacobian = None
+        specs = " ".join(stack_spec(layer) for layer in layers)
+        if (ours is None) != (jacobian is None) or (ours and ours[-1].width.size != jacobian.shape[0]):
+            failures += 1
+            print(
+                f"DISAGREE fields {n} {specs}: convcli {ours and ours[-1].width.size}, torch "
+                f"{None if jacobian is None else jacobian.shape[0]} outputs"
+            )
+            continue
+        if ours is None:
+            refused += 1
+            continue
+        widest = 0
+        for row in jacobian != 0:
+            hit = row.nonzero().flatten()
+            if hit.numel():
+                widest = max(widest, int(hit.max() - hit.min()) + 1)
+        compared += 1
+        if widest != ours[-1].width.field or not ours[-1].width.exact:
+            failures += 1
+            print(f"DISAGREE fields {n} {specs}: convcli {ours[-1].width.field}, gradients {widest}")
+    print(f"receptive fields: {compared} random stacks compared, {refused} refused by both")
+    return failures
 
 
 if __name__ == "__main__":

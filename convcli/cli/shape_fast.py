@@ -24,6 +24,8 @@ _VALUE_OPTIONS = {
     "--padding": "padding",
     "-d": "dilation",
     "--dilation": "dilation",
+    "--draw": "draw",
+    "--at": "at",
 }
 _FLAGS = {"--json": "json", "--explain": "explain"}
 
@@ -90,12 +92,20 @@ def run(
     dilation="1",
     json_out=False,
     explain=False,
+    draw=None,
+    at=None,
 ) -> str:
-    """The whole ``convcli shape`` computation; returns what to print."""
-    from ..geometry.receptive import parse_layer, parse_size, run_stack, to_json
+    """The whole ``convcli shape`` computation; returns what to print. With ``draw``, also
+    writes the picture of one output unit's receptive field (``at``, default the centre)."""
+    from ..geometry.receptive import parse_layers, parse_size, run_stack, to_json
 
     input_hw = parse_size(size)
-    if input_hw is None:
+    if at is not None and draw is None:
+        raise ConvcliError("--at: names the output unit whose field --draw draws; give --draw too")
+    if draw is not None:
+        pixels = _drawing_input(size, input_hw, draw)
+        input_hw = pixels.shape[:2]
+    elif input_hw is None:
         from ..io.images import read_size  # only an image path pays for Pillow
 
         input_hw = read_size(size)
@@ -105,11 +115,56 @@ def run(
         if kernel is None:
             raise ConvcliError("shape: name at least one LAYER (conv:k=3) or a kernel with -k")
         layers = [f"conv:k={kernel},s={stride},p={padding},d={dilation}"]
-    stack = [parse_layer(text, position) for position, text in enumerate(layers, start=1)]
+    stack = parse_layers(layers)
     results = run_stack(input_hw, stack)
+    picture = None
+    if draw is not None:
+        from ..draw.fields import field_picture, write_picture
+
+        picture = field_picture(pixels, results, _position(at))
+        write_picture(draw, picture)
     if json_out:
-        return dumps(to_json(input_hw, results))
-    return render(input_hw, results, explain)
+        report = to_json(input_hw, results)
+        if picture is not None:
+            top, bottom, left, right = picture.field
+            report["drawn"] = {
+                "path": str(draw),
+                "at": {"row": picture.at[0], "col": picture.at[1]},
+                "field": {"top": top, "bottom": bottom, "left": left, "right": right},
+                "zoom": picture.zoom,
+            }
+        return dumps(report)
+    text = render(input_hw, results, explain)
+    if picture is not None:
+        text += f"\n{draw}: {picture.describe()}"
+    return text
+
+
+def _drawing_input(size: str, input_hw, draw: str):
+    """The image ``--draw`` draws on, as H x W x 3 uint8, once the output is known to be allowed."""
+    from ..io.images import output_format
+    from ..run.plan import refuse_reads_as_outputs
+
+    if input_hw is not None:
+        raise ConvcliError(f"--draw: needs an image file as SIZE to draw on, got the size {size!r}")
+    output_format(draw)  # a known extension, before the image is decoded
+    refuse_reads_as_outputs([draw], [("image", size)])
+    from ..draw.fields import load_rgb8
+
+    return load_rgb8(size)
+
+
+def _position(at):
+    """``--at ROW,COL`` as ``(row, col)``; None for the default (the centre unit)."""
+    if at is None:
+        return None
+    if len(at) > 40:  # before int(): thousands of digits are no position
+        raise ConvcliError(
+            f"--at: expected ROW,COL (0-based, e.g. 1,2), got {at[:20]!r}... ({len(at)} characters)"
+        )
+    from .matrix import parse_position
+
+    return parse_position(at)
 
 
 def fast_main(args: list[str]) -> int | None:
@@ -145,6 +200,8 @@ def fast_main(args: list[str]) -> int | None:
             dilation=options.get("dilation", "1"),
             json_out=options.get("json", False),
             explain=options.get("explain", False),
+            draw=options.get("draw"),
+            at=options.get("at"),
         )
     except ConvcliError as exc:
         print(f"convcli: error: {exc}", file=sys.stderr)

@@ -42,6 +42,7 @@ from .sizes import (
     format_size,
     parse_pair,
     pool_output_length,
+    quote,
     same_padding,
     tconv_output_length,
 )
@@ -132,9 +133,11 @@ class LayerResult:
         return (self.height.pad_before, self.height.pad_after, self.width.pad_before, self.width.pad_after)
 
 
-def parse_layer(text: str, position: int) -> Layer:
-    """``conv:k=3,s=1,p=0,d=1``, ``pool:k=2,s=2,p=0,ceil``, ``tconv:k=4,s=2,p=1,op=0,d=1``."""
-    where = f"layer {position} ({_short(text.strip())})"
+def parse_layer(text: str, position: int, token: str | None = None) -> Layer:
+    """``conv:k=3,s=1,p=0,d=1``, ``pool:k=2,s=2,p=0,ceil``, ``tconv:k=4,s=2,p=1,op=0,d=1``; errors
+    name ``token`` (the command line's word, as ``4*conv:k=3``) when given, else ``text``."""
+    token = (text if token is None else token).strip()
+    where = f"layer {position} ({_short(token)})"
     op, _, rest = text.strip().partition(":")
     op = op.strip().lower()
     if op not in OPS:
@@ -183,8 +186,48 @@ def parse_layer(text: str, position: int) -> Layer:
         pair("d", 1, (1, 1)),
         pair("op", 0, (0, 0)),
         "ceil" in values,
-        text.strip(),
+        token,
     )
+
+
+# Layers in one stack, repeats counted: far past any real network (ResNet-152 has 155), and a
+# bound on the table and the work (a repeat count of 10**12 is refused, not attempted).
+MAX_LAYERS = 1000
+_REPEAT = re.compile(r"\s*(\d+)\s*[*xX×]\s*(?=[A-Za-z])")
+
+
+def parse_layers(texts: list[str]) -> list[Layer]:
+    """The layers of a stack, a token ``N*LAYER`` (or ``NxLAYER``, which needs no quotes in
+    zsh) giving ``N`` copies of ``LAYER``. Errors name the layer's position and its token.
+
+    >>> [layer.describe() for layer in parse_layers(["conv:k=7,s=2,p=3", "2*conv:k=3,p=1"])]
+    ['conv:k=7,s=2,p=3', 'conv:k=3,p=1', 'conv:k=3,p=1']
+    >>> parse_layers(["1000000000000*conv:k=3"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    convcli.errors.ConvcliError: layer 1 (1000000000000*conv:k=3): a repeat count is 1 to 1000, got ...
+    """
+    layers: list[Layer] = []
+    for text in texts:
+        position = len(layers) + 1
+        count, body = 1, text
+        match = _REPEAT.match(text)
+        if match:
+            digits = match.group(1).lstrip("0")
+            where = f"layer {position} ({_short(text.strip())})"
+            if not digits or len(digits) > len(str(MAX_LAYERS)) or int(digits) > MAX_LAYERS:
+                raise ConvcliError(
+                    f"{where}: a repeat count is 1 to {MAX_LAYERS}, got {quote(match.group(1), 20)}"
+                )
+            count, body = int(digits), text[match.end() :]
+        if len(layers) + count > MAX_LAYERS:
+            raise ConvcliError(
+                f"layer {position} ({_short(text.strip())}): a stack has at most {MAX_LAYERS} layers, "
+                f"repeats counted; this one would have {len(layers) + count}"
+            )
+        layer = parse_layer(body, position, token=text)
+        layers += [layer] * count
+    return layers
 
 
 def _short(text: str, limit: int = 60) -> str:
