@@ -35,7 +35,7 @@ def render(input_hw, results, explain: bool = False) -> str:
     from ..geometry.receptive import exact_text
     from ..geometry.sizes import format_size
 
-    def pair(a, b):
+    def pair(a, b):  # (numerator, denominator) ratios
         return f"{exact_text(a)}, {exact_text(b)}"
 
     header = ("#", "layer", "output", "receptive field", "jump (x, y)", "start (x, y)")
@@ -52,8 +52,8 @@ def render(input_hw, results, explain: bool = False) -> str:
                 text,
                 format_size(result.output_size),
                 ("" if w.exact and h.exact else "≤") + f"{w.field}x{h.field}",
-                pair(w.jump, h.jump),
-                pair(w.start, h.start),
+                pair(w.hull.jump_ratio, h.hull.jump_ratio),
+                pair(w.hull.start_ratio, h.hull.start_ratio),
             )
         )
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]

@@ -31,11 +31,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from fractions import Fraction
 
-# Steps of the inner loops for a whole stack: far past any real network (ResNet-18: about
-# 20; a four-level U-Net decoder: a few hundred), and about a quarter of a second at most.
-WORK_LIMIT = 300_000
+# Steps of the inner loops for a whole stack: far past any real network (ResNet-18: 36;
+# a four-level U-Net: 324), and about a quarter of a second at most.
+WORK_LIMIT = 100_000
 
 
 @dataclass(frozen=True)
@@ -53,11 +52,6 @@ class Phases:
     period: int
     shift: int
     fields: dict[int, tuple[int, int]]
-
-    @property
-    def jump(self) -> Fraction:
-        """Input positions per output unit: ``shift / period``."""
-        return Fraction(self.shift, self.period)
 
     @property
     def widest(self) -> int:
@@ -94,15 +88,19 @@ def _reach(source: Phases, first_unit: int, step: int, count: int, budget: Budge
     period, shift, fields = source.period, source.shift, source.fields
     lo = hi = None
     if count <= len(fields):  # few taps: visit them
-        budget.spend(count)
-        for i in range(count):
-            hit = source.field_of(first_unit + i * step)
+        budget.spend(4 + count)  # 4: the call itself costs about as much as four taps
+        for unit in range(first_unit, first_unit + count * step, step):  # field_of, inlined: hot
+            q, r = divmod(unit, period)
+            hit = fields.get(r)
             if hit is not None:
-                lo = hit[0] if lo is None else min(lo, hit[0])
-                hi = hit[1] if hi is None else max(hi, hit[1])
+                low, high = hit[0] + q * shift, hit[1] + q * shift
+                if lo is None or low < lo:
+                    lo = low
+                if hi is None or high > hi:
+                    hi = high
         return None if lo is None else (lo, hi)
     # Per phase r of the source: the taps with unit = r (mod period) are i = i0 + t*cycle.
-    budget.spend(len(fields))
+    budget.spend(4 + len(fields))
     g = math.gcd(step, period)
     cycle = period // g
     inverse = pow(step // g, -1, cycle) if cycle > 1 else 0
@@ -199,34 +197,61 @@ def tconv_phases(
 
 @dataclass(frozen=True)
 class Hull:
-    """Bounds valid for every unit: unit ``y``'s field lies within ``y*jump + low .. y*jump + high``.
+    """Bounds valid for every unit: unit ``y``'s field lies within
+    ``(y*jump + low) / scale .. (y*jump + high) / scale``, all integers (so that ``shape`` needs no
+    ``fractions``, whose import costs more than the arithmetic).
 
-    The interval form of Araujo, Norris & Sim's recurrences (Distill 2019), exact in rationals:
-    ``start`` is their centre of the first unit's field, and ``bound`` an upper bound of the
-    widest field, reached by every stack without a transposed layer.
+    The interval form of Araujo, Norris & Sim's recurrences (Distill 2019), exact: ``start`` is
+    their centre of the first unit's field, and ``bound`` an upper bound of the widest field,
+    reached by every stack without a transposed layer.
 
-    >>> Hull().conv(7, 2, 3).conv(3, 2, 1)  # the ResNet stem
-    Hull(jump=Fraction(4, 1), low=Fraction(-5, 1), high=Fraction(5, 1))
+    >>> stem = Hull().conv(7, 2, 3).conv(3, 2, 1)  # the ResNet stem
+    >>> stem.jump_ratio, stem.start_ratio, stem.bound
+    ((4, 1), (0, 1), 11)
+    >>> Hull().tconv(4, 2, 1).jump_ratio  # DCGAN's upsampling
+    (1, 2)
     """
 
-    jump: Fraction = Fraction(1)
-    low: Fraction = Fraction(0)
-    high: Fraction = Fraction(0)
+    jump: int = 1
+    low: int = 0
+    high: int = 0
+    scale: int = 1
 
     def conv(self, extent: int, stride: int, pad_before: int) -> Hull:
         """After a convolution or pooling whose dilated window spans ``extent``."""
         j = self.jump
-        return Hull(j * stride, self.low - pad_before * j, self.high + (extent - 1 - pad_before) * j)
+        return Hull(
+            j * stride, self.low - pad_before * j, self.high + (extent - 1 - pad_before) * j, self.scale
+        )
 
     def tconv(self, extent: int, stride: int, padding: int) -> Hull:
         """After a transposed convolution whose dilated kernel spans ``extent``."""
-        j = self.jump / stride
-        return Hull(j, self.low + (padding - extent + 1) * j, self.high + padding * j)
+        j = self.jump  # the new jump is j / stride: every value is rescaled by stride
+        low = self.low * stride + (padding - extent + 1) * j
+        high = self.high * stride + padding * j
+        g = math.gcd(j, low, high, self.scale * stride)
+        return Hull(j // g, low // g, high // g, self.scale * stride // g)
 
     @property
-    def start(self) -> Fraction:
-        return (self.low + self.high) / 2
+    def jump_ratio(self) -> tuple[int, int]:
+        """The jump as ``(numerator, denominator)``, in lowest terms."""
+        return lowest_terms(self.jump, self.scale)
+
+    @property
+    def start_ratio(self) -> tuple[int, int]:
+        """The start, ``(low + high) / 2``, as ``(numerator, denominator)`` in lowest terms."""
+        return lowest_terms(self.low + self.high, 2 * self.scale)
 
     @property
     def bound(self) -> int:
-        return math.floor(self.high - self.low) + 1
+        return (self.high - self.low) // self.scale + 1
+
+    def field_of(self, unit: int) -> tuple[int, int]:
+        """The whole input positions unit ``unit``'s field may reach."""
+        return -(-(unit * self.jump + self.low) // self.scale), (unit * self.jump + self.high) // self.scale
+
+
+def lowest_terms(numerator: int, denominator: int) -> tuple[int, int]:
+    """``numerator / denominator`` reduced (the denominator stays positive when given positive)."""
+    g = math.gcd(numerator, denominator)
+    return numerator // g, denominator // g

@@ -28,10 +28,9 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 from ..errors import ConvcliError
-from .phases import INPUT, Budget, Hull, OverBudget, Phases, conv_phases, tconv_phases
+from .phases import INPUT, Budget, Hull, OverBudget, Phases, conv_phases, lowest_terms, tconv_phases
 from .sizes import (
     MAX_VALUE,
     Pair,
@@ -93,14 +92,26 @@ class Axis:
 
     size: int
     field: int
-    jump: Fraction
-    start: Fraction
     pad_before: int
     pad_after: int
     formula: str
     exact: bool = True
     phases: Phases | None = None
     hull: Hull = field(default_factory=Hull)
+
+    @property
+    def jump(self):
+        """Input positions between neighbouring output units, a :class:`fractions.Fraction`."""
+        from fractions import Fraction  # only here: shape's table needs none (see Hull)
+
+        return Fraction(*self.hull.jump_ratio)
+
+    @property
+    def start(self):
+        """The centre of the first unit's field (its windows' span), a :class:`fractions.Fraction`."""
+        from fractions import Fraction
+
+        return Fraction(*self.hull.start_ratio)
 
     def field_of(self, unit: int) -> tuple[int, int] | None:
         """The first and last input positions of output unit ``unit`` along this axis (None when it
@@ -113,8 +124,7 @@ class Axis:
         """
         if self.phases is not None:
             return self.phases.field_of(unit)
-        hull = self.hull
-        return math.ceil(unit * hull.jump + hull.low), math.floor(unit * hull.jump + hull.high)
+        return self.hull.field_of(unit)
 
 
 @dataclass
@@ -269,18 +279,21 @@ def _axis(layer: Layer, axis: int, length: int, state: _AxisState, name: str) ->
     hull = state.hull.tconv(k_eff, s, before) if transposed else state.hull.conv(k_eff, s, before)
     phases = state.phases
     if phases is not None:
-        try:
-            step = tconv_phases if transposed else conv_phases
-            phases = step(phases, k, s, before, d, state.budget)
-        except OverBudget:
-            phases = None
+        key = (id(phases), transposed, k, s, before, d)  # a square layer: the other axis's result
+        if key in state.shared.memo:
+            phases = state.shared.memo[key]
+        else:
+            try:
+                step = tconv_phases if transposed else conv_phases
+                phases = step(phases, k, s, before, d, state.shared.budget)
+            except OverBudget:
+                phases = None
+            state.shared.memo[key] = phases
     state.phases, state.hull = phases, hull
     exact = phases is not None
     return Axis(
         size,
         phases.widest if exact else hull.bound,
-        hull.jump,
-        hull.start,
         before,
         after,
         formula,
@@ -291,12 +304,23 @@ def _axis(layer: Layer, axis: int, length: int, state: _AxisState, name: str) ->
 
 
 @dataclass
+class _Shared:
+    """What both axes of a stack share: the work budget, and the phases computed so far (by the
+    source's identity and the layer's values along the axis), which a square stack computes
+    once for both axes. The sources stay alive in the axes' states and results, so an id is
+    never reused while its entry can be looked up."""
+
+    budget: Budget = field(default_factory=Budget)
+    memo: dict = field(default_factory=dict)
+
+
+@dataclass
 class _AxisState:
     """What one axis carries from layer to layer: the exact fields while they are affordable."""
 
+    shared: _Shared
     phases: Phases | None = INPUT
     hull: Hull = field(default_factory=Hull)
-    budget: Budget = field(default_factory=Budget)
 
 
 def tconv_span(kernel: int, stride: int, dilation: int) -> int:
@@ -331,7 +355,8 @@ def run_stack(input_hw: Pair, layers: list[Layer]) -> list[LayerResult]:
     """
     results = []
     size = input_hw
-    states = (_AxisState(), _AxisState())  # height, width
+    shared = _Shared()
+    states = (_AxisState(shared), _AxisState(shared))  # height, width
     for position, layer in enumerate(layers, start=1):
         where = f"layer {position} ({_short(layer.text or layer.describe())})"
         if layer.op == "pool":
@@ -354,24 +379,26 @@ def run_stack(input_hw: Pair, layers: list[Layer]) -> list[LayerResult]:
     return results
 
 
-def number(value) -> int | float:
-    """JSON-friendly: whole numbers as ints, others as floats."""
-    return int(value) if value == int(value) else round(float(value), 6)
+def number(ratio: tuple[int, int]) -> int | float:
+    """JSON-friendly: a ``(numerator, denominator)`` as an int when whole, else a float."""
+    numerator, denominator = ratio
+    return numerator // denominator if numerator % denominator == 0 else round(numerator / denominator, 6)
 
 
-def exact_text(value) -> str:
+def exact_text(ratio: tuple[int, int]) -> str:
     """A jump or a start as the table prints it, exactly: ``2``, ``1/2``, ``-3/4``.
 
-    >>> exact_text(Fraction(1, 2)), exact_text(Fraction(4)), exact_text(3)
-    ('1/2', '4', '3')
+    >>> exact_text((1, 2)), exact_text((4, 1)), exact_text((-6, 8))
+    ('1/2', '4', '-3/4')
     """
-    return str(Fraction(value))
+    numerator, denominator = lowest_terms(*ratio)
+    return str(numerator) if denominator == 1 else f"{numerator}/{denominator}"
 
 
 def to_json(input_hw: Pair, results: list[LayerResult]) -> dict:
     layers = []
     for result in results:
-        layer = result.layer
+        layer, w, h = result.layer, result.width, result.height
         top, bottom, left, right = result.sides
         entry = {
             "op": layer.op,
@@ -390,13 +417,10 @@ def to_json(input_hw: Pair, results: list[LayerResult]) -> dict:
                 "output_size": {"width": result.width.size, "height": result.height.size},
                 "receptive_field": {"width": result.width.field, "height": result.height.field},
                 "receptive_field_exact": result.width.exact and result.height.exact,
-                "jump": {"x": number(result.width.jump), "y": number(result.height.jump)},
-                "jump_fraction": {"x": exact_text(result.width.jump), "y": exact_text(result.height.jump)},
-                "start": {"x": number(result.width.start), "y": number(result.height.start)},
-                "start_fraction": {
-                    "x": exact_text(result.width.start),
-                    "y": exact_text(result.height.start),
-                },
+                "jump": {"x": number(w.hull.jump_ratio), "y": number(h.hull.jump_ratio)},
+                "jump_fraction": {"x": exact_text(w.hull.jump_ratio), "y": exact_text(h.hull.jump_ratio)},
+                "start": {"x": number(w.hull.start_ratio), "y": number(h.hull.start_ratio)},
+                "start_fraction": {"x": exact_text(w.hull.start_ratio), "y": exact_text(h.hull.start_ratio)},
             }
         )
         layers.append(entry)
