@@ -23,21 +23,20 @@ progression; within one phase of the input, first and last positions grow with t
 the extremes over the progression are those of the first and the last tap of each phase,
 found by solving a linear congruence instead of visiting the taps.
 
-The work is bounded (:data:`WORK_LIMIT`); past it the caller falls back to :class:`Hull`,
-an upper bound.
+The work is bounded (:data:`WORK_LIMIT`); past it the caller falls back to :class:`Hull`, an
+upper bound. Plain classes, not dataclasses: ``convcli shape`` imports this module, and
+generating a dataclass's methods costs more at start-up than a whole stack computes.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 # Steps of the inner loops for a whole stack: far past any real network (ResNet-18: 36;
 # a four-level U-Net: 324), and about a quarter of a second at most.
 WORK_LIMIT = 100_000
 
 
-@dataclass(frozen=True)
 class Phases:
     """The fields of one layer's output units along one axis.
 
@@ -49,9 +48,10 @@ class Phases:
     (7, 7)
     """
 
-    period: int
-    shift: int
-    fields: dict[int, tuple[int, int]]
+    __slots__ = ("fields", "period", "shift")
+
+    def __init__(self, period: int, shift: int, fields: dict[int, tuple[int, int]]):
+        self.period, self.shift, self.fields = period, shift, fields
 
     @property
     def widest(self) -> int:
@@ -195,7 +195,6 @@ def tconv_phases(
     return Phases(period, source.shift, fields)
 
 
-@dataclass(frozen=True)
 class Hull:
     """Bounds valid for every unit: unit ``y``'s field lies within
     ``(y*jump + low) / scale .. (y*jump + high) / scale``, all integers (so that ``shape`` needs no
@@ -212,10 +211,10 @@ class Hull:
     (1, 2)
     """
 
-    jump: int = 1
-    low: int = 0
-    high: int = 0
-    scale: int = 1
+    __slots__ = ("high", "jump", "low", "scale")
+
+    def __init__(self, jump: int = 1, low: int = 0, high: int = 0, scale: int = 1):
+        self.jump, self.low, self.high, self.scale = jump, low, high, scale
 
     def conv(self, extent: int, stride: int, pad_before: int) -> Hull:
         """After a convolution or pooling whose dilated window spans ``extent``."""

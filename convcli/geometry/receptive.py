@@ -303,24 +303,24 @@ def _axis(layer: Layer, axis: int, length: int, state: _AxisState, name: str) ->
     )
 
 
-@dataclass
 class _Shared:
     """What both axes of a stack share: the work budget, and the phases computed so far (by the
     source's identity and the layer's values along the axis), which a square stack computes
     once for both axes. The sources stay alive in the axes' states and results, so an id is
     never reused while its entry can be looked up."""
 
-    budget: Budget = field(default_factory=Budget)
-    memo: dict = field(default_factory=dict)
+    def __init__(self):
+        self.budget = Budget()
+        self.memo: dict = {}
 
 
-@dataclass
 class _AxisState:
     """What one axis carries from layer to layer: the exact fields while they are affordable."""
 
-    shared: _Shared
-    phases: Phases | None = INPUT
-    hull: Hull = field(default_factory=Hull)
+    def __init__(self, shared: _Shared):
+        self.shared = shared
+        self.phases: Phases | None = INPUT
+        self.hull = Hull()
 
 
 def tconv_span(kernel: int, stride: int, dilation: int) -> int:
