@@ -446,3 +446,22 @@ def test_draw_as_a_subprocess(flat_png, tmp_path):
     )
     assert Image.open(out).size == (34 * 15, 28 * 15)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["flat.png", "rf.png"]  # no temporary left
+
+
+def test_numbers_past_2_to_the_256_are_one_error_line_not_a_traceback():
+    """Strides of 2^31 cropped back by their padding keep the sizes small while the jump's
+    numerator (or denominator) multiplies: nine layers pass 2^256."""
+    for op in ("conv", "tconv"):
+        result = runner.invoke(app, ["shape", "2", f"1000*{op}:k=1,s=2147483647,p=1073741823"])
+        assert result.exit_code == 2
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith(f"convcli: error: layer 9 (1000*{op}:k=1,s=2147483647,p=1073741823): ")
+        assert "over 2^256" in line
+
+
+def test_a_field_past_the_work_limit_is_marked_a_bound():
+    args = ["shape", "5", "tconv:k=2000000,s=1000000", "conv:k=1000000"]
+    table = runner.invoke(app, args).stdout
+    assert "│            ≤3x3 │" in table
+    last = json.loads(runner.invoke(app, [*args, "--json"]).stdout)["layers"][-1]
+    assert last["receptive_field"] == {"width": 3, "height": 3} and last["receptive_field_exact"] is False

@@ -97,7 +97,7 @@ class Axis:
     formula: str
     exact: bool = True
     phases: Phases | None = None
-    hull: Hull = field(default_factory=Hull)
+    hull: Hull = field(default_factory=Hull)  # dataclasses.field: the annotation `field: int` binds no name
 
     @property
     def jump(self):
@@ -203,6 +203,9 @@ def parse_layer(text: str, position: int, token: str | None = None) -> Layer:
 # Layers in one stack, repeats counted: far past any real network (ResNet-152 has 155), and a
 # bound on the table and the work (a repeat count of 10**12 is refused, not attempted).
 MAX_LAYERS = 1000
+# The largest numerator or denominator of a jump or a start (no network comes near; a stack of
+# strides of 2^31 cropped back by their padding would reach thousands of digits).
+MAX_RATIO = 2**256
 _REPEAT = re.compile(r"\s*(\d+)\s*[*xX×]\s*(?=[A-Za-z])")
 
 
@@ -373,6 +376,14 @@ def run_stack(input_hw: Pair, layers: list[Layer]) -> list[LayerResult]:
             raise ConvcliError(
                 f"{where}: the output would be {format_size((axes[0].size, axes[1].size))}, over "
                 f"{MAX_VALUE:,} (2^31 - 1) on a side"
+            )
+        if any(
+            max(abs(v) for v in (a.hull.jump, a.hull.low, a.hull.high, a.hull.scale)) > MAX_RATIO
+            for a in axes
+        ):
+            raise ConvcliError(
+                f"{where}: the jump or the start would need numbers over 2^256 to write exactly (strides "
+                "multiplied through the stack, the padding cropping the sizes back)"
             )
         results.append(LayerResult(layer, axes[0], axes[1]))
         size = (axes[0].size, axes[1].size)
