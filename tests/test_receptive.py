@@ -217,3 +217,52 @@ def test_past_the_work_limit_an_upper_bound_says_so():
     assert not last.width.exact
     # the bound: (k - 1)/s + 1 inputs under one tconv output, a million outputs apart
     assert last.width.field == math.floor(Fraction(1999999 + 999999, 1000000)) + 1
+
+
+def unbounded_sets(layers, unit):
+    """The input positions output ``unit`` reads, by explicit sets through the layers (last to
+    first), the padding counted as positions: the field with no border. Layers are
+    (op, k, s, p, d, extra) along one axis."""
+    units = {unit}
+    for op, k, s, p, d, _ in reversed(layers):
+        if op == "tconv":
+            units = {(y + p - j * d) // s for y in units for j in range(k) if (y + p - j * d) % s == 0}
+        else:
+            units = {y * s - p + j * d for y in units for j in range(k)}
+    return units
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["conv", "tconv"]),
+            st.integers(1, 12),
+            st.integers(1, 9),
+            st.integers(0, 4),
+            st.integers(1, 6),
+            st.just(0),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_each_units_field_with_large_kernels_strides_and_dilations(layers):
+    """Larger values than the matrices afford: kernels over the phase count (the congruence path),
+    strides and dilations sharing factors. Every unit over two periods of the stack's phases."""
+    specs = [f"{op}:k={k},s={s},p={p},d={d}" for op, k, s, p, d, _ in layers]
+    try:
+        [*_, last] = run_stack((100000, 100000), [parse_layer(text, i) for i, text in enumerate(specs, 1)])
+    except ConvcliError:
+        return
+    axis = last.width
+    assert axis.exact
+    period = 1
+    for op, _, s, *_ in layers:
+        period *= s if op == "tconv" else 1
+    widest = 0
+    for unit in range(-3, 2 * period + 3):
+        hit = unbounded_sets(layers, unit)
+        assert axis.field_of(unit) == ((min(hit), max(hit)) if hit else None), (specs, unit)
+        widest = max(widest, max(hit) - min(hit) + 1 if hit else 0)
+    assert axis.field == widest

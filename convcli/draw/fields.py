@@ -28,7 +28,9 @@ NEIGHBOUR = (0, 220, 255)  # its neighbours' field centres
 NEIGHBOURS = 3  # units each side of the chosen one whose centres are dotted
 MAX_ZOOM = 16
 TARGET_SIDE = 512
-MAX_CANVAS_PIXELS = 100_000_000  # before the zoom, which is 1 for any canvas over 256 on a side
+# The canvas (the image and the padding the field reaches), before the zoom, which is 1 for any
+# canvas over 256 on a side; the picture is held about four times over as it is drawn and written.
+MAX_CANVAS_PIXELS = 50_000_000
 MAX_CANVAS_SIDE = 65_000  # PNG and Pillow take more, but a picture this wide shows nothing
 
 
@@ -136,16 +138,30 @@ def field_picture(pixels, results: list[LayerResult], at: tuple[int, int] | None
 
 
 def load_rgb8(path) -> np.ndarray:
-    """An image file (or ``.npy``) as H x W x 3 uint8 for drawing: integer images as stored,
-    floats stretched from their minimum to their maximum, one channel repeated, alpha dropped."""
+    """An image file (or ``.npy``) as H x W x 3 uint8 for drawing: 8-bit samples as stored,
+    16-bit ones divided by 257, others (floats, signed) stretched from their minimum to their
+    maximum; one channel repeated, alpha dropped. An image over :data:`MAX_CANVAS_PIXELS` is
+    refused from its header, before it is decoded."""
     from ..io.images import load_image
 
-    loaded = load_image(path)
-    data = loaded.data[:, :, :3]
-    if loaded.depth == "float":
+    def before_decode(height, width, channels):
+        if height * width > MAX_CANVAS_PIXELS:
+            raise ConvcliError(
+                f"input {str(path)!r}: {format_size((height, width))} is over the "
+                f"{MAX_CANVAS_PIXELS:,} pixels --draw draws on"
+            )
+
+    loaded = load_image(path, before_decode=before_decode)
+    raw = loaded.raw[:, :, :3]
+    if loaded.depth == "8" and raw.dtype == np.uint8:
+        rgb = raw
+    elif loaded.depth == "16" and raw.dtype == np.uint16:
+        rgb = (raw // 257).astype(np.uint8)
+    else:
+        data = loaded.rows(slice(None))[:, :, :3]
         low, high = float(data.min()), float(data.max())
         data = (data - low) / (high - low) if high > low else np.full_like(data, 0.5)
-    rgb = np.rint(np.clip(data, 0, 1) * 255).astype(np.uint8)
+        rgb = np.rint(data * 255).astype(np.uint8)
     if rgb.shape[2] < 3:
         rgb = np.repeat(rgb[:, :, :1], 3, axis=2)
     return rgb
