@@ -465,3 +465,40 @@ def test_a_field_past_the_work_limit_is_marked_a_bound():
     assert "│            ≤3x3 │" in table
     last = json.loads(runner.invoke(app, [*args, "--json"]).stdout)["layers"][-1]
     assert last["receptive_field"] == {"width": 3, "height": 3} and last["receptive_field_exact"] is False
+
+
+def test_draw_with_image_command_stages(flat_png, tmp_path):
+    """The stage form (filter ... + pool ...) draws the same field as the layers it means."""
+    from PIL import Image
+
+    stages = [
+        "filter",
+        "-k",
+        "3",
+        "-p",
+        "1",
+        "+",
+        "pool",
+        "-k",
+        "3",
+        "-s",
+        "2",
+        "-p",
+        "1",
+        "+",
+        "filter",
+        "-k",
+        "3x3",
+    ]
+    stages += ["-p", "1"]
+    by_stages, by_layers = tmp_path / "stages.png", tmp_path / "layers.png"
+    first = runner.invoke(
+        app, ["shape", str(flat_png), *stages, "--draw", str(by_stages), "--at", "0,0", "--json"]
+    )
+    assert first.exit_code == 0, first.output
+    second = runner.invoke(
+        app, ["shape", str(flat_png), *DRAWN, "--draw", str(by_layers), "--at", "0,0", "--json"]
+    )
+    assert json.loads(first.stdout)["drawn"]["field"] == {"top": -4, "bottom": 4, "left": -4, "right": 4}
+    assert json.loads(first.stdout)["drawn"]["field"] == json.loads(second.stdout)["drawn"]["field"]
+    assert np.array_equal(np.asarray(Image.open(by_stages)), np.asarray(Image.open(by_layers)))

@@ -97,61 +97,76 @@ def run(
 ) -> str:
     """The whole ``convcli shape`` computation; returns what to print. With ``draw``, also
     writes the picture of one output unit's receptive field (``at``, default the centre)."""
-    from ..geometry.receptive import parse_layers, parse_size, run_stack, to_json
+    from ..geometry.receptive import parse_layers
+
+    def stack():
+        nonlocal layers
+        if layers and kernel is not None:
+            raise ConvcliError("-k/--kernel: give either LAYER specs or -k/-s/-p/-d, not both")
+        if not layers:
+            if kernel is None:
+                raise ConvcliError("shape: name at least one LAYER (conv:k=3) or a kernel with -k")
+            layers = [f"conv:k={kernel},s={stride},p={padding},d={dilation}"]
+        return parse_layers(layers)
+
+    return report(size, stack, json_out=json_out, explain=explain, draw=draw, at=at)
+
+
+def report(size: str, stack, *, json_out=False, explain=False, draw=None, at=None) -> str:
+    """What ``shape`` prints for the input ``size`` (a size or an image file) and the layers
+    ``stack()`` returns (called once the size is read, before an image is decoded); with
+    ``draw``, the picture is written first. Shared by the layer form and the stage form."""
+    from ..geometry.receptive import parse_size, run_stack, to_json
 
     input_hw = parse_size(size)
     if at is not None and draw is None:
         raise ConvcliError("--at: names the output unit whose field --draw draws; give --draw too")
     if draw is not None:
-        pixels = _drawing_input(size, input_hw, draw)
-        input_hw = pixels.shape[:2]
+        _check_drawing(size, input_hw, draw)
     elif input_hw is None:
         from ..io.images import read_size  # only an image path pays for Pillow
 
         input_hw = read_size(size)
-    if layers and kernel is not None:
-        raise ConvcliError("-k/--kernel: give either LAYER specs or -k/-s/-p/-d, not both")
-    if not layers:
-        if kernel is None:
-            raise ConvcliError("shape: name at least one LAYER (conv:k=3) or a kernel with -k")
-        layers = [f"conv:k={kernel},s={stride},p={padding},d={dilation}"]
-    stack = parse_layers(layers)
-    results = run_stack(input_hw, stack)
+    layers = stack()
+    position = _position(at)
+    if draw is not None:
+        from ..draw.fields import load_rgb8
+
+        pixels = load_rgb8(size)
+        input_hw = pixels.shape[:2]  # as decoded: EXIF orientation applied
+    results = run_stack(input_hw, layers)
     picture = None
     if draw is not None:
         from ..draw.fields import field_picture, write_picture
 
-        picture = field_picture(pixels, results, _position(at))
+        picture = field_picture(pixels, results, position)
         write_picture(draw, picture)
     if json_out:
-        report = to_json(input_hw, results)
+        data = to_json(input_hw, results)
         if picture is not None:
             top, bottom, left, right = picture.field
-            report["drawn"] = {
+            data["drawn"] = {
                 "path": str(draw),
                 "at": {"row": picture.at[0], "col": picture.at[1]},
                 "field": {"top": top, "bottom": bottom, "left": left, "right": right},
                 "zoom": picture.zoom,
             }
-        return dumps(report)
+        return dumps(data)
     text = render(input_hw, results, explain)
     if picture is not None:
         text += f"\n{draw}: {picture.describe()}"
     return text
 
 
-def _drawing_input(size: str, input_hw, draw: str):
-    """The image ``--draw`` draws on, as H x W x 3 uint8, once the output is known to be allowed."""
+def _check_drawing(size: str, input_hw, draw: str) -> None:
+    """Refuse a ``--draw`` that cannot be written, before any image is decoded."""
     from ..io.images import output_format
     from ..run.plan import refuse_reads_as_outputs
 
     if input_hw is not None:
         raise ConvcliError(f"--draw: needs an image file as SIZE to draw on, got the size {size!r}")
-    output_format(draw)  # a known extension, before the image is decoded
+    output_format(draw)  # a known extension
     refuse_reads_as_outputs([draw], [("image", size)])
-    from ..draw.fields import load_rgb8
-
-    return load_rgb8(size)
 
 
 def _position(at):
