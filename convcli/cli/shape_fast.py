@@ -100,14 +100,11 @@ def run(
     from ..geometry.receptive import parse_layers
 
     def stack():
-        nonlocal layers
         if layers and kernel is not None:
             raise ConvcliError("-k/--kernel: give either LAYER specs or -k/-s/-p/-d, not both")
-        if not layers:
-            if kernel is None:
-                raise ConvcliError("shape: name at least one LAYER (conv:k=3) or a kernel with -k")
-            layers = [f"conv:k={kernel},s={stride},p={padding},d={dilation}"]
-        return parse_layers(layers)
+        if not layers and kernel is None:
+            raise ConvcliError("shape: name at least one LAYER (conv:k=3) or a kernel with -k")
+        return parse_layers(layers or [f"conv:k={kernel},s={stride},p={padding},d={dilation}"])
 
     return report(size, stack, json_out=json_out, explain=explain, draw=draw, at=at)
 
