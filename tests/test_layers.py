@@ -7,8 +7,9 @@ The package is laid out in layers, each importing only from its own layer or low
     2 engine     (the numpy kernels)
     3 ops
     4 io
-    5 run
-    6 cli
+    5 draw
+    6 run
+    7 cli
 
 ``convcli/__init__.py`` and ``convcli/__main__.py`` are the package's face: they may import
 any layer, and no layered module may import them (``import convcli`` or ``from .. import x``
@@ -31,7 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "convcli"
-LAYERS = {"geometry": 1, "engine": 2, "ops": 3, "io": 4, "run": 5, "cli": 6}
+LAYERS = {"geometry": 1, "engine": 2, "ops": 3, "io": 4, "draw": 5, "run": 6, "cli": 7}
 FOUNDATION = 0  # modules directly under convcli/
 FACE = {"convcli", "convcli.__main__"}
 HEAVY = {"numpy", "PIL"}
