@@ -66,9 +66,17 @@ def run_operation(operation, shared: SharedOptions) -> None:
 
     if shared.value_map != "auto":
         operation.value_map = check_choice(shared.value_map, VALUE_MAPS[1:], "--map")
+    if shared.matrix is not None and shared.inputs:
+        raise ConvcliError("--matrix: give a matrix or INPUT files, not both")
+    animation = None
+    if shared.animate is not None:
+        from .animate import plan_animation
+
+        animation = plan_animation(operation, shared, files_read(operation))
+        if shared.matrix is None:
+            animation.write()
+            return
     if shared.matrix is not None:
-        if shared.inputs:
-            raise ConvcliError("--matrix: give a matrix or INPUT files, not both")
         from .matrix import run_matrix
 
         run_matrix(
@@ -82,6 +90,8 @@ def run_operation(operation, shared: SharedOptions) -> None:
             reads=files_read(operation),
             max_memory=memory_limit(shared),
         )
+        if animation is not None:
+            animation.write()
         return
     chunk = None
     if shared.chunk is not None:
