@@ -159,7 +159,9 @@ def check_animation(operation, input_hw: Pair) -> int:
         in_hw = tuple(sizes[position])
         out_hw = stage.output_size(in_hw)
         if isinstance(stage, Upsample):
-            grids = {"input": in_hw, "output": out_hw}
+            (ph, pw) = stage.padding
+            drawn = "output with its cropped rows" if ph or pw else "output"
+            grids = {"input": in_hw, drawn: (out_hw[0] + 2 * ph, out_hw[1] + 2 * pw)}
         else:
             top, bottom, left, right = _drawn_sides(stage, in_hw)
             grids = {"padded input": (in_hw[0] + top + bottom, in_hw[1] + left + right), "output": out_hw}
@@ -251,7 +253,7 @@ def _kernel_grid(stage) -> Grid | None:
 
 def fit(caption: str, limit: int) -> str:
     """``caption`` cut to ``limit`` characters between terms: ``a + b + ... = value`` for an
-    equation, ``a, b, ...`` for a list."""
+    equation, ``a, b, ...`` for a list (the terms start after the first ``=`` or ``:``)."""
     if len(caption) <= limit:
         return caption
     head, _, value = caption.rpartition(" = ")
@@ -260,11 +262,11 @@ def fit(caption: str, limit: int) -> str:
         tail = f" ... = {value}"
     except ValueError:
         head, tail = caption, ", ..."
+    start = min(i + 2 for i in (head.find("= "), head.find(": "), len(head)) if i >= 0)
     keep = head[: max(0, limit - len(tail))]
-    for term_separator in (" + ", ", "):
-        cut = keep.rfind(term_separator)
-        if cut > 0:
-            return keep[:cut] + tail
+    if not head[len(keep) :].startswith((" + ", ", ")):
+        cut = max(keep.rfind(" + ", start), keep.rfind(", ", start))
+        keep = keep[:cut] if cut > 0 else keep
     return keep + tail
 
 
