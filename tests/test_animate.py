@@ -232,6 +232,10 @@ def test_captions_write_the_arithmetic_and_name_the_cells_no_window_reads():
         + f" = {int(X5[:3, :3].sum())}"
     )
     assert film.scenes[-1].caption == "output 1x1 done; no window reads input rows 3..4 or columns 3..4"
+    assert film.scenes[-1].crossed == {(i, j) for i in range(5) for j in range(5) if i > 2 or j > 2}
+    skipping = animate(Pool(2, stride=3, dilation=2), X6)  # taps 0, 2 then 3, 5: 1 and 4 unread
+    assert skipping.scenes[-1].caption == "output 2x2 done; no window reads input rows 1, 4 or columns 1, 4"
+    assert skipping.scenes[-1].crossed == {(i, j) for i in range(6) for j in range(6) if 1 in (i % 3, j % 3)}
     assert fit("out(0, 0) = 1*1 + 2*2 + 3*3 = 14", 24) == "out(0, 0) = 1*1 ... = 14"
     assert fit("x(0, 0) = 1 scatters: out(0, 0) += 1*1, out(0, 1) += 1*2", 45) == (
         "x(0, 0) = 1 scatters: out(0, 0) += 1*1, ..."

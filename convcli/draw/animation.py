@@ -77,6 +77,7 @@ FLAT = {
     "outside": (250, 250, 250),  # a window cell past the padding (ceil mode)
     "outside_mark": (255, 215, 160),
     "mark_line": (200, 90, 0),
+    "cross": (110, 110, 110),
     "cropped": (225, 232, 245),  # a transposed convolution's rows the padding crops off
 }
 PALETTE: list[tuple[int, int, int]] = [*FLAT.values()] + [c for ramp in RAMPS.values() for c in ramp]
@@ -132,6 +133,7 @@ class Scene:
     marked_output: set[Pair] = field(default_factory=set)  # coordinates (output's)
     duration: int = STEP_MS
     note: str = ""  # a second line under the caption
+    crossed: set[Pair] = field(default_factory=set)  # input cells no window reads, crossed out
 
 
 def steps_of(stage, input_hw: Pair) -> int:
@@ -381,12 +383,16 @@ def _window_scenes(stage, x: np.ndarray, prefix: str) -> list[Scene]:
         scenes.append(Scene(title, equation, grid_in, kernel, output(n + 1), windows[at], {at}, note=note))
     unread_rows = sorted(set(range(height)) - {i for i, _ in reach})
     unread_cols = sorted(set(range(width)) - {j for _, j in reach})
+    unread = {(i, j) for i in range(height) for j in range(width)} - reach
     last = f"output {format_size((out_h, out_w))} done"
     if unread_rows or unread_cols:
-        unread = [f"rows {_ranges(unread_rows)}"] if unread_rows else []
-        unread += [f"columns {_ranges(unread_cols)}"] if unread_cols else []
-        last += f"; no window reads input {' or '.join(unread)}"
-    scenes.append(Scene(title, last, grid_in, kernel, output(out_h * out_w), duration=LAST_MS))
+        lines = [f"rows {_ranges(unread_rows)}"] if unread_rows else []
+        lines += [f"columns {_ranges(unread_cols)}"] if unread_cols else []
+        last += f"; no window reads input {' or '.join(lines)}"
+    elif unread:
+        last += f"; no window reads {len(unread)} input cells (crossed out)"
+    final = Scene(title, last, grid_in, kernel, output(out_h * out_w), duration=LAST_MS, crossed=unread)
+    scenes.append(final)
     return scenes
 
 
@@ -585,7 +591,9 @@ def _fill(grid: Grid, kind: str, value, marked: bool) -> int:
     return RAMP_START[ramp[kind, marked]] + _level(grid, value)
 
 
-def _draw_grid(draw, font, layout: Layout, name: str, grid: Grid, marked: set[Pair]) -> None:
+def _draw_grid(
+    draw, font, layout: Layout, name: str, grid: Grid, marked: set[Pair], crossed: set[Pair] = frozenset()
+) -> None:
     x, y = layout.corners[name]
     rows, cols = grid.shape
     draw.text(
@@ -615,6 +623,9 @@ def _draw_grid(draw, font, layout: Layout, name: str, grid: Grid, marked: set[Pa
             draw.rectangle(box, fill=fill, outline=outline)
             if kind == "outside" and not is_marked:
                 draw.rectangle((box[0] + 2, box[1] + 2, box[2] - 2, box[3] - 2), outline=INDEX["background"])
+            if (coordinate, grid.origin[1] + c) in crossed:
+                draw.line(box, fill=INDEX["cross"], width=2)
+                draw.line((box[0], box[3], box[2], box[1]), fill=INDEX["cross"], width=2)
             text = _cell_text(value)
             if text:
                 dark = kind in ("value", "pad") and _level(grid, value) < LEVELS // 2
@@ -637,7 +648,7 @@ def draw_scene(scene: Scene, layout: Layout, size: Pair) -> Image.Image:
     draw.text((MARGIN, MARGIN + LINE), caption, font=font, fill=INDEX["text"])
     if scene.note:
         draw.text((MARGIN, MARGIN + 2 * LINE), scene.note, font=font, fill=INDEX["mark_line"])
-    _draw_grid(draw, font, layout, "input", scene.input, scene.marked_input)
+    _draw_grid(draw, font, layout, "input", scene.input, scene.marked_input, scene.crossed)
     if scene.kernel is not None:
         _draw_grid(draw, font, layout, "kernel", scene.kernel, set())
     _draw_grid(draw, font, layout, "output", scene.output, scene.marked_output)
