@@ -48,7 +48,7 @@ def drawn_cells(grid):
 
 
 def marked_cells(film, frame: int, name: str) -> set:
-    image = film.frames[frame].convert("RGB")
+    image = film.frame(frame).convert("RGB")
     grid = getattr(film.scenes[frame], name)
     layout = film.layouts[frame]
     return {cell for cell in drawn_cells(grid) if is_marked(image.getpixel(layout.probe(name, *cell)))}
@@ -66,14 +66,14 @@ def window_oracle(at, stride, kernel_hw, before, dilation):
 
 def check_windows(film, out_hw, stride, kernel_hw, before, dilation):
     out_h, out_w = out_hw
-    assert len(film.frames) == out_h * out_w + 2
+    assert len(film.scenes) == out_h * out_w + 2
     for n in range(out_h * out_w):
         at = divmod(n, out_w)
         expected = window_oracle(at, stride, kernel_hw, before, dilation)
         assert expected <= drawn_cells(film.scenes[n + 1].input), (at, expected)
         assert marked_cells(film, n + 1, "input") == expected, (n, at)
         assert marked_cells(film, n + 1, "output") == {at}
-    assert marked_cells(film, 0, "input") == set() == marked_cells(film, len(film.frames) - 1, "input")
+    assert marked_cells(film, 0, "input") == set() == marked_cells(film, len(film.scenes) - 1, "input")
 
 
 def shown_output(film, frame=-1):
@@ -129,7 +129,7 @@ def test_padding_cells_show_the_pad_modes_values_tinted_apart(mode):
     grid = film.scenes[0].input
     assert grid.origin == (-2, -2) and grid.shape == (9, 9)
     assert np.array(grid.values).tolist() == pad_reference(X5, 2, 2, 2, 2, mode).tolist()
-    image, layout = film.frames[0].convert("RGB"), film.layouts[0]
+    image, layout = film.frame(0).convert("RGB"), film.layouts[0]
     for row, col in drawn_cells(grid):
         rgb = image.getpixel(layout.probe("input", row, col))
         inside = 0 <= row < 5 and 0 <= col < 5
@@ -185,7 +185,7 @@ def test_upsample_frames_scatter_each_input_and_accumulate_the_oracles_sums(
     op = Upsample(kernel, stride=stride, padding=padding, output_padding=output_padding, dilation=dilation)
     film = animate(op, x)
     height, width = x.shape
-    assert len(film.frames) == height * width + 2
+    assert len(film.scenes) == height * width + 2
     expected = conv_transpose_reference(x, kernel, stride, padding, output_padding, dilation)
     reached = set()
     for n in range(height * width):
@@ -212,12 +212,12 @@ def test_upsample_frames_scatter_each_input_and_accumulate_the_oracles_sums(
 def test_a_chain_is_drawn_one_stage_after_another():
     chain = Chain([Filter(np.ones((2, 2), np.float32)), Pool(2)])
     film = animate(chain, X5)
-    assert len(film.frames) == (16 + 2) + (4 + 2)
+    assert len(film.scenes) == (16 + 2) + (4 + 2)
     assert film.scenes[0].title.startswith("stage 1 of 2: filter 2x2")
     assert film.scenes[18].title.startswith("stage 2 of 2: max pool 2x2")
     expected = pool_reference(conv2d_reference(X5, np.ones((2, 2))), 2)
     np.testing.assert_allclose(shown_output(film), expected)
-    assert {frame.size for frame in film.frames} == {film.frames[0].size}
+    assert {frame.size for frame in film.frames} == {film.size}
 
 
 def test_captions_write_the_arithmetic_and_name_the_cells_no_window_reads():
@@ -245,12 +245,12 @@ def test_captions_write_the_arithmetic_and_name_the_cells_no_window_reads():
 def test_the_gif_loops_and_holds_every_frame():
     film = animate(Filter(np.array([[1, 0, -1]] * 3, np.float32), padding=1, stride=2), X5)
     gif = Image.open(io.BytesIO(film.gif_bytes()))
-    assert gif.n_frames == len(film.frames) == 11 and gif.info["loop"] == 0
+    assert gif.n_frames == len(film.scenes) == 11 and gif.info["loop"] == 0
     durations = []
     for index in range(gif.n_frames):
         gif.seek(index)
         durations.append(gif.info["duration"])
-        assert gif.convert("RGB").tobytes() == film.frames[index].convert("RGB").tobytes(), index
+        assert gif.convert("RGB").tobytes() == film.frame(index).convert("RGB").tobytes(), index
     assert durations == film.durations
 
 
@@ -281,7 +281,7 @@ def test_cli_matrix_animate_writes_the_gif_after_the_table(cli, tmp_path):
     )
     assert "output 3x3 (from 5x5)" in result.stdout
     film = animate(Filter(np.array([[1, 0, -1]] * 3, np.float32), padding=1, stride=2), X5)
-    width, height = film.frames[0].size
+    width, height = film.size
     assert result.stdout.splitlines()[-1] == f"wrote {out} (11 frames, {width}x{height})"
     assert out.read_bytes() == film.gif_bytes()
 
@@ -332,15 +332,19 @@ def test_cli_animates_one_small_image(cli, tmp_path):
         (["{tmp}/tiny.png", "{tmp}/tiny.png", "--animate", "{tmp}/a.gif"], "one small image"),
         (["{tmp}/big.png", "--animate", "{tmp}/a.gif"], "the padded input is 40x40"),
         (["{tmp}/tiny.gif", "--animate", "{tmp}/tiny.gif"], "never overwrites an input"),
+        (["--matrix", X5_TEXT, "--animate", "{tmp}/folder.gif"], "is a folder"),
+        (["-", "--animate", "{tmp}/a.gif"], "not stdin"),
     ],
 )
 def test_cli_refuses_with_one_line_and_writes_nothing(cli, tmp_path, args, mentions):
     small_png(tmp_path / "tiny.png")
     small_png(tmp_path / "big.png", side=40)
     Image.open(tmp_path / "tiny.png").save(tmp_path / "tiny.gif")
-    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    (tmp_path / "folder.gif").mkdir()
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     cli.fail("filter", "-k", "2", *[a.replace("{tmp}", str(tmp_path)) for a in args], mentions=mentions)
-    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    assert list((tmp_path / "folder.gif").iterdir()) == []
 
 
 def test_a_real_process_writes_the_gif_and_fails_with_one_line(tmp_path):

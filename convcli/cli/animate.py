@@ -30,9 +30,9 @@ class PlannedAnimation:
 
         film = animate(self.operation, self.matrix)
         film.save(self.path)
-        width, height = film.frames[0].size
+        width, height = film.size
         self._report(
-            f"wrote {self.path} ({len(film.frames)} frames, {width}x{height})",
+            f"wrote {self.path} ({len(film.scenes)} frames, {width}x{height})",
             {"size": size_json((height, width))},
         )
 
@@ -64,6 +64,8 @@ def plan_animation(operation, shared, reads: tuple[tuple[str, str], ...]) -> Pla
     from ..io.images import check_output_folder
 
     check_output_folder(Path(path))
+    if Path(path).is_dir():
+        raise ConvcliError(f"--animate: {path!r} is a folder; name the GIF file to write")
     reads = list(reads)
     if shared.matrix is not None:
         source = matrix_file(shared.matrix)
@@ -73,7 +75,9 @@ def plan_animation(operation, shared, reads: tuple[tuple[str, str], ...]) -> Pla
         matrix = load_matrix(shared.matrix)
     else:
         if not shared.inputs or len(shared.inputs) != 1 or shared.inputs[0] == "-":
-            raise ConvcliError("--animate: draws a --matrix or one small image file (INPUT), not several")
+            raise ConvcliError(
+                "--animate: draws a --matrix or one small image file (INPUT; not several, not stdin)"
+            )
         if shared.output is not None:
             raise ConvcliError("--animate: on an image the GIF is the only output; drop -o")
         if shared.explain or shared.at is not None:

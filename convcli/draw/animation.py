@@ -21,7 +21,7 @@ its ``explain``.
 >>> from convcli.ops.catalog import Filter
 >>> op = Filter(np.ones((2, 2), np.float32), stride=3)
 >>> film = animate(op, np.arange(25, dtype=np.float32).reshape(5, 5))
->>> len(film.frames), film.frames[0].mode     # a first frame, 2x2 outputs, a last frame
+>>> len(film.scenes), film.frame(0).mode     # a first frame, 2x2 outputs, a last frame
 (6, 'P')
 >>> film.scenes[2].caption
 'out(0, 1) = 3*1 + 4*1 + 8*1 + 9*1 = 24'
@@ -82,6 +82,7 @@ FLAT = {
 }
 PALETTE: list[tuple[int, int, int]] = [*FLAT.values()] + [c for ramp in RAMPS.values() for c in ramp]
 INDEX = {name: i for i, name in enumerate(FLAT)}
+UNCHANGED = len(PALETTE)  # a frame's pixels that are as in the frame before (GIF transparency)
 RAMP_START = {}
 for _name in RAMPS:
     RAMP_START[_name] = len(FLAT) + LEVELS * list(RAMPS).index(_name)
@@ -640,7 +641,7 @@ def _draw_grid(
 def draw_scene(scene: Scene, layout: Layout, size: Pair) -> Image.Image:
     """One frame, in palette mode (:data:`PALETTE`), ``size`` pixels (width, height)."""
     image = Image.new("P", size, INDEX["background"])
-    image.putpalette([v for rgb in PALETTE for v in rgb])
+    image.putpalette([v for rgb in PALETTE for v in rgb] + [255, 0, 255])  # UNCHANGED: never drawn
     draw = ImageDraw.Draw(image)
     font = _font()
     draw.text((MARGIN, MARGIN), scene.title, font=font, fill=INDEX["title"])
@@ -657,35 +658,69 @@ def draw_scene(scene: Scene, layout: Layout, size: Pair) -> Image.Image:
 
 @dataclass
 class Animation:
-    """The frames of an animation, what each shows and where (``layouts[i]`` for frame i)."""
+    """An animation: what each frame shows (``scenes``) and where (``layouts[i]`` for frame i),
+    every frame ``size`` pixels.  Frames are drawn when asked for (:meth:`frame`) and written one
+    at a time (:meth:`write_gif`): memory stays at a few frames however long the animation."""
 
     scenes: list[Scene]
     layouts: list[Layout]
-    frames: list[Image.Image]
+    size: Pair  # (width, height)
+
+    def frame(self, index: int) -> Image.Image:
+        return draw_scene(self.scenes[index], self.layouts[index], self.size)
+
+    @property
+    def frames(self) -> list[Image.Image]:
+        return [self.frame(index) for index in range(len(self.scenes))]
 
     @property
     def durations(self) -> list[int]:
         return [scene.duration for scene in self.scenes]
 
+    def write_gif(self, handle) -> None:
+        """Write the GIF (looping, each frame for its scene's duration) to a binary file, frame
+        after frame: each frame after the first only as the box where it differs from the one
+        before (kept on screen under it), so one frame is held at a time however long the
+        animation."""
+        from PIL import GifImagePlugin
+
+        previous = None
+        for index, scene in enumerate(self.scenes):
+            image = self.frame(index)
+            pixels = np.asarray(image)
+            if previous is None:
+                header, _ = GifImagePlugin.getheader(image, None, {"loop": 0})
+                handle.write(b"".join(header))
+                box = (0, 0, *self.size)
+            else:
+                rows, cols = np.nonzero(pixels != previous)
+                if rows.size:
+                    box = (int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1)
+                else:  # the same picture: one pixel, so that every scene keeps its frame
+                    box = (0, 0, 1, 1)
+            options = {"duration": scene.duration, "disposal": 1}
+            part = image
+            if previous is not None:
+                x0, y0, x1, y1 = box
+                window = pixels[y0:y1, x0:x1].copy()
+                window[window == previous[y0:y1, x0:x1]] = UNCHANGED  # shows the frame before
+                part = Image.fromarray(window, "P")
+                part.putpalette(image.getpalette())
+                options["transparency"] = UNCHANGED
+            handle.write(b"".join(GifImagePlugin.getdata(part, box[:2], **options)))
+            previous = pixels
+        handle.write(b";")
+
     def gif_bytes(self) -> bytes:
-        """The GIF file: looping, each frame for its scene's duration."""
         buffer = io.BytesIO()
-        self.frames[0].save(
-            buffer,
-            format="GIF",
-            save_all=True,
-            append_images=self.frames[1:],
-            duration=self.durations,
-            loop=0,
-            disposal=1,
-        )
+        self.write_gif(buffer)
         return buffer.getvalue()
 
     def save(self, path) -> None:
         """Write the GIF to ``path`` atomically (a temporary file, then renamed)."""
-        from ..io.images import write_atomic_bytes
+        from ..io.images import atomic_write
 
-        write_atomic_bytes(path, self.gif_bytes())
+        atomic_write(path, self.write_gif)
 
 
 def animate(operation, matrix) -> Animation:
@@ -697,5 +732,4 @@ def animate(operation, matrix) -> Animation:
         found += stage
         layouts += [layout] * len(stage)
     size = (max(layout.size[0] for layout in layouts), max(layout.size[1] for layout in layouts))
-    frames = [draw_scene(scene, layout, size) for scene, layout in zip(found, layouts)]
-    return Animation(found, layouts, frames)
+    return Animation(found, layouts, size)
