@@ -7,9 +7,8 @@ The package is laid out in layers, each importing only from its own layer or low
     2 engine     (the numpy kernels)
     3 ops
     4 io
-    5 draw
-    6 run
-    7 cli
+    5 run
+    6 cli
 
 ``convcli/__init__.py`` and ``convcli/__main__.py`` are the package's face: they may import
 any layer, and no layered module may import them (``import convcli`` or ``from .. import x``

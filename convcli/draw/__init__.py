@@ -1,1 +1,0 @@
-"""Pictures of what the operations do: the sliding window animated, receptive fields drawn."""
