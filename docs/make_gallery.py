@@ -131,12 +131,12 @@ ANIMATIONS = [
 # shape has no --draw.
 FIELDS = [
     (
-        "Two 3x3 convolutions of stride 2: one unit's field, and its neighbours' centres 4 pixels apart (the jump)",
-        f"shape {DUCK} conv:k=3,s=2 conv:k=3,s=2 --draw {IMAGES}/rf-duck.png",
+        "Five 3x3 convolutions of stride 2: one unit's 63x63 field, its neighbours' centres 32 pixels apart (the jump)",
+        f"shape {DUCK} '5*conv:k=3,s=2' --draw {IMAGES}/rf-duck.png",
     ),
     (
-        "A ResNet stem (7x7/2 conv, 3x3/2 max pool) and a 3x3 conv, at output position 20,30",
-        f"shape {SCENE} conv:k=7,s=2,p=3 pool:k=3,s=2,p=1 conv:k=3,p=1 --draw {IMAGES}/rf-scene.png --at 20,30",
+        "A ResNet stem (7x7/2 conv, 3x3/2 max pool), four 3x3 convs and a 3x3/2 conv, the unit at 0,0: its field reaches into the padding (gray)",
+        f"shape {SCENE} conv:k=7,s=2,p=3 pool:k=3,s=2,p=1 '4*conv:k=3,p=1' conv:k=3,s=2,p=1 --draw {IMAGES}/rf-scene.png --at 0,0",
     ),
 ]
 
