@@ -66,19 +66,12 @@ def run_operation(operation, shared: SharedOptions) -> None:
 
     if shared.value_map != "auto":
         operation.value_map = check_choice(shared.value_map, VALUE_MAPS[1:], "--map")
-    if shared.matrix is not None and shared.inputs:
-        raise ConvcliError("--matrix: give a matrix or INPUT files, not both")
-    animation = None
-    if shared.animate is not None:
-        from .animate import plan_animation
-
-        animation = plan_animation(operation, shared, files_read(operation))
-        if shared.matrix is None:
-            animation.write()
-            return
     if shared.matrix is not None:
+        if shared.inputs:
+            raise ConvcliError("--matrix: give a matrix or INPUT files, not both")
         from .matrix import run_matrix
 
+        animation = planned_animation(operation, shared)
         run_matrix(
             operation,
             shared.matrix,
@@ -92,6 +85,9 @@ def run_operation(operation, shared: SharedOptions) -> None:
         )
         if animation is not None:
             animation.write()
+        return
+    if shared.animate is not None:  # one small image, drawn
+        planned_animation(operation, shared).write()
         return
     chunk = None
     if shared.chunk is not None:
@@ -131,6 +127,15 @@ def run_operation(operation, shared: SharedOptions) -> None:
     code = run(operation, shared.inputs, options)
     if code:
         raise typer.Exit(code)
+
+
+def planned_animation(operation, shared: SharedOptions):
+    """``--animate``'s GIF, checked (and its input loaded), ready to write; None without it."""
+    if shared.animate is None:
+        return None
+    from .animate import plan_animation
+
+    return plan_animation(operation, shared, files_read(operation))
 
 
 def memory_limit(shared: SharedOptions) -> int | None:
