@@ -51,9 +51,12 @@ class PlannedAnimation:
             raise stream_failed(exc, sys.stdout) from None
 
 
-def plan_animation(operation, shared, reads: tuple[tuple[str, str], ...]) -> PlannedAnimation:
+def plan_animation(operation, shared, reads: tuple[tuple[str, str], ...]) -> PlannedAnimation | None:
     """Check ``--animate`` with the other options; load its matrix, or its one small image (the
-    size from the header first, then decoded as one channel: luma for colour)."""
+    size from the header first, then decoded as one channel: luma for colour).  None without
+    ``--animate``."""
+    if shared.animate is None:
+        return None
     from ..draw.animation import check_animation
     from ..run.plan import refuse_reads_as_outputs
     from .matrix import load_matrix, matrix_file

@@ -69,9 +69,10 @@ def run_operation(operation, shared: SharedOptions) -> None:
     if shared.matrix is not None:
         if shared.inputs:
             raise ConvcliError("--matrix: give a matrix or INPUT files, not both")
+        from .animate import plan_animation
         from .matrix import run_matrix
 
-        animation = planned_animation(operation, shared)
+        animation = plan_animation(operation, shared, files_read(operation))  # None without --animate
         run_matrix(
             operation,
             shared.matrix,
@@ -87,7 +88,9 @@ def run_operation(operation, shared: SharedOptions) -> None:
             animation.write()
         return
     if shared.animate is not None:  # one small image, drawn
-        planned_animation(operation, shared).write()
+        from .animate import plan_animation
+
+        plan_animation(operation, shared, files_read(operation)).write()
         return
     chunk = None
     if shared.chunk is not None:
@@ -127,15 +130,6 @@ def run_operation(operation, shared: SharedOptions) -> None:
     code = run(operation, shared.inputs, options)
     if code:
         raise typer.Exit(code)
-
-
-def planned_animation(operation, shared: SharedOptions):
-    """``--animate``'s GIF, checked (and its input loaded), ready to write; None without it."""
-    if shared.animate is None:
-        return None
-    from .animate import plan_animation
-
-    return plan_animation(operation, shared, files_read(operation))
 
 
 def memory_limit(shared: SharedOptions) -> int | None:
