@@ -169,9 +169,12 @@ def shape_draws() -> bool:
     return "--draw" in subprocess.run(args, cwd=ROOT, capture_output=True, text=True).stdout
 
 
-def rows_section(title: str, entries, intro: str) -> list[str]:
+def rows_section(title: str, entries, intro: str) -> list[str] | None:
+    """Run each command; a section of one picture a row, or None if a command failed."""
     lines = [f"## {title}", "", intro, ""]
     for caption, command in entries:
+        if not run(command):
+            return None
         lines += [f"### {caption}", "", f"![{caption}](images/{Path(output_of(command)).name})", ""]
         lines += [f"`convcli {command}`", ""]
     return lines
@@ -200,24 +203,24 @@ def main() -> int:
             pictures.append(f"![{caption}](images/{Path(output_of(command)).name})")
             commands.append(f"`convcli {command}`")
         lines += ["| " + " | ".join(pictures) + " |", "| " + " | ".join(commands) + " |", ""]
-    for _, command in ANIMATIONS:
-        if not run(command):
-            return 1
-    lines += rows_section(
+    animations = rows_section(
         "The sliding window, animated (--animate)",
         ANIMATIONS,
         "Each frame: the input (padding tinted blue, the current window orange), the kernel, the "
         "output filling in, and the arithmetic of the step.",
     )
+    if animations is None:
+        return 1
+    lines += animations
     if shape_draws():
-        for _, command in FIELDS:
-            if not run(command):
-                return 1
-        lines += rows_section(
+        fields = rows_section(
             "Receptive fields (shape --draw)",
             FIELDS,
             "The input pixels one output unit sees, and the centres of its neighbours' fields.",
         )
+        if fields is None:
+            return 1
+        lines += fields
     else:
         print(
             "skipping the receptive-field pictures: this convcli's shape has no --draw yet", file=sys.stderr

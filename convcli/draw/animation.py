@@ -309,6 +309,12 @@ def _ranges(values) -> str:
     return ", ".join(runs)
 
 
+def _first(stage, input_hw: Pair, title: str, grid_in: Grid, kernel: Grid | None, output: Grid) -> Scene:
+    """A stage's first frame: nothing computed yet, the output-size formula as its caption."""
+    caption = "; ".join(stage.size_formula(input_hw))
+    return Scene(title, caption, grid_in, kernel, output, duration=FIRST_MS)
+
+
 def _window_scenes(stage, x: np.ndarray, prefix: str) -> list[Scene]:
     """A filter's or a pooling's frames on the 2-D ``x``."""
     height, width = x.shape
@@ -364,16 +370,7 @@ def _window_scenes(stage, x: np.ndarray, prefix: str) -> list[Scene]:
             kinds_out[r][c] = "value"
         return Grid(f"output {format_size((out_h, out_w))}", (0, 0), cells, kinds_out, out_low, out_high)
 
-    scenes = [
-        Scene(
-            title,
-            "; ".join(stage.size_formula((height, width))),
-            grid_in,
-            kernel,
-            output(0),
-            duration=FIRST_MS,
-        )
-    ]
+    scenes = [_first(stage, (height, width), title, grid_in, kernel, output(0))]
     for n in range(out_h * out_w):
         at = divmod(n, out_w)
         equation = stage.explain(x, at).equation
@@ -446,16 +443,7 @@ def _scatter_scenes(stage, x: np.ndarray, prefix: str) -> list[Scene]:
         label = f"output {format_size((out_h, out_w))}" + (", cropped by the padding" if ph or pw else "")
         return Grid(label, (-ph, -pw), cells, kinds_out, out_low, out_high)
 
-    scenes = [
-        Scene(
-            title,
-            "; ".join(stage.size_formula((height, width))),
-            grid_in,
-            kernel_grid,
-            output(0, set()),
-            duration=FIRST_MS,
-        )
-    ]
+    scenes = [_first(stage, (height, width), title, grid_in, kernel_grid, output(0, set()))]
     for n in range(height * width):
         at = divmod(n, width)
         reached |= targets[n]
