@@ -361,3 +361,15 @@ def test_a_real_process_writes_the_gif_and_fails_with_one_line(tmp_path):
         f"convcli: error: --animate: writes a GIF; name the file .gif, got '{tmp_path}/p.txt'"
     ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.gif", "tiny.png"]
+
+
+def test_titles_write_pairs_width_first():
+    x = np.ones((6, 6), np.float32)
+    film = animate(Filter(np.ones((2, 3), np.float32), stride=(1, 2), dilation=(2, 1)), x)
+    assert film.scenes[0].title == "filter 3x2 (correlation), stride 2x1, dilation 1x2: 6x6 -> 2x4"
+    film = animate(
+        Upsample(np.ones((2, 2), np.float32), stride=(2, 1), padding=(1, 0), output_padding=(1, 0)), x[:3]
+    )
+    assert film.scenes[0].title == (
+        "upsample 2x2 (correlation), stride 1x2, padding 0x1, output padding 0x1: 6x3 -> 7x5"
+    )

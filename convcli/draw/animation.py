@@ -284,17 +284,17 @@ def _title(stage, input_hw: Pair, prefix: str) -> str:
     elif isinstance(stage, Pool):
         name = f"{stage.op} pool {kw}x{kh}"
         if any(stage.padding):
-            parts.append(f"padding {format_pair(stage.padding[::-1])}")
+            parts.append(f"padding {format_pair(stage.padding)}")
         if stage.ceil_mode:
             parts.append("ceil_mode")
     else:
         name = f"upsample {kw}x{kh} ({stage.mode})"
         if any(stage.padding):
-            parts.append(f"padding {format_pair(stage.padding[::-1])}")
+            parts.append(f"padding {format_pair(stage.padding)}")
         if any(stage.output_padding):
-            parts.append(f"output padding {format_pair(stage.output_padding[::-1])}")
+            parts.append(f"output padding {format_pair(stage.output_padding)}")
     if stage.dilation != (1, 1):
-        parts.append(f"dilation {format_pair(stage.dilation[::-1])}")
+        parts.append(f"dilation {format_pair(stage.dilation)}")
     sizes = f"{format_size(input_hw)} -> {format_size(stage.output_size(input_hw))}"
     return f"{prefix}{name}, {', '.join(parts)}: {sizes}"
 
