@@ -83,9 +83,7 @@ FLAT = {
 PALETTE: list[tuple[int, int, int]] = [*FLAT.values()] + [c for ramp in RAMPS.values() for c in ramp]
 INDEX = {name: i for i, name in enumerate(FLAT)}
 UNCHANGED = len(PALETTE)  # a frame's pixels that are as in the frame before (GIF transparency)
-RAMP_START = {}
-for _name in RAMPS:
-    RAMP_START[_name] = len(FLAT) + LEVELS * list(RAMPS).index(_name)
+RAMP_START = {name: len(FLAT) + LEVELS * position for position, name in enumerate(RAMPS)}
 
 FONT_W, FONT_H = 6, 11  # Pillow's default bitmap font
 MARGIN, LINE, GAP, CELL_H = 10, 15, 28, 20
@@ -115,10 +113,6 @@ class Grid:
     @property
     def shape(self) -> Pair:
         return len(self.values), len(self.values[0])
-
-    def cell(self, row: int, col: int) -> Pair:
-        """Grid indices of the cell at coordinate ``(row, col)``."""
-        return row - self.origin[0], col - self.origin[1]
 
 
 @dataclass
@@ -310,9 +304,10 @@ def _ranges(values) -> str:
 
 
 def _first(stage, input_hw: Pair, title: str, grid_in: Grid, kernel: Grid | None, output: Grid) -> Scene:
-    """A stage's first frame: nothing computed yet, the output-size formula as its caption."""
-    caption = "; ".join(stage.size_formula(input_hw))
-    return Scene(title, caption, grid_in, kernel, output, duration=FIRST_MS)
+    """A stage's first frame: nothing computed yet, the output-size formula of each side on a
+    line of its own."""
+    height, width = stage.size_formula(input_hw)
+    return Scene(title, height, grid_in, kernel, output, duration=FIRST_MS, note=width)
 
 
 def _window_scenes(stage, x: np.ndarray, prefix: str) -> list[Scene]:
@@ -538,7 +533,7 @@ def layout_of(stage_scenes: list[Scene]) -> Layout:
     cell_w = max(22, FONT_W * max(map(len, texts), default=1) + 8)
     corners, origins = {}, {}
     x = MARGIN
-    top = MARGIN + 3 * LINE  # the title, the caption, a note
+    top = MARGIN + 3 * LINE + 6  # the title, the caption, a note
     bottom = 0
     for name in ("input", "kernel", "output"):
         grid = getattr(first, name)
@@ -633,10 +628,12 @@ def draw_scene(scene: Scene, layout: Layout, size: Pair) -> Image.Image:
     draw = ImageDraw.Draw(image)
     font = _font()
     draw.text((MARGIN, MARGIN), scene.title, font=font, fill=INDEX["title"])
-    caption = fit(scene.caption, (size[0] - 2 * MARGIN) // FONT_W)
+    limit = (size[0] - 2 * MARGIN) // FONT_W
+    caption = fit(scene.caption, limit)
     draw.text((MARGIN, MARGIN + LINE), caption, font=font, fill=INDEX["text"])
     if scene.note:
-        draw.text((MARGIN, MARGIN + 2 * LINE), scene.note, font=font, fill=INDEX["mark_line"])
+        color = INDEX["text"] if scene.duration == FIRST_MS else INDEX["mark_line"]
+        draw.text((MARGIN, MARGIN + 2 * LINE), fit(scene.note, limit), font=font, fill=color)
     _draw_grid(draw, font, layout, "input", scene.input, scene.marked_input, scene.crossed)
     if scene.kernel is not None:
         _draw_grid(draw, font, layout, "kernel", scene.kernel, set())
