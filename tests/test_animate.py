@@ -333,6 +333,7 @@ def test_cli_animates_one_small_image(cli, tmp_path):
         (["{tmp}/tiny.gif", "--animate", "{tmp}/tiny.gif"], "never overwrites an input"),
         (["--matrix", X5_TEXT, "--animate", "{tmp}/folder.gif"], "is a folder"),
         (["-", "--animate", "{tmp}/a.gif"], "not stdin"),
+        (["--matrix", X5_TEXT, "--animate", "{tmp}/" + "n" * 300 + ".gif"], "over the file system's limit"),
     ],
 )
 def test_cli_refuses_with_one_line_and_writes_nothing(cli, tmp_path, args, mentions):

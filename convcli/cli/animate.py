@@ -58,15 +58,17 @@ def plan_animation(operation, shared, reads: tuple[tuple[str, str], ...]) -> Pla
     if shared.animate is None:
         return None
     from ..draw.animation import check_animation
-    from ..run.plan import refuse_reads_as_outputs
+    from ..io.images import check_output_folder, load_image, read_size
+    from ..run.plan import name_problem, refuse_reads_as_outputs
     from .matrix import load_matrix, matrix_file
 
     path = shared.animate
     if Path(path).suffix.lower() != ".gif":
         raise ConvcliError(f"--animate: writes a GIF; name the file .gif, got {path!r}")
-    from ..io.images import check_output_folder
-
     check_output_folder(Path(path))
+    problem = name_problem(path, templated=False)
+    if problem is not None:
+        raise ConvcliError(f"--animate: {problem}")
     if Path(path).is_dir():
         raise ConvcliError(f"--animate: {path!r} is a folder; name the GIF file to write")
     reads = list(reads)
@@ -89,8 +91,6 @@ def plan_animation(operation, shared, reads: tuple[tuple[str, str], ...]) -> Pla
         if Path(image).is_dir():
             raise ConvcliError(f"--animate: {image!r} is a folder; name one small image file")
         refuse_reads_as_outputs([path], [*reads, ("image", image)])
-        from ..io.images import load_image, read_size
-
         check_animation(operation, read_size(image))
         loaded = load_image(image, gray=True, max_pixels=shared.max_pixels)
         if loaded.channels != 1:
