@@ -69,8 +69,10 @@ def run_operation(operation, shared: SharedOptions) -> None:
     if shared.matrix is not None:
         if shared.inputs:
             raise ConvcliError("--matrix: give a matrix or INPUT files, not both")
+        from .animate import plan_animation
         from .matrix import run_matrix
 
+        animation = plan_animation(operation, shared, files_read(operation))  # None without --animate
         run_matrix(
             operation,
             shared.matrix,
@@ -82,6 +84,13 @@ def run_operation(operation, shared: SharedOptions) -> None:
             reads=files_read(operation),
             max_memory=memory_limit(shared),
         )
+        if animation is not None:
+            animation.write()
+        return
+    if shared.animate is not None:  # one small image, drawn
+        from .animate import plan_animation
+
+        plan_animation(operation, shared, files_read(operation)).write()
         return
     chunk = None
     if shared.chunk is not None:

@@ -109,6 +109,7 @@ class SharedOptions:
     matrix: str | None
     explain: bool
     at: str | None
+    animate: str | None
     # The options given on the command line (not defaulted), by field name: a chain takes
     # each option from the stage that gave it.
     given: frozenset = field(default=frozenset(), compare=False)
@@ -402,6 +403,22 @@ _SHARED = [
                 metavar="ROW,COL",
                 rich_help_panel=LEARN,
                 help="The output position --explain works out (0-based). Default: 0,0.",
+            ),
+        ],
+        None,
+    ),
+    _option(
+        "animate",
+        Annotated[
+            str | None,
+            typer.Option(
+                "--animate",
+                metavar="PATH.gif",
+                rich_help_panel=LEARN,
+                help="With --matrix or one small image: draw the computation step by step into a GIF "
+                "(the window sliding over the padded input, each output value appearing, the arithmetic "
+                "of each step; upsample: each input value scattered through the kernel). Up to 32x32 "
+                "cells a grid and 400 steps.",
             ),
         ],
         None,
