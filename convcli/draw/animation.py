@@ -306,8 +306,8 @@ def _ranges(values) -> str:
 def _first(stage, input_hw: Pair, title: str, grid_in: Grid, kernel: Grid | None, output: Grid) -> Scene:
     """A stage's first frame: nothing computed yet, the output-size formula of each side on a
     line of its own."""
-    height, width = stage.size_formula(input_hw)
-    return Scene(title, height, grid_in, kernel, output, duration=FIRST_MS, note=width)
+    first, second = stage.size_formula(input_hw)
+    return Scene(title, first, grid_in, kernel, output, duration=FIRST_MS, note=second)
 
 
 def _window_scenes(stage, x: np.ndarray, prefix: str) -> list[Scene]:
