@@ -502,3 +502,11 @@ def test_draw_with_image_command_stages(flat_png, tmp_path):
     assert json.loads(first.stdout)["drawn"]["field"] == {"top": -4, "bottom": 4, "left": -4, "right": 4}
     assert json.loads(first.stdout)["drawn"]["field"] == json.loads(second.stdout)["drawn"]["field"]
     assert np.array_equal(np.asarray(Image.open(by_stages)), np.asarray(Image.open(by_layers)))
+
+
+def test_help_states_the_layer_grammar():
+    result = runner.invoke(app, ["shape", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    assert "A LAYER is TYPE:SETTING,SETTING... with TYPE conv, pool or tconv" in text
+    assert "N*LAYER repeats it N times" in text and "--draw" in text and "--at" in text
