@@ -502,3 +502,30 @@ def test_draw_with_image_command_stages(flat_png, tmp_path):
     assert json.loads(first.stdout)["drawn"]["field"] == {"top": -4, "bottom": 4, "left": -4, "right": 4}
     assert json.loads(first.stdout)["drawn"]["field"] == json.loads(second.stdout)["drawn"]["field"]
     assert np.array_equal(np.asarray(Image.open(by_stages)), np.asarray(Image.open(by_layers)))
+
+
+def test_help_states_the_layer_grammar():
+    result = runner.invoke(app, ["shape", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    assert "A LAYER is TYPE:SETTING,SETTING... with TYPE conv, pool or tconv" in text
+    assert "N*LAYER repeats it N times" in text and "--draw" in text and "--at" in text
+
+
+def test_draw_dots_stay_visible_on_a_large_image(tmp_path):
+    """At zoom 1, a dot is a disc of radius 2 where the jump leaves room, not one pixel."""
+    from PIL import Image
+
+    from convcli.draw.fields import CENTRE
+
+    source, out = tmp_path / "big.png", tmp_path / "rf.png"
+    Image.new("RGB", (600, 520), BASE).save(source)
+    result = runner.invoke(app, ["shape", str(source), "3*conv:k=3,s=2", "--draw", str(out), "--json"])
+    drawn = json.loads(result.stdout)["drawn"]
+    # outputs 520 -> 259 -> 129 -> 64 high, 600 -> 299 -> 149 -> 74 wide; the centre unit (31, 36)
+    # reads rows 31*8 .. 31*8 + 14 and columns 36*8 .. 36*8 + 14 (jump 8, field 1 + 2 + 4 + 8)
+    assert drawn["zoom"] == 1 and drawn["field"] == {"top": 248, "bottom": 262, "left": 288, "right": 302}
+    picture = np.asarray(Image.open(out).convert("RGB"))
+    cy, cx = 255, 295  # the field's centre
+    for dy, dx in [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)]:
+        assert tuple(picture[cy + dy, cx + dx]) == CENTRE

@@ -124,12 +124,19 @@ def field_picture(pixels, results: list[LayerResult], at: tuple[int, int] | None
 
     image = Image.fromarray(canvas)
     draw = ImageDraw.Draw(image)
-    draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=OUTLINE, width=max(1, zoom // 4))
-    radius = zoom / 5
+    # Seen on a large image too: an outline up to 3 pixels wide (an eighth of the field at most),
+    # dots of radius 2 at least where the jump leaves room (a third of the spacing at most).
+    width = max(1, zoom // 4, min(3, min(x1 - x0, y1 - y0) // 8))
+    draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=OUTLINE, width=width)
+    spacing = min(
+        last.height.hull.jump * zoom / last.height.hull.scale,
+        last.width.hull.jump * zoom / last.width.hull.scale,
+    )
+    radius = min(max(zoom / 5, 2), spacing / 3)
     for y, x, chosen in sorted(centres, key=lambda item: item[2]):  # the chosen one on top
         cy, cx = (y + top + 0.5) * zoom, (x + left + 0.5) * zoom
         colour = CENTRE if chosen else NEIGHBOUR
-        if zoom < 3:
+        if radius < 1:
             draw.point((min(int(cx), zoom * canvas_w - 1), min(int(cy), zoom * canvas_h - 1)), fill=colour)
         else:
             draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=colour)
