@@ -109,6 +109,7 @@ def option_name(field_name: str) -> str:
     special = {
         "json_out": "--json",
         "value_map": "--map",
+        "value_range": "--range",
         "template": "--output-template",
         "stream_format": "--format",
         "inputs": "INPUT",

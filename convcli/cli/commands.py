@@ -66,6 +66,10 @@ def run_operation(operation, shared: SharedOptions) -> None:
 
     if shared.value_map != "auto":
         operation.value_map = check_choice(shared.value_map, VALUE_MAPS[1:], "--map")
+    if shared.value_range is not None:
+        if shared.value_map != "auto":
+            raise ConvcliError("--range: sets the values shown black and white itself; give --range or --map")
+        operation.value_map, operation.value_range = "range", parse_range(shared.value_range)
     if shared.matrix is not None:
         if shared.inputs:
             raise ConvcliError("--matrix: give a matrix or INPUT files, not both")
@@ -121,6 +125,30 @@ def run_operation(operation, shared: SharedOptions) -> None:
     code = run(operation, shared.inputs, options)
     if code:
         raise typer.Exit(code)
+
+
+def parse_range(text: str) -> tuple[float, float]:
+    """``--range VMIN,VMAX``: two finite numbers, VMIN below VMAX, within float32's range."""
+    import math
+
+    parts = text.replace(" ", "").split(",")
+    try:
+        low, high = (float(part) for part in parts) if len(parts) == 2 else (None, None)
+    except ValueError:
+        low = high = None
+    if low is None or not (math.isfinite(low) and math.isfinite(high)):
+        raise ConvcliError(f"--range: expected two numbers VMIN,VMAX such as 0,0.01, got {text!r}")
+    if max(abs(low), abs(high)) > 3.4e38:
+        raise ConvcliError(
+            f"--range: VMIN and VMAX must lie within float32's range (about ±3.4e38), got {text!r}"
+        )
+    if not low < high:
+        raise ConvcliError(
+            f"--range: VMIN must be below VMAX (the value shown black, then white), got {text!r}"
+        )
+    if not float(high - low) > 0 or not math.isfinite(1.0 / (high - low)):
+        raise ConvcliError(f"--range: VMAX - VMIN is too small to divide by, got {text!r}")
+    return low, high
 
 
 def memory_limit(shared: SharedOptions) -> int | None:

@@ -90,6 +90,7 @@ class SharedOptions:
     inputs: list[str] | None
     gray: bool
     value_map: str
+    value_range: str | None
     depth: str | None
     output: str | None
     template: str | None
@@ -155,11 +156,27 @@ _SHARED = [
                 metavar=choices(VALUE_MAPS),
                 rich_help_panel=VALUES,
                 help="How results outside [0, 1] become 8/16-bit pixels: clip; abs (magnitude, then clip); "
-                "normalize (min..max to 0..1); offset (+0.5, then clip). auto: abs for kernels that sum to "
-                "0 (edge detectors), clip otherwise. Ignored for .npy and float TIFF.",
+                "normalize (min..max to 0..1); offset (a flat mid-gray area stays mid-gray: +0.5 for kernels "
+                "that sum to 0). auto: abs for kernels that sum to 0 (edge detectors), clip otherwise. "
+                "Ignored for .npy and float TIFF.",
             ),
         ],
         "auto",
+    ),
+    _option(
+        "value_range",
+        Annotated[
+            str | None,
+            typer.Option(
+                "--range",
+                metavar="VMIN,VMAX",
+                rich_help_panel=VALUES,
+                help="The values shown black and white in 8/16-bit outputs (matplotlib's vmin, vmax): "
+                "(x - VMIN) / (VMAX - VMIN), values outside clip. E.g. --range 0,0.01, --range -1,1. "
+                "Replaces --map.",
+            ),
+        ],
+        None,
     ),
     _option(
         "depth",

@@ -431,8 +431,12 @@ def write_zarr(path, result, compute) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def write_tiff(path, result, value_map, requested, source_depth, compute):
-    """A tiled TIFF, one row of dask blocks at a time; returns (depth, map) as reported."""
+def write_tiff(path, result, value_map, requested, source_depth, compute, bounds=None, count=None):
+    """A tiled TIFF, one row of dask blocks at a time; returns (depth, map) as reported.
+
+    ``bounds``: the values shown black and white where the map fixes them (``range``,
+    ``offset``; ``normalize`` takes the result's min and max); ``count`` (a ClipCount) adds up
+    the clipped values as the blocks are encoded."""
     import dask
 
     tifffile = _import_tifffile(f"output {str(path)!r}")
@@ -440,7 +444,6 @@ def write_tiff(path, result, value_map, requested, source_depth, compute):
     depth = choose_depth(path, requested, source_depth, channels)
     if depth != "float" and channels > 4:
         raise ConvcliError(f"output {str(path)!r}: {channels} channels cannot be written as TIFF; use .npy")
-    bounds = None
     if depth != "float" and value_map == "normalize":
         low, high = dask.compute(result.min(), result.max(), **compute)
         bounds = (float(low), float(high))
@@ -452,7 +455,7 @@ def write_tiff(path, result, value_map, requested, source_depth, compute):
     def encode(rows):
         if depth == "float":
             return np.ascontiguousarray(rows[:, :, 0], dtype=np.float32)
-        band = to_samples(rows, depth, value_map, bounds)
+        band = to_samples(rows, depth, value_map, bounds, count)
         return band[:, :, 0] if samples == 1 else band
 
     def tiles():

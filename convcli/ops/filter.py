@@ -82,6 +82,11 @@ class Filter(Operation):
         total = float(np.abs(self.kernel).sum())
         return "abs" if abs(float(self.kernel.sum())) <= 1e-6 * total else "clip"
 
+    def gain(self) -> float:
+        if isinstance(self.kernel, PlannedKernel):
+            return 1.0
+        return float(self.kernel.sum(dtype=np.float64))
+
     @property
     def extent(self) -> Pair:
         """The dilated kernel: ``dilation*(k - 1) + 1`` per side."""

@@ -88,6 +88,11 @@ class Upsample(Operation):
         self.tag = f"up-{info.name if info else 'kernel'}"
         self.value_map = value_map or "clip"
 
+    def gain(self) -> float:
+        if isinstance(self.kernel, PlannedKernel):
+            return 1.0
+        return float(self.kernel.sum(dtype=np.float64)) / (self.stride[0] * self.stride[1])
+
     @property
     def extent(self) -> Pair:
         return tuple(d * (k - 1) + 1 for d, k in zip(self.dilation, self.kernel.shape))

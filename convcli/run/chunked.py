@@ -32,7 +32,7 @@ from ..io.bigfiles import (
     write_tiff,
     write_zarr,
 )
-from ..io.images import check_output_folder, check_pixels
+from ..io.images import ClipCount, check_output_folder, check_pixels, clip_warning
 from ..ops.base import Operation
 from ..system import usable_cores
 from .tasks import STDIN, STDOUT, Outcome, RunOptions, Task, failed, make_output_folder
@@ -70,6 +70,7 @@ def process_huge(
         )
     check_output_folder(output_path)
     source = open_source(input_path, chunk=chunk, gray=gray)
+    count = ClipCount()  # the TIFF's clipped values, counted as its blocks are encoded
     try:
         result = op.chunked(source, chunk)
         out_h, out_w, channels = (int(n) for n in result.shape)
@@ -81,12 +82,24 @@ def process_huge(
             written_depth, value_map = "float", None
             write_zarr(output_path, result, compute)
         else:
+            bounds = op.display_bounds()
             written_depth, value_map = write_tiff(
-                output_path, result, op.value_map, depth, source.depth, compute
+                output_path, result, op.value_map, depth, source.depth, compute, bounds, count
             )
     finally:
         source.close()
     alpha = "none" if not source.alpha else "dropped"
+    clipped = {}
+    if value_map is not None:
+        from ..io.images import shown_range
+
+        clipped = {"clipped": round(count.fraction, 4)}
+        if value_map != "normalize":  # normalize's bounds (min, max) stay inside write_tiff
+            low, high = shown_range(value_map, bounds)
+            clipped["range"] = {"black": low, "white": high}
+        warning = clip_warning(f"input {str(input_path)!r}", count, value_map, bounds)
+        if warning is not None:
+            clipped["warning"] = warning
     return {
         "input": str(input_path),
         "output": str(output_path),
@@ -98,6 +111,7 @@ def process_huge(
         "map": value_map,
         "depth": written_depth,
         "alpha": alpha,
+        **clipped,
         "chunked": {
             "chunk": dict(zip(("height", "width"), as_pair(chunk, "chunk", minimum=1))),
             "blocks": int(result.numblocks[0] * result.numblocks[1]),
@@ -212,4 +226,4 @@ def process_chunked(op: Operation, task: Task, opts: RunOptions) -> Outcome:
         f"{task.input}: {op.size_text(size_in)}, wrote {task.output} "
         f"in {blocks} block{'s' if blocks != 1 else ''}{note}"
     )
-    return Outcome(task, "done", record, line)
+    return Outcome(task, "done", record, line, warning=record.get("warning"))

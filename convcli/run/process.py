@@ -14,8 +14,10 @@ import sys
 from ..errors import ConvcliError, describe
 from ..io.bigfiles import CHUNK_INPUTS, CHUNK_OUTPUTS, suffix_of
 from ..io.images import (
+    ClipCount,
     check_output_folder,
     choose_depth,
+    clip_warning,
     encode,
     encode_bands,
     holds_alpha,
@@ -112,14 +114,29 @@ def _process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
             alpha, note = "dropped", " (alpha dropped: the output format holds none)"
         else:
             alpha, alpha_data = "carried", loaded.alpha_float()
+    bounds, count = op.display_bounds(), ClipCount()  # counted as the pixels are encoded
     if streaming:
-        payload = encode_bands(bands, out_shape, alpha_data, out_name, depth=depth, value_map=op.value_map)
+        payload = encode_bands(
+            bands,
+            out_shape,
+            alpha_data,
+            out_name,
+            depth=depth,
+            value_map=op.value_map,
+            bounds=bounds,
+            count=count,
+        )
     else:
-        payload = encode(result, alpha_data, out_name, depth=depth, value_map=op.value_map)
+        if op.value_map == "normalize":
+            bounds = (float(result.min()), float(result.max()))
+        payload = encode(
+            result, alpha_data, out_name, depth=depth, value_map=op.value_map, bounds=bounds, count=count
+        )
     if to_stdout:
         write_to_stdout(payload, output_format(out_name)[0], opts.compress_level)
     else:
         write_atomic(task.output, payload, compress_level=opts.compress_level)
+    mapped = depth != "float" and output_format(out_name)[0] != "NPY"
     record = {
         "input": task.input,
         "output": task.output,
@@ -128,13 +145,28 @@ def _process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
         "output_size": size_record(out_shape[:2]),
         "channels": int(out_shape[2]),
         **op.report(loaded.size),
-        "map": None if depth == "float" else op.value_map,
+        "map": op.value_map if mapped else None,
         "depth": depth,
         "alpha": alpha,
     }
+    warning = clip_record(record, task, op, count, bounds) if mapped else None
     target = "stdout" if to_stdout else task.output
     line = f"{task.input}: {op.size_text(loaded.size)}, wrote {target}{note}"
-    return Outcome(task, "done", record, line)
+    return Outcome(task, "done", record, line, warning=warning)
+
+
+def clip_record(record: dict, task: Task, op: Operation, count: ClipCount, bounds) -> str | None:
+    """Add to an 8/16-bit output's record the values it shows (``range``: black and white),
+    the fraction clipped and, when that is over half, the ``warning``; return the warning."""
+    from ..io.images import shown_range
+
+    low, high = shown_range(op.value_map, bounds)
+    record["range"] = {"black": low, "white": high}
+    record["clipped"] = round(count.fraction, 4)
+    warning = clip_warning(f"input {task.input!r}", count, op.value_map, bounds)
+    if warning is not None:
+        record["warning"] = warning
+    return warning
 
 
 class FullWrites:

@@ -82,6 +82,8 @@ class Reporter:
             self._print(outcome.line, sys.stderr)
         else:
             self._print(outcome.line, self.stream)
+            if outcome.warning:
+                self._print(f"convcli: warning: {outcome.warning}", sys.stderr)
 
     def _print(self, text: str, stream) -> None:
         try:

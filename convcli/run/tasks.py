@@ -54,6 +54,7 @@ class Outcome:
     record: dict = field(default_factory=dict)
     line: str = ""
     exit_code: int = 2  # of a failed single image (a usage error); 1: the output itself failed
+    warning: str | None = None  # printed on stderr as ``convcli: warning: ...`` (not with -q)
 
 
 def failed(task: Task, message: str, exit_code: int = 2) -> Outcome:
