@@ -124,6 +124,7 @@ class LoadedImage:
     depth: str  # "8", "16" or "float": what the source held
     format: str
     gray: bool = False  # convert to luma when read
+    channel_axis: bool = False  # an H x W x C array (.npy), even C = 1: .npy outputs keep the axis
     _data: object = field(default=None, repr=False)
 
     @property
@@ -333,9 +334,10 @@ def load_image(
     if is_npy:
         _check_npy_header(source, name, before_decode, gray, max_pixels, max_bytes, streamed)
         data = load_npy(source, name)
+        channel_axis = data.ndim == 3
         if data.ndim == 2:
             data = data[:, :, None]
-        loaded = LoadedImage(data, 1.0, None, "float", "NPY")
+        loaded = LoadedImage(data, 1.0, None, "float", "NPY", channel_axis=channel_axis)
     else:
         if streamed and max_bytes is not None:  # the stream stays in memory while it is decoded
             check = before_decode
@@ -797,12 +799,13 @@ def holds_alpha(path, depth: str) -> bool:
     return output_format(path)[0] in ("PNG", "TIFF", "WEBP") and depth == "8"
 
 
-def encode(data, alpha, path, *, depth: str, value_map: str, bounds=None, count=None):
+def encode(data, alpha, path, *, depth: str, value_map: str, bounds=None, count=None, keep_axis=False):
     """Turn a float H x W x C result into the array that gets written (see :func:`encode_bands`;
-    ``normalize`` takes its bounds from ``data`` unless given)."""
+    ``normalize`` takes its bounds from ``data`` unless given).  An ``.npy`` of one channel is
+    H x W, unless ``keep_axis`` (the input was an H x W x 1 array: so is the output)."""
     fmt, _ = output_format(path)
     if fmt == "NPY":
-        return data[:, :, 0] if data.shape[2] == 1 else data
+        return data[:, :, 0] if data.shape[2] == 1 and not keep_axis else data
     if depth == "float":
         return np.ascontiguousarray(data[:, :, 0], dtype=np.float32)
     if value_map == "normalize" and bounds is None:

@@ -77,10 +77,10 @@ def process_huge(
         compute = {"scheduler": "threads", "num_workers": workers}
         if out_suffix == ".npy":
             written_depth, value_map = "float", None
-            write_npy(output_path, result, compute)
+            write_npy(output_path, result, compute, keep_axis=source.channel_axis)
         elif out_suffix == ".zarr":
             written_depth, value_map = "float", None
-            write_zarr(output_path, result, compute)
+            write_zarr(output_path, result, compute, keep_axis=source.channel_axis)
         else:
             bounds = op.display_bounds()
             written_depth, value_map = write_tiff(

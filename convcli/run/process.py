@@ -130,7 +130,14 @@ def _process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
         if op.value_map == "normalize":
             bounds = (float(result.min()), float(result.max()))
         payload = encode(
-            result, alpha_data, out_name, depth=depth, value_map=op.value_map, bounds=bounds, count=count
+            result,
+            alpha_data,
+            out_name,
+            depth=depth,
+            value_map=op.value_map,
+            bounds=bounds,
+            count=count,
+            keep_axis=loaded.channel_axis,
         )
     if to_stdout:
         write_to_stdout(payload, output_format(out_name)[0], opts.compress_level)
