@@ -43,6 +43,11 @@ _keep_argument_help()
 class ConvcliGroup(typer.core.TyperGroup):
     """Prints every usage error and ConvcliError as one line: ``convcli: error: ...``."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for command in self.commands.values():
+            _optional_values(command)
+
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
             with handling():  # SIGTERM and SIGHUP clean up and end the run as Ctrl-C does
@@ -99,6 +104,16 @@ class ConvcliGroup(typer.core.TyperGroup):
             return super().invoke(ctx)
         except KeyboardInterrupt as exc:
             raise click.Abort() from exc
+
+
+def _optional_values(command) -> None:
+    """``--gray`` takes an optional value (``--gray`` is luma, ``--gray mean``), as click allows
+    with ``flag_value``; Typer 0.24 drops ``flag_value``, so it is set on the click option here.
+    The next word is then the value unless it looks like an option (``--gray -k sobel``)."""
+    for param in getattr(command, "params", ()):
+        if isinstance(param, click.Option) and param.name == "gray" and not param.is_flag:
+            param.flag_value = "luma"
+            param._flag_needs_value = True
 
 
 def _usage_message(exc) -> str:

@@ -4,11 +4,12 @@ Heavy modules (numpy, Pillow) are imported inside the commands, so that
 ``convcli --help`` starts fast.
 """
 
+import os
 from typing import Annotated
 
 import typer
 
-from ..constants import DEPTHS, MODES, PAD_MODES, POOL_OPS, STREAM_FORMATS, VALUE_MAPS
+from ..constants import DEPTHS, GRAY_MODES, MODES, PAD_MODES, POOL_OPS, STREAM_FORMATS, VALUE_MAPS
 from ..errors import ConvcliError
 from ..geometry.sizes import parse_padding, parse_pair
 from .chain import collect
@@ -64,6 +65,7 @@ def run_operation(operation, shared: SharedOptions) -> None:
     from ..run.chunked import dask_installed
     from ..run.tasks import RunOptions
 
+    gray = gray_mode(shared)
     if shared.value_map != "auto":
         operation.value_map = check_choice(shared.value_map, VALUE_MAPS[1:], "--map")
     if shared.value_range is not None:
@@ -111,7 +113,7 @@ def run_operation(operation, shared: SharedOptions) -> None:
         fail_fast=shared.fail_fast,
         dry_run=shared.dry_run,
         stream_format=shared.stream_format,
-        gray=shared.gray,
+        gray=gray,
         depth=shared.depth,
         max_pixels=shared.max_pixels,
         max_memory=max_memory,
@@ -125,6 +127,21 @@ def run_operation(operation, shared: SharedOptions) -> None:
     code = run(operation, shared.inputs, options)
     if code:
         raise typer.Exit(code)
+
+
+def gray_mode(shared: SharedOptions) -> str | bool:
+    """``--gray`` (luma), ``--gray luma`` or ``--gray mean``; False without it.  ``--gray`` takes
+    an optional value, so ``--gray photo.png`` reads the file name as one: a word that is no gray
+    mode but a file name, a path, a pattern or ``-`` is an input, as when ``--gray`` took none."""
+    if shared.gray is None:
+        return False
+    if shared.gray in GRAY_MODES:
+        return shared.gray
+    word = shared.gray
+    if shared.matrix is None and (word == "-" or os.path.exists(word) or any(c in word for c in "/.*?[")):
+        shared.inputs = [*(shared.inputs or []), word]
+        return "luma"
+    raise ConvcliError(f"--gray: expected {' or '.join(GRAY_MODES)} (or nothing: luma), got {shared.gray!r}")
 
 
 def parse_range(text: str) -> tuple[float, float]:

@@ -88,7 +88,7 @@ class SharedOptions:
     """The options every image command shares, as parsed by Typer (strings, not yet checked)."""
 
     inputs: list[str] | None
-    gray: bool
+    gray: str | None
     value_map: str
     value_range: str | None
     depth: str | None
@@ -138,14 +138,18 @@ _SHARED = [
     _option(
         "gray",
         Annotated[
-            bool,
+            str | None,
             typer.Option(
                 "--gray",
+                is_flag=False,
+                flag_value="luma",
+                metavar="[luma|mean]",
                 rich_help_panel=VALUES,
-                help="Convert to one luma channel (0.299 R + 0.587 G + 0.114 B) first.",
+                help="Convert to one channel first: luma (0.299 R + 0.587 G + 0.114 B; plain --gray) or "
+                "mean ((R + G + B) / 3).",
             ),
         ],
-        False,
+        None,
     ),
     _option(
         "value_map",

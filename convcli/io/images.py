@@ -98,14 +98,16 @@ def check_values(stored, where: str) -> None:
         raise ConvcliError(f"{where}: holds values beyond float32's range (about ±3.4e38)")
 
 
-def to_float(stored, scale: float, gray: bool):
+def to_float(stored, scale: float, gray):
     """Stored pixels (H x W x C) as float32 values: divided by ``scale`` (see :func:`sample_scale`),
-    and converted to one luma channel with ``gray`` when there are three or more."""
+    and, with ``gray``, converted to one channel when there are three or more: ``"mean"`` is
+    ``(R + G + B) / 3``, ``"luma"`` (or True) ``0.299 R + 0.587 G + 0.114 B``."""
     part = np.asarray(stored, dtype=np.float32)
     if scale != 1:
         part *= np.float32(1.0 / scale)
     if gray and part.shape[2] >= 3:
-        part = (part[:, :, :3] @ np.array(LUMA, dtype=np.float32))[:, :, None]
+        weights = (1 / 3, 1 / 3, 1 / 3) if gray == "mean" else LUMA
+        part = (part[:, :, :3] @ np.array(weights, dtype=np.float32))[:, :, None]
     return part
 
 
@@ -123,7 +125,7 @@ class LoadedImage:
     alpha: object | None  # H x W alpha as stored, or None
     depth: str  # "8", "16" or "float": what the source held
     format: str
-    gray: bool = False  # convert to luma when read
+    gray: bool | str = False  # convert to one channel when read: "luma" (or True), "mean"
     channel_axis: bool = False  # an H x W x C array (.npy), even C = 1: .npy outputs keep the axis
     _data: object = field(default=None, repr=False)
 
@@ -261,9 +263,10 @@ def load_image(
         An image file Pillow can read, or a ``.npy`` array (by its suffix; numeric, finite,
         2-D or 3-D, never unpickled).  ``path`` ``"-"`` reads standard input (an image, or
         ``.npy`` by its magic bytes).
-    gray : bool, optional
-        Read images of three or more channels as one luma channel,
-        ``0.299 R + 0.587 G + 0.114 B``.  Default False.
+    gray : bool or {"luma", "mean"}, optional
+        Read images of three or more channels as one channel: luma,
+        ``0.299 R + 0.587 G + 0.114 B`` (``"luma"`` or True), or the channels' mean
+        (``"mean"``).  Default False.
     max_pixels : int or None, optional
         Refuse an image of more pixels than this, known from its header before decoding
         (default 200 million); None for no limit.  Every format is checked, ``.npy`` included.

@@ -25,7 +25,7 @@ class RunOptions:
     fail_fast: bool = False
     dry_run: bool = False
     stream_format: str = "png"  # --format, for -o -
-    gray: bool = False
+    gray: bool | str = False  # --gray: False, "luma" or "mean"
     depth: str | None = None
     max_pixels: int | None = None
     max_memory: int | None = None  # bytes; None: no limit
