@@ -101,6 +101,7 @@ def run_operation(operation, shared: SharedOptions) -> None:
     if not shared.inputs:
         raise ConvcliError("missing INPUT: name image files, a folder, - for stdin, or use --matrix")
     check_choice(shared.stream_format, STREAM_FORMATS, "--format")
+    check_terminal(shared)
     if shared.depth is not None:
         check_choice(shared.depth, DEPTHS, "--depth")
     max_memory = memory_limit(shared)
@@ -112,7 +113,7 @@ def run_operation(operation, shared: SharedOptions) -> None:
         jobs=shared.jobs,
         fail_fast=shared.fail_fast,
         dry_run=shared.dry_run,
-        stream_format=shared.stream_format,
+        stream_format=shared.stream_format if "stream_format" in shared.given else None,
         gray=gray,
         depth=shared.depth,
         max_pixels=shared.max_pixels,
@@ -127,6 +128,18 @@ def run_operation(operation, shared: SharedOptions) -> None:
     code = run(operation, shared.inputs, options)
     if code:
         raise typer.Exit(code)
+
+
+def check_terminal(shared: SharedOptions) -> None:
+    """Refuse ``-o -`` when standard output is a terminal, as gzip does: an image's bytes would
+    only garble the screen.  Redirected or piped, it is written in ``--format``."""
+    import sys
+
+    if shared.output == "-" and not shared.dry_run and sys.stdout.isatty():
+        raise ConvcliError(
+            "output '-': standard output is a terminal, and images are binary; redirect it "
+            "(-o - > out.png), pipe it (-o - | convcli pool -), or name a file with -o"
+        )
 
 
 def gray_mode(shared: SharedOptions) -> str | bool:

@@ -234,7 +234,8 @@ _SHARED = [
                 "--format",
                 metavar=choices(STREAM_FORMATS),
                 rich_help_panel=OUTPUT,
-                help="Format written to standard output with -o -.",
+                help="Format written to standard output with -o -. Default: npy for an .npy input "
+                "(the floats kept), else png. Never to a terminal.",
             ),
         ],
         "png",

@@ -81,7 +81,7 @@ def check_memory(op: Operation, task: Task, opts: RunOptions, height: int, width
 
 def _process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
     to_stdout = task.output == STDOUT
-    out_name = f"-.{opts.stream_format}" if to_stdout else task.output
+    out_name = f"-.{opts.stream_format or 'png'}" if to_stdout else task.output
     output_format(out_name)
     make_output_folder(task)
     if not to_stdout:
@@ -93,6 +93,8 @@ def _process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
         before_decode=lambda h, w, c: check_memory(op, task, opts, h, w, c),
         max_bytes=opts.max_memory,
     )
+    if to_stdout and opts.stream_format is None and loaded.format == "NPY":
+        out_name = "-.npy"  # no --format: an array stays an array, floats and all
     depth = choose_depth(out_name, opts.depth, loaded.depth, loaded.channels)
     streaming = (
         op.streams_bands

@@ -24,7 +24,7 @@ class RunOptions:
     jobs: int | None = None
     fail_fast: bool = False
     dry_run: bool = False
-    stream_format: str = "png"  # --format, for -o -
+    stream_format: str | None = "png"  # --format, for -o -; None: npy for an .npy input, else png
     gray: bool | str = False  # --gray: False, "luma" or "mean"
     depth: str | None = None
     max_pixels: int | None = None
