@@ -213,7 +213,7 @@ class Operation(ABC):
 
     @abstractmethod
     def size_formula(self, input_hw: Pair) -> list[str]:
-        """The output-size formula per side with the numbers put in, height first."""
+        """The output-size formula per side with the numbers put in, width first (WIDTHxHEIGHT)."""
 
     @abstractmethod
     def explain(self, matrix: np.ndarray, at: tuple[int, int]) -> Step:

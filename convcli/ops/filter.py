@@ -245,7 +245,7 @@ class Filter(Operation):
         sides = self.padding_sides(input_hw)
         out = self.output_size(input_hw)
         lines = []
-        for axis, side in enumerate(("height", "width")):
+        for axis, side in ((1, "width"), (0, "height")):  # WIDTHxHEIGHT, as everywhere
             n, k = input_hw[axis], self.kernel.shape[axis]
             s, d = self.stride[axis], self.dilation[axis]
             before, after = sides[2 * axis], sides[2 * axis + 1]
