@@ -49,7 +49,8 @@ ModeOpt = Annotated[
         metavar=choices(MODES),
         rich_help_panel=KERNEL,
         help="correlation (PyTorch's conv2d) or convolution (the kernel rotated 180 degrees, as "
-        "scipy.signal.convolve2d).",
+        "scipy.signal.convolve2d; with -p same and an even kernel, one pixel off SciPy's 'same': see "
+        "the README).",
     ),
 ]
 
