@@ -82,38 +82,9 @@ def test_range_in_chunks_equals_in_memory(cli, ramp_npy, tmp_path):
     pytest.importorskip("dask")
     tifffile = pytest.importorskip("tifffile")
     path, values = ramp_npy
-    memory = json.loads(
-        cli.ok(
-            "filter",
-            path,
-            "-k",
-            "1,1",
-            "--range",
-            "0,0.02",
-            "--depth",
-            "8",
-            "-o",
-            tmp_path / "m.tif",
-            "--json",
-        ).stdout
-    )
-    chunked = json.loads(
-        cli.ok(
-            "filter",
-            path,
-            "-k",
-            "1,1",
-            "--range",
-            "0,0.02",
-            "--depth",
-            "8",
-            "--chunk",
-            "16",
-            "-o",
-            tmp_path / "c.tif",
-            "--json",
-        ).stdout
-    )
+    args = ["filter", path, "-k", "1,1", "--range", "0,0.02", "--depth", "8", "--json", "-o"]
+    memory = json.loads(cli.ok(*args, tmp_path / "m.tif").stdout)
+    chunked = json.loads(cli.ok(*args, tmp_path / "c.tif", "--chunk", "16").stdout)
     assert "chunked" in chunked and "chunked" not in memory
     got = tifffile.imread(tmp_path / "c.tif")
     np.testing.assert_array_equal(got, np.asarray(Image.open(tmp_path / "m.tif")))

@@ -32,9 +32,10 @@ from ..io.bigfiles import (
     write_tiff,
     write_zarr,
 )
-from ..io.images import ClipCount, check_output_folder, check_pixels, clip_warning
+from ..io.images import ClipCount, check_output_folder, check_pixels
 from ..ops.base import Operation
 from ..system import usable_cores
+from .report import clip_record
 from .tasks import STDIN, STDOUT, Outcome, RunOptions, Task, failed, make_output_folder
 
 BLOCK_FLOATS = 3  # a block in flight: its padded input, its output and one temporary
@@ -89,18 +90,7 @@ def process_huge(
     finally:
         source.close()
     alpha = "none" if not source.alpha else "dropped"
-    clipped = {}
-    if value_map is not None:
-        from ..io.images import shown_range
-
-        clipped = {"clipped": round(count.fraction, 4)}
-        if value_map != "normalize":  # normalize's bounds (min, max) stay inside write_tiff
-            low, high = shown_range(value_map, bounds)
-            clipped["range"] = {"black": low, "white": high}
-        warning = clip_warning(f"input {str(input_path)!r}", count, value_map, bounds)
-        if warning is not None:
-            clipped["warning"] = warning
-    return {
+    record = {
         "input": str(input_path),
         "output": str(output_path),
         "operation": op.name,
@@ -111,12 +101,14 @@ def process_huge(
         "map": value_map,
         "depth": written_depth,
         "alpha": alpha,
-        **clipped,
         "chunked": {
             "chunk": dict(zip(("height", "width"), as_pair(chunk, "chunk", minimum=1))),
             "blocks": int(result.numblocks[0] * result.numblocks[1]),
         },
     }
+    if value_map is not None:
+        clip_record(record, str(input_path), value_map, count, bounds)
+    return record
 
 
 def wants_chunked(op: Operation, task: Task, opts: RunOptions) -> bool:

@@ -17,7 +17,6 @@ from ..io.images import (
     ClipCount,
     check_output_folder,
     choose_depth,
-    clip_warning,
     encode,
     encode_bands,
     holds_alpha,
@@ -28,7 +27,7 @@ from ..io.images import (
 )
 from ..ops.base import Operation
 from .chunked import dask_installed, process_chunked, wants_chunked
-from .report import drop_stream
+from .report import clip_record, drop_stream
 from .tasks import STDOUT, Outcome, RunOptions, Task, failed, make_output_folder, os_reason, size_record
 
 
@@ -116,31 +115,14 @@ def _process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
             alpha, note = "dropped", " (alpha dropped: the output format holds none)"
         else:
             alpha, alpha_data = "carried", loaded.alpha_float()
-    bounds, count = op.display_bounds(), ClipCount()  # counted as the pixels are encoded
+    bounds, count = op.display_bounds(), ClipCount()  # clipped values counted as the pixels are encoded
+    if not streaming and op.value_map == "normalize":
+        bounds = (float(result.min()), float(result.max()))
+    mapping = {"depth": depth, "value_map": op.value_map, "bounds": bounds, "count": count}
     if streaming:
-        payload = encode_bands(
-            bands,
-            out_shape,
-            alpha_data,
-            out_name,
-            depth=depth,
-            value_map=op.value_map,
-            bounds=bounds,
-            count=count,
-        )
+        payload = encode_bands(bands, out_shape, alpha_data, out_name, **mapping)
     else:
-        if op.value_map == "normalize":
-            bounds = (float(result.min()), float(result.max()))
-        payload = encode(
-            result,
-            alpha_data,
-            out_name,
-            depth=depth,
-            value_map=op.value_map,
-            bounds=bounds,
-            count=count,
-            keep_axis=loaded.channel_axis,
-        )
+        payload = encode(result, alpha_data, out_name, keep_axis=loaded.channel_axis, **mapping)
     if to_stdout:
         write_to_stdout(payload, output_format(out_name)[0], opts.compress_level)
     else:
@@ -158,24 +140,10 @@ def _process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
         "depth": depth,
         "alpha": alpha,
     }
-    warning = clip_record(record, task, op, count, bounds) if mapped else None
+    warning = clip_record(record, task.input, op.value_map, count, bounds) if mapped else None
     target = "stdout" if to_stdout else task.output
     line = f"{task.input}: {op.size_text(loaded.size)}, wrote {target}{note}"
     return Outcome(task, "done", record, line, warning=warning)
-
-
-def clip_record(record: dict, task: Task, op: Operation, count: ClipCount, bounds) -> str | None:
-    """Add to an 8/16-bit output's record the values it shows (``range``: black and white),
-    the fraction clipped and, when that is over half, the ``warning``; return the warning."""
-    from ..io.images import shown_range
-
-    low, high = shown_range(op.value_map, bounds)
-    record["range"] = {"black": low, "white": high}
-    record["clipped"] = round(count.fraction, 4)
-    warning = clip_warning(f"input {task.input!r}", count, op.value_map, bounds)
-    if warning is not None:
-        record["warning"] = warning
-    return warning
 
 
 class FullWrites:

@@ -112,6 +112,22 @@ class Reporter:
         print(text, file=sys.stderr, flush=True)
 
 
+def clip_record(record: dict, source: str, value_map: str, count, bounds) -> str | None:
+    """Add to an 8/16-bit output's record the values it shows black and white (``range``; not
+    known here for ``normalize`` in chunks), the fraction of values clipped and, when that is over
+    half, the ``warning``; return the warning."""
+    from ..io.images import clip_warning, shown_range
+
+    if value_map != "normalize" or bounds is not None:
+        low, high = shown_range(value_map, bounds)
+        record["range"] = {"black": low, "white": high}
+    record["clipped"] = round(count.fraction, 4)
+    warning = clip_warning(f"input {source!r}", count, value_map, bounds)
+    if warning is not None:
+        record["warning"] = warning
+    return warning
+
+
 def encodable(text: str, stream) -> str:
     """``text`` as ``stream`` can write it: a file name whose bytes are no text in the locale's
     encoding (``\\udcff``, from the bytes ``\\xff``) is written with backslash escapes where the
