@@ -120,7 +120,8 @@ def _suggest_once(message: str) -> str:
 
 def _optional_values(command) -> None:
     """``--gray`` takes an optional value (``--gray`` is luma, ``--gray mean``), as click allows
-    with ``flag_value``; Typer 0.24 drops ``flag_value``, so it is set on the click option here.
+    with ``flag_value``; Typer 0.24 does not pass ``flag_value`` on (and warns that it is
+    deprecated), so it is set on the click option here.
     The next word is then the value unless it looks like an option (``--gray -k sobel``)."""
     for param in getattr(command, "params", ()):
         if isinstance(param, click.Option) and param.name == "gray" and not param.is_flag:

@@ -140,9 +140,7 @@ _SHARED = [
         Annotated[
             str | None,
             typer.Option(
-                "--gray",
-                is_flag=False,
-                flag_value="luma",
+                "--gray",  # its value is optional: see convcli.cli.app._optional_values
                 metavar="[luma|mean]",
                 rich_help_panel=VALUES,
                 help="Convert to one channel first: luma (0.299 R + 0.587 G + 0.114 B; plain --gray) or "
