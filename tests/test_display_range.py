@@ -179,6 +179,7 @@ def test_warning_as_a_real_process_goes_to_stderr(tmp_path):
         ("0,inf", "two numbers"),
         ("-1e39,0", "float32"),
         ("0,1e-320", "too small"),
+        ("0,1e-40", "too small"),  # 1 / 1e-40 overflows float32
     ],
 )
 def test_bad_range_is_one_line(cli, ramp_npy, tmp_path, text, reason):

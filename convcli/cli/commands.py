@@ -177,7 +177,7 @@ def parse_range(text: str) -> tuple[float, float]:
         raise ConvcliError(
             f"--range: VMIN must be below VMAX (the value shown black, then white), got {text!r}"
         )
-    if not float(high - low) > 0 or not math.isfinite(1.0 / (high - low)):
+    if (high - low) * 3.4e38 <= 1:  # 1 / (VMAX - VMIN) must be a float32: no inf * 0 = NaN
         raise ConvcliError(f"--range: VMAX - VMIN is too small to divide by, got {text!r}")
     return low, high
 
