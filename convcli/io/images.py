@@ -741,10 +741,12 @@ def map_values(data, value_map: str, bounds: tuple[float, float] | None = None, 
     if value_map == "normalize" and bounds is None:
         bounds = (float(data.min()), float(data.max())) if data.size else (0.0, 1.0)
     low, high = shown_range(value_map, bounds)
+    if value_map == "clip":  # counted on the data itself: no copy before the clip
+        if count is not None:
+            count.add(np.count_nonzero(data < 0) + np.count_nonzero(data > 1), data.size)
+        return np.clip(data, 0.0, 1.0, dtype=np.float32)
     if value_map == "abs":
         out = np.abs(data, dtype=np.float32)
-    elif value_map == "clip":
-        out = np.array(data, dtype=np.float32)
     elif high - low <= 0:
         out = np.zeros(data.shape, dtype=np.float32)
     else:
