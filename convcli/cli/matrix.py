@@ -111,6 +111,7 @@ def run_matrix(
                 "terms": step.terms,
                 "value": step.value,
                 "equation": step.equation,
+                "notes": step.notes,
             }
         try:
             print(dumps(record), flush=True)

@@ -130,8 +130,10 @@ class Source:
         check_finite: bool = True,
         chunk=DEFAULT_CHUNK,
         closer=None,
+        channel_axis: bool = False,
     ):
         self.reader, self.name, self.depth, self.format = reader, name, depth, fmt
+        self.channel_axis = channel_axis  # an H x W x C array (even C = 1): .npy/.zarr outputs keep the axis
         self.scale, self.gray, self.alpha, self.check_finite = scale, gray, alpha, check_finite
         self.chunk = as_pair(chunk, "chunk", minimum=1)
         self._closer = closer
@@ -252,9 +254,10 @@ def open_source(path, *, chunk=DEFAULT_CHUNK, gray: bool = False) -> Source:
                 f"input {name!r}: a Fortran-ordered .npy cannot be read in chunks; save it in C order"
             )
         reader = RawReader(path, header.offset, header.size + (header.channels,), header.dtype)
-        return Source(reader, depth="float", fmt="NPY", **common)
+        return Source(reader, depth="float", fmt="NPY", channel_axis=len(header.shape) == 3, **common)
     if suffix == ".zarr":
-        return Source(_open_zarr_array(path), depth="float", fmt="ZARR", **common)
+        array = _open_zarr_array(path)
+        return Source(array, depth="float", fmt="ZARR", channel_axis=len(array.shape) == 3, **common)
     shape, dtype, layout = _tiff_layout(path)
     depth, scale = sample_scale(dtype, f"input {name!r}")  # the mapping load_image uses
     if layout["offset"] is not None:
@@ -384,24 +387,27 @@ def _own_threads(compute: dict):
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def write_npy(path, result, compute) -> None:
+def write_npy(path, result, compute, keep_axis: bool = False) -> None:
+    """The result as float32 ``.npy``: H x W for one channel, unless ``keep_axis`` (the input
+    was H x W x 1: so is the output)."""
     import dask.array as da
 
-    shape = result.shape[:2] if result.shape[2] == 1 else result.shape
+    flat = result.shape[2] == 1 and not keep_axis
+    shape = result.shape[:2] if flat else result.shape
     with atomic_file(path) as tmp, _own_threads(compute) as compute:
         target = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
         offset = target.offset
         del target  # the header is written; blocks are written through maps of their own rows
-        data = result[:, :, 0] if result.shape[2] == 1 else result
+        data = result[:, :, 0] if flat else result
         da.store(data, NpyWriter(tmp, offset, shape), lock=False, **compute)
 
 
-def write_zarr(path, result, compute) -> None:
+def write_zarr(path, result, compute, keep_axis: bool = False) -> None:
     try:
         import zarr  # noqa: F401
     except ImportError:
         raise ConvcliError(f"output {str(path)!r}: .zarr needs zarr: pip install zarr") from None
-    data = result[:, :, 0] if result.shape[2] == 1 else result
+    data = result[:, :, 0] if result.shape[2] == 1 and not keep_axis else result
     tmp = old = None
     try:
         with deferred():  # no signal between the name's making and its being kept here
@@ -431,8 +437,12 @@ def write_zarr(path, result, compute) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def write_tiff(path, result, value_map, requested, source_depth, compute):
-    """A tiled TIFF, one row of dask blocks at a time; returns (depth, map) as reported."""
+def write_tiff(path, result, value_map, requested, source_depth, compute, bounds=None, count=None):
+    """A tiled TIFF, one row of dask blocks at a time; returns (depth, map) as reported.
+
+    ``bounds``: the values shown black and white where the map fixes them (``range``,
+    ``offset``; ``normalize`` takes the result's min and max); ``count`` (a ClipCount) adds up
+    the clipped values as the blocks are encoded."""
     import dask
 
     tifffile = _import_tifffile(f"output {str(path)!r}")
@@ -440,7 +450,6 @@ def write_tiff(path, result, value_map, requested, source_depth, compute):
     depth = choose_depth(path, requested, source_depth, channels)
     if depth != "float" and channels > 4:
         raise ConvcliError(f"output {str(path)!r}: {channels} channels cannot be written as TIFF; use .npy")
-    bounds = None
     if depth != "float" and value_map == "normalize":
         low, high = dask.compute(result.min(), result.max(), **compute)
         bounds = (float(low), float(high))
@@ -452,7 +461,7 @@ def write_tiff(path, result, value_map, requested, source_depth, compute):
     def encode(rows):
         if depth == "float":
             return np.ascontiguousarray(rows[:, :, 0], dtype=np.float32)
-        band = to_samples(rows, depth, value_map, bounds)
+        band = to_samples(rows, depth, value_map, bounds, count)
         return band[:, :, 0] if samples == 1 else band
 
     def tiles():

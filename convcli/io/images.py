@@ -98,14 +98,16 @@ def check_values(stored, where: str) -> None:
         raise ConvcliError(f"{where}: holds values beyond float32's range (about ±3.4e38)")
 
 
-def to_float(stored, scale: float, gray: bool):
+def to_float(stored, scale: float, gray):
     """Stored pixels (H x W x C) as float32 values: divided by ``scale`` (see :func:`sample_scale`),
-    and converted to one luma channel with ``gray`` when there are three or more."""
+    and, with ``gray``, converted to one channel when there are three or more: ``"mean"`` is
+    ``(R + G + B) / 3``, ``"luma"`` (or True) ``0.299 R + 0.587 G + 0.114 B``."""
     part = np.asarray(stored, dtype=np.float32)
     if scale != 1:
         part *= np.float32(1.0 / scale)
     if gray and part.shape[2] >= 3:
-        part = (part[:, :, :3] @ np.array(LUMA, dtype=np.float32))[:, :, None]
+        weights = (1 / 3, 1 / 3, 1 / 3) if gray == "mean" else LUMA
+        part = (part[:, :, :3] @ np.array(weights, dtype=np.float32))[:, :, None]
     return part
 
 
@@ -123,7 +125,8 @@ class LoadedImage:
     alpha: object | None  # H x W alpha as stored, or None
     depth: str  # "8", "16" or "float": what the source held
     format: str
-    gray: bool = False  # convert to luma when read
+    gray: bool | str = False  # convert to one channel when read: "luma" (or True), "mean"
+    channel_axis: bool = False  # an H x W x C array (.npy), even C = 1: .npy outputs keep the axis
     _data: object = field(default=None, repr=False)
 
     @property
@@ -260,9 +263,10 @@ def load_image(
         An image file Pillow can read, or a ``.npy`` array (by its suffix; numeric, finite,
         2-D or 3-D, never unpickled).  ``path`` ``"-"`` reads standard input (an image, or
         ``.npy`` by its magic bytes).
-    gray : bool, optional
-        Read images of three or more channels as one luma channel,
-        ``0.299 R + 0.587 G + 0.114 B``.  Default False.
+    gray : bool or {"luma", "mean"}, optional
+        Read images of three or more channels as one channel: luma,
+        ``0.299 R + 0.587 G + 0.114 B`` (``"luma"`` or True), or the channels' mean
+        (``"mean"``).  Default False.
     max_pixels : int or None, optional
         Refuse an image of more pixels than this, known from its header before decoding
         (default 200 million); None for no limit.  Every format is checked, ``.npy`` included.
@@ -333,9 +337,10 @@ def load_image(
     if is_npy:
         _check_npy_header(source, name, before_decode, gray, max_pixels, max_bytes, streamed)
         data = load_npy(source, name)
+        channel_axis = data.ndim == 3
         if data.ndim == 2:
             data = data[:, :, None]
-        loaded = LoadedImage(data, 1.0, None, "float", "NPY")
+        loaded = LoadedImage(data, 1.0, None, "float", "NPY", channel_axis=channel_axis)
     else:
         if streamed and max_bytes is not None:  # the stream stays in memory while it is decoded
             check = before_decode
@@ -677,41 +682,108 @@ def choose_depth(path, requested: str | None, source_depth: str, channels: int) 
     return depth
 
 
-def map_values(data, value_map: str, bounds: tuple[float, float] | None = None):
-    """Map float results to [0, 1] for 8/16-bit files; returns a new float32 array.
+class ClipCount:
+    """How many output values an 8/16-bit encoding clipped to black or white, counted band by
+    band as the samples are made (no second pass over the result).
 
-    ``clip``: clamp to [0, 1].  ``abs``: the magnitude, clamped (signed edge
-    responses show as bright edges on black).  ``normalize``: stretch
-    min..max (of ``bounds``, else of ``data``) to 0..1.  ``offset``: add 0.5,
-    then clamp (zero becomes mid-grey).
+    >>> count = ClipCount()
+    >>> _ = map_values(np.array([-1.0, 0.5, 2.0, 3.0], np.float32), "clip", count=count)
+    >>> count.clipped, count.total, count.fraction
+    (3, 4, 0.75)
     """
-    if value_map == "clip":
-        return np.clip(data, 0.0, 1.0, dtype=np.float32)
-    if value_map == "abs":
-        out = np.abs(data, dtype=np.float32)
-        return np.minimum(out, 1.0, out=out)
-    if value_map == "offset":
-        out = np.add(data, 0.5, dtype=np.float32)
-        return np.clip(out, 0.0, 1.0, out=out)
-    if value_map == "normalize":
-        low, high = bounds if bounds is not None else (float(data.min()), float(data.max()))
-        if high - low <= 0:
-            return np.zeros(data.shape, dtype=np.float32)
-        out = np.subtract(data, low, dtype=np.float32)
-        out *= np.float32(1.0 / (high - low))
-        return np.clip(out, 0.0, 1.0, out=out)
+
+    def __init__(self):
+        self.clipped = 0
+        self.total = 0
+
+    def add(self, outside: int, total: int) -> None:
+        self.clipped += int(outside)
+        self.total += int(total)
+
+    @property
+    def fraction(self) -> float:
+        return self.clipped / self.total if self.total else 0.0
+
+
+def shown_range(value_map: str, bounds=None) -> tuple[float, float]:
+    """The values an 8/16-bit output shows as black and white: ``(low, high)``.
+
+    ``clip`` and ``abs`` show 0..1 (``abs`` of the magnitudes); ``offset`` shows
+    ``bounds`` (default -0.5..0.5: zero is mid-gray); ``normalize`` and ``range`` show
+    ``bounds`` (the result's min and max, or ``--range VMIN,VMAX``).
+    """
+    if value_map in ("clip", "abs"):
+        return 0.0, 1.0
+    if value_map == "offset" and bounds is None:
+        return -0.5, 0.5
+    if value_map in ("offset", "normalize", "range"):
+        if bounds is None:
+            raise ConvcliError(f"map: {value_map} needs the bounds of the values shown")
+        return float(bounds[0]), float(bounds[1])
     choices = ", ".join(m for m in VALUE_MAPS if m != "auto")
     raise ConvcliError(f"map: expected one of {choices}, got {value_map!r}")
 
 
-def to_samples(rows, depth: str, value_map: str, bounds=None):
+def map_values(data, value_map: str, bounds: tuple[float, float] | None = None, count=None):
+    """Map float results to [0, 1] for 8/16-bit files; returns a new float32 array.
+
+    ``clip``: clamp to [0, 1].  ``abs``: the magnitude, clamped (signed edge
+    responses show as bright edges on black).  ``normalize``: stretch
+    min..max (of ``bounds``, else of ``data``) to 0..1.  ``offset``: shift
+    ``bounds`` (default -0.5..0.5, so zero becomes mid-grey) to 0..1, then clamp.
+    ``range``: ``bounds`` is the display range (matplotlib's ``vmin, vmax``):
+    ``(x - vmin) / (vmax - vmin)``, then clamp.  ``count`` (a :class:`ClipCount`)
+    adds up the values that fell outside and were clamped.
+
+    >>> map_values(np.array([-0.5, 0.0, 0.005, 0.02], np.float32), "range", (0.0, 0.01)).tolist()
+    [0.0, 0.0, 0.5, 1.0]
+    """
+    if value_map == "normalize" and bounds is None:
+        bounds = (float(data.min()), float(data.max())) if data.size else (0.0, 1.0)
+    low, high = shown_range(value_map, bounds)
+    if value_map == "clip":  # counted on the data itself: no copy before the clip
+        if count is not None:
+            count.add(np.count_nonzero(data < 0) + np.count_nonzero(data > 1), data.size)
+        return np.clip(data, 0.0, 1.0, dtype=np.float32)
+    if value_map == "abs":
+        out = np.abs(data, dtype=np.float32)
+    elif high - low <= 0:
+        out = np.zeros(data.shape, dtype=np.float32)
+    else:
+        out = np.subtract(data, low, dtype=np.float32)
+        out *= np.float32(1.0 / (high - low))
+    if count is not None:
+        count.add(np.count_nonzero(out < 0) + np.count_nonzero(out > 1), out.size)
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def to_samples(rows, depth: str, value_map: str, bounds=None, count=None):
     """Float result rows (H x W x C) as the integer samples of an 8- or 16-bit file: mapped
-    to [0, 1] by ``value_map``, scaled and rounded.  8-bit keeps every channel (uint8);
-    16-bit keeps the first (uint16 H x W x 1)."""
-    band = map_values(rows[:, :, :1] if depth == "16" else rows, value_map, bounds)
+    to [0, 1] by ``value_map`` (see :func:`map_values`), scaled and rounded.  8-bit keeps every
+    channel (uint8); 16-bit keeps the first (uint16 H x W x 1)."""
+    band = map_values(rows[:, :, :1] if depth == "16" else rows, value_map, bounds, count)
     band *= 65535.0 if depth == "16" else 255.0
     np.rint(band, out=band)
     return band.astype(np.uint16 if depth == "16" else np.uint8)
+
+
+def clip_warning(where: str, count: ClipCount, value_map: str, bounds=None) -> str | None:
+    """The warning for an output more than half of whose values were clipped (an all-white
+    picture from a kernel that sums to 13, say), or None.
+
+    >>> count = ClipCount(); count.add(97, 100)
+    >>> clip_warning("input 'x.png'", count, "clip").split(" and ")[0]
+    "input 'x.png': 97% of the output values lie outside the range shown (0..1)"
+    """
+    if count.fraction <= 0.5:
+        return None
+    low, high = shown_range(value_map, bounds)
+    what = " of magnitudes" if value_map == "abs" else ""
+    return (
+        f"{where}: {count.fraction:.0%} of the output values lie outside the range shown{what} "
+        f"({low:g}..{high:g}) and were clipped to black or white; choose the range with "
+        f"--range VMIN,VMAX or stretch it with --map normalize"
+    )
 
 
 def check_output_folder(path) -> None:
@@ -732,27 +804,34 @@ def holds_alpha(path, depth: str) -> bool:
     return output_format(path)[0] in ("PNG", "TIFF", "WEBP") and depth == "8"
 
 
-def encode(data, alpha, path, *, depth: str, value_map: str):
-    """Turn a float H x W x C result into the array that gets written (see :func:`encode_bands`)."""
+def encode(data, alpha, path, *, depth: str, value_map: str, bounds=None, count=None, keep_axis=False):
+    """Turn a float H x W x C result into the array that gets written (see :func:`encode_bands`;
+    ``normalize`` takes its bounds from ``data`` unless given).  An ``.npy`` of one channel is
+    H x W, unless ``keep_axis`` (the input was an H x W x 1 array: so is the output)."""
     fmt, _ = output_format(path)
     if fmt == "NPY":
-        return data[:, :, 0] if data.shape[2] == 1 else data
+        return data[:, :, 0] if data.shape[2] == 1 and not keep_axis else data
     if depth == "float":
         return np.ascontiguousarray(data[:, :, 0], dtype=np.float32)
-    bounds = (float(data.min()), float(data.max())) if value_map == "normalize" else None
+    if value_map == "normalize" and bounds is None:
+        bounds = (float(data.min()), float(data.max()))
     bands = (
         (start, data[start : start + _ENCODE_BAND_ROWS])
         for start in range(0, data.shape[0], _ENCODE_BAND_ROWS)
     )
-    return encode_bands(bands, data.shape, alpha, path, depth=depth, value_map=value_map, bounds=bounds)
+    return encode_bands(
+        bands, data.shape, alpha, path, depth=depth, value_map=value_map, bounds=bounds, count=count
+    )
 
 
-def encode_bands(bands, shape, alpha, path, *, depth: str, value_map: str, bounds=None):
+def encode_bands(bands, shape, alpha, path, *, depth: str, value_map: str, bounds=None, count=None):
     """8/16-bit pixels from float result bands ``(first row, rows)`` of an H x W x C result.
 
     8-bit: uint8 H x W x C (alpha, a float H x W in [0, 1], appended where the
     format holds it).  16-bit: uint16 H x W.  Only one band is ever held as
-    floats.  ``normalize`` needs ``bounds`` (the result's min and max).  For
+    floats.  ``normalize`` needs ``bounds`` (the result's min and max), ``range`` and
+    ``offset`` take theirs (see :func:`map_values`); ``count`` (a :class:`ClipCount`) adds up
+    the clipped values as the bands are encoded.  For
     PNG the pixels stay bands too (a :class:`convcli.io.png.PixelBands`,
     made as the writer asks for them); other formats get the whole array.
     """
@@ -768,7 +847,7 @@ def encode_bands(bands, shape, alpha, path, *, depth: str, value_map: str, bound
 
     def pixel_bands():
         for start, rows in bands:
-            samples = to_samples(rows, depth, value_map, bounds)
+            samples = to_samples(rows, depth, value_map, bounds, count)
             pixels = np.empty((samples.shape[0], width, channels), dtype=dtype)
             pixels[:, :, : samples.shape[2]] = samples
             if with_alpha:

@@ -82,6 +82,11 @@ class Filter(Operation):
         total = float(np.abs(self.kernel).sum())
         return "abs" if abs(float(self.kernel.sum())) <= 1e-6 * total else "clip"
 
+    def gain(self) -> float:
+        if isinstance(self.kernel, PlannedKernel):
+            return 1.0
+        return float(self.kernel.sum(dtype=np.float64))
+
     @property
     def extent(self) -> Pair:
         """The dilated kernel: ``dilation*(k - 1) + 1`` per side."""
@@ -240,7 +245,7 @@ class Filter(Operation):
         sides = self.padding_sides(input_hw)
         out = self.output_size(input_hw)
         lines = []
-        for axis, side in enumerate(("height", "width")):
+        for axis, side in ((1, "width"), (0, "height")):  # WIDTHxHEIGHT, as everywhere
             n, k = input_hw[axis], self.kernel.shape[axis]
             s, d = self.stride[axis], self.dilation[axis]
             before, after = sides[2 * axis], sides[2 * axis + 1]

@@ -32,9 +32,10 @@ from ..io.bigfiles import (
     write_tiff,
     write_zarr,
 )
-from ..io.images import check_output_folder, check_pixels
+from ..io.images import ClipCount, check_output_folder, check_pixels
 from ..ops.base import Operation
 from ..system import usable_cores
+from .report import clip_record
 from .tasks import STDIN, STDOUT, Outcome, RunOptions, Task, failed, make_output_folder
 
 BLOCK_FLOATS = 3  # a block in flight: its padded input, its output and one temporary
@@ -70,24 +71,26 @@ def process_huge(
         )
     check_output_folder(output_path)
     source = open_source(input_path, chunk=chunk, gray=gray)
+    count = ClipCount()  # the TIFF's clipped values, counted as its blocks are encoded
     try:
         result = op.chunked(source, chunk)
         out_h, out_w, channels = (int(n) for n in result.shape)
         compute = {"scheduler": "threads", "num_workers": workers}
         if out_suffix == ".npy":
             written_depth, value_map = "float", None
-            write_npy(output_path, result, compute)
+            write_npy(output_path, result, compute, keep_axis=source.channel_axis)
         elif out_suffix == ".zarr":
             written_depth, value_map = "float", None
-            write_zarr(output_path, result, compute)
+            write_zarr(output_path, result, compute, keep_axis=source.channel_axis)
         else:
+            bounds = op.display_bounds()
             written_depth, value_map = write_tiff(
-                output_path, result, op.value_map, depth, source.depth, compute
+                output_path, result, op.value_map, depth, source.depth, compute, bounds, count
             )
     finally:
         source.close()
     alpha = "none" if not source.alpha else "dropped"
-    return {
+    record = {
         "input": str(input_path),
         "output": str(output_path),
         "operation": op.name,
@@ -103,6 +106,9 @@ def process_huge(
             "blocks": int(result.numblocks[0] * result.numblocks[1]),
         },
     }
+    if value_map is not None:
+        clip_record(record, str(input_path), value_map, count, bounds)
+    return record
 
 
 def wants_chunked(op: Operation, task: Task, opts: RunOptions) -> bool:
@@ -212,4 +218,4 @@ def process_chunked(op: Operation, task: Task, opts: RunOptions) -> Outcome:
         f"{task.input}: {op.size_text(size_in)}, wrote {task.output} "
         f"in {blocks} block{'s' if blocks != 1 else ''}{note}"
     )
-    return Outcome(task, "done", record, line)
+    return Outcome(task, "done", record, line, warning=record.get("warning"))
