@@ -90,6 +90,7 @@ def run_operation(operation, shared: SharedOptions) -> None:
             quiet=shared.quiet,
             reads=files_read(operation),
             max_memory=memory_limit(shared),
+            dry_run=shared.dry_run,
         )
         if animation is not None:
             animation.write()
