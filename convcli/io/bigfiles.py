@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,19 +31,23 @@ from ..geometry.sizes import as_pair
 from ..signals import committed, deferred
 from ..system import usable_cores
 from .images import (
+    PILLOW_DECODE_BYTES,
     atomic_file,
     check_input_file,
     check_values,
     choose_depth,
-    quiet_tifffile_log,
+    load_image,
+    read_layout,
     sample_scale,
     temporary_name,
+    tiff_sample_type,
     to_float,
     to_samples,
 )
 from .npy import read_npy_header
+from .tiff import TiffReader, import_tifffile, tiff_layout
 
-CHUNK_INPUTS = (".npy", ".tif", ".tiff", ".zarr")
+CHUNK_INPUTS = (".npy", ".tif", ".tiff", ".zarr", ".png")
 CHUNK_OUTPUTS = (".npy", ".tif", ".tiff", ".zarr")
 TILE = 256  # the side of a tiled TIFF's tiles
 MISSING_EXTRA = "needs the dask extra to be processed in chunks: pip install 'convcli[dask]'"
@@ -200,7 +205,9 @@ def import_dask():
 
 
 def read_header(path):
-    """``(height, width, channels, dtype)`` of an ``.npy``, TIFF or ``.zarr`` input, from its header."""
+    """``(height, width, channels, dtype)`` of an ``.npy``, TIFF, ``.zarr`` or PNG input, from its
+    header (channels as the reader gives them, alpha apart; a PNG's dtype is float32, the values
+    its decoded blocks hold)."""
     suffix, name = suffix_of(path), str(path)
     if not os.path.exists(path):
         raise ConvcliError(f"input {name!r}: no such file")
@@ -209,8 +216,11 @@ def read_header(path):
     if suffix == ".npy":
         header = read_npy_header(path, name)
         return (*header.size, header.channels, header.dtype)
+    if suffix == ".png":  # decoded whole by the in-memory decoder (DecodedReader)
+        return (*read_layout(path), np.dtype(np.float32))
     if suffix in (".tif", ".tiff"):
-        shape, dtype, _ = _tiff_layout(path)
+        layout = tiff_layout(path, f"input {name!r}")
+        shape, dtype = layout.shape[:2] + (layout.samples - layout.alpha,), np.dtype(layout.dtype)
     elif suffix == ".zarr":
         array = _open_zarr_array(path)
         shape, dtype = array.shape, array.dtype
@@ -255,89 +265,108 @@ def open_source(path, *, chunk=DEFAULT_CHUNK, gray: bool = False) -> Source:
         return Source(reader, depth="float", fmt="NPY", **common)
     if suffix == ".zarr":
         return Source(_open_zarr_array(path), depth="float", fmt="ZARR", **common)
-    shape, dtype, layout = _tiff_layout(path)
-    depth, scale = sample_scale(dtype, f"input {name!r}")  # the mapping load_image uses
-    if layout["offset"] is not None:
-        reader, closer = RawReader(path, layout["offset"], shape, dtype), None
-    else:
-        store, reader = _open_tiff_zarr(path)
-        closer = store.close
-    return Source(
-        reader, depth=depth, fmt="TIFF", scale=scale, alpha=layout["alpha"], closer=closer, **common
-    )
-
-
-def _tiff_layout(path):
-    """``(shape H x W [x S], dtype with byte order, {offset or None, alpha})`` of a TIFF's first image."""
-    tifffile = _import_tifffile(f"input {str(path)!r}")
-    name = str(path)
-    try:
-        with quiet_tifffile_log(), tifffile.TiffFile(path) as tif:
-            page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
-            series = tif.series[0]
-            shape = tuple(series.shape)
-            dtype = np.dtype(series.dtype).newbyteorder(tif.byteorder)
-            planar = page.planarconfig == 2 and page.samplesperpixel > 1
-            extras = tuple(page.extrasamples or ())
-            contiguous = (
-                len(tif.series[0].pages) == 1 and page.is_contiguous and not planar and page.is_memmappable
-            )
-            offset = int(page.dataoffsets[0]) if contiguous else None
-            # One tile or strip, decoded whole whenever a block touches it (and as read).
-            segment = 0 if contiguous else _segment_bytes(page, dtype)
-    except ConvcliError:
-        raise
-    except Exception as exc:  # noqa: BLE001  (malformed files raise many kinds of errors)
-        raise ConvcliError(f"input {name!r}: not a TIFF tifffile can read ({describe(exc)})") from None
-    if planar or len(shape) not in (2, 3):
-        raise ConvcliError(
-            f"input {name!r}: only single-image TIFFs with interleaved samples "
-            f"can be read in chunks (shape {shape})"
+    if suffix == ".png":
+        reader = DecodedReader(path)
+        return Source(
+            reader, depth=reader.depth, fmt="PNG", alpha=reader.alpha, closer=reader.close, **common
         )
-    alpha = len(shape) == 3 and bool(extras) and extras[-1] in (1, 2)
-    return shape, dtype, {"offset": offset, "alpha": alpha, "segment": segment}
+    reader, depth, scale, alpha = open_tiff(path)
+    return Source(reader, depth=depth, fmt="TIFF", scale=scale, alpha=alpha, closer=reader.close, **common)
 
 
-def _segment_bytes(page, dtype) -> int:
-    """Bytes of one of a TIFF page's tiles or strips decoded, plus its stored bytes: a block
-    that touches it decodes it whole, however small the block."""
-    samples = int(page.samplesperpixel)
-    if page.is_tiled:
-        pixels = int(page.tilelength) * int(page.tilewidth) * max(1, int(getattr(page, "tiledepth", 1) or 1))
-    else:
-        pixels = min(int(page.rowsperstrip), int(page.imagelength)) * int(page.imagewidth)
-    stored = max((int(n) for n in page.databytecounts), default=0)
-    return pixels * samples * np.dtype(dtype).itemsize + stored
+def open_tiff(path):
+    """``(reader, depth, scale, alpha)`` of a TIFF read in chunks, with the values the in-memory
+    path gives: the reader of :mod:`convcli.io.tiff` (the in-memory path's own decoder for the
+    samples Pillow does not give as stored; the stored samples, which Pillow gives too, for
+    plain gray, RGB and RGBA), or, for a TIFF that decoder would read otherwise than the
+    in-memory path (palette, CMYK, YCbCr, inverted gray, JPEG, or a compression tifffile
+    cannot decode here), :class:`DecodedReader`: the in-memory decoder itself, the whole page
+    decoded once."""
+    name = str(path)
+    where = f"input {name!r}"
+    layout = tiff_layout(path, where)
+    if reads_in_place(path, layout):
+        depth, scale = sample_scale(layout.dtype, where)  # the mapping load_image uses
+        return TiffReader(path, layout), depth, scale, layout.alpha
+    reader = DecodedReader(path)
+    return reader, reader.depth, 1.0, reader.alpha
+
+
+def reads_in_place(path, layout) -> bool:
+    """Whether :class:`convcli.io.tiff.TiffReader` reads this TIFF block by block with the values
+    the in-memory path gives: tifffile decodes its tiles or strips here, and the in-memory path
+    reads it with the same decoder (samples Pillow does not give as stored) or with Pillow on a
+    plain page (gray, RGB, RGBA: Pillow gives the stored samples)."""
+    return layout.decodable and (not tiff_sample_type(path)[1] or layout.plain())
+
+
+class DecodedReader:
+    """An image read whole by :func:`convcli.io.images.load_image`, served region by region as
+    float32 values (alpha, if any, as its last channel): for files the chunked readers cannot
+    read in place with the same values.  Decoded on the first read in each process;
+    picklable (a path)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self._lock = threading.Lock()
+        self._loaded = None
+        loaded = self._load()
+        height, width = loaded.size
+        self.shape = (height, width, loaded.raw.shape[2] + (loaded.alpha is not None))
+        self.depth, self.alpha, self.ndim = loaded.depth, loaded.alpha is not None, 3
+        self.dtype = np.dtype(np.float32)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        del state["_lock"], state["_loaded"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock, self._loaded = threading.Lock(), None
+
+    def _load(self):
+        with self._lock:
+            if self._loaded is None:
+                self._loaded = load_image(self.path, max_pixels=None)
+            return self._loaded
+
+    def __getitem__(self, key):
+        loaded = self._load()
+        rows, cols = (tuple(key) + (slice(None), slice(None)))[:2]
+        values = to_float(loaded.raw[rows, cols], loaded.scale, False)
+        if loaded.alpha is None:
+            return values
+        alpha = to_float(loaded.alpha[rows, cols, None], loaded.scale, False)
+        return np.concatenate([values, alpha], axis=2)
+
+    def close(self):
+        self._loaded = None
 
 
 def reader_buffer_bytes(path) -> int:
     """Bytes the chunked reader of ``path`` decodes at once besides the block it reads: a
     TIFF's tile or strip, a ``.zarr`` chunk (0 for ``.npy`` and uncompressed TIFF, read
-    through memory maps of the rows a block needs)."""
+    through the rows a block needs)."""
     suffix = suffix_of(path)
     if suffix in (".tif", ".tiff"):
-        return _tiff_layout(path)[2]["segment"]
+        layout = tiff_layout(path, f"input {str(path)!r}")
+        if reads_in_place(path, layout):
+            return layout.segment_bytes
+        return _decoded_bytes(*layout.shape)
+    if suffix == ".png":
+        return _decoded_bytes(*read_layout(path))
     if suffix == ".zarr":
         array = _open_zarr_array(path)
         return int(np.prod(array.chunks, dtype=np.int64)) * np.dtype(array.dtype).itemsize
     return 0
 
 
-def _open_tiff_zarr(path):
-    try:
-        import zarr
-    except ImportError:
-        raise ConvcliError(
-            f"input {str(path)!r}: a compressed or tiled TIFF is read in chunks through "
-            f"zarr: pip install zarr"
-        ) from None
-    tifffile = _import_tifffile(f"input {str(path)!r}")
-    with quiet_tifffile_log():
-        store = tifffile.imread(path, aszarr=True)
-    stored = zarr.open(store, mode="r")
-    if not hasattr(stored, "shape"):  # a group (pyramid): its first level
-        stored = stored[next(iter(stored.array_keys()))]
-    return store, stored
+def _decoded_bytes(height: int, width: int, samples: int) -> int:
+    """What :class:`DecodedReader` holds, as :func:`reader_buffer_bytes` counts it: Pillow's
+    buffers, the stored samples and their float32 copy, once for all threads (the caller
+    counts a buffer twice a thread)."""
+    return (PILLOW_DECODE_BYTES + 4 * samples) * height * width // (2 * usable_cores())
 
 
 def _open_zarr_array(path):
@@ -352,14 +381,6 @@ def _open_zarr_array(path):
     if not hasattr(stored, "shape"):
         raise ConvcliError(f"input {str(path)!r}: is a Zarr group; name one of its arrays")
     return stored
-
-
-def _import_tifffile(where: str):
-    try:
-        import tifffile
-    except ImportError:
-        raise ConvcliError(f"{where}: TIFF in chunks needs tifffile: pip install 'convcli[dask]'") from None
-    return tifffile
 
 
 # ------------------------------------------------------------------ writers
@@ -435,7 +456,7 @@ def write_tiff(path, result, value_map, requested, source_depth, compute):
     """A tiled TIFF, one row of dask blocks at a time; returns (depth, map) as reported."""
     import dask
 
-    tifffile = _import_tifffile(f"output {str(path)!r}")
+    tifffile = import_tifffile(f"output {str(path)!r}", "a TIFF written in chunks needs tifffile")
     height, width, channels = (int(n) for n in result.shape)
     depth = choose_depth(path, requested, source_depth, channels)
     if depth != "float" and channels > 4:
