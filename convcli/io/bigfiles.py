@@ -1,11 +1,15 @@
-"""Huge images on disk, read and written block by block: ``.npy``, TIFF and ``.zarr``.
+"""Huge images on disk, read and written block by block: ``.npy``, TIFF and ``.zarr`` (PNG read too).
 
 Readers: :func:`open_source` opens an input as a :class:`Source`, which reads
 any region as float32 H x W x C with the values :func:`convcli.io.images.load_image`
 gives (``.npy`` and ``.zarr`` as stored; TIFF samples mapped by
 :func:`convcli.io.images.sample_scale`; NaN and infinity refused alike).  ``.npy``
-and uncompressed TIFF are read through memory maps of the rows a block needs;
-compressed or tiled TIFF through tifffile's Zarr store.
+is read through memory maps of the rows a block needs; TIFF through
+:class:`convcli.io.tiff.TiffReader` (the in-memory path's own decoder: the tiles or
+strips a block touches, with tifffile alone), or, where that would give other
+values than the in-memory path (palette, inverted gray, JPEG, LZW without
+imagecodecs ...), and for PNG, through :class:`DecodedReader` (the in-memory
+decoder, the whole image once).
 
 Writers: :func:`write_npy`, :func:`write_zarr` and :func:`write_tiff` store a
 lazy dask result block by block; each output goes to a temporary name in the
@@ -243,8 +247,8 @@ def open_source(path, *, chunk=DEFAULT_CHUNK, gray: bool = False) -> Source:
     read (:func:`convcli.io.images.check_values`).  TIFF alpha (an extra sample
     marked as alpha) is split off and not processed.  ``gray`` converts three or
     more channels to luma.
-    ``.npy`` and uncompressed TIFF are read through memory maps of the rows a
-    block needs; compressed or tiled TIFF through tifffile's Zarr store.
+    ``.npy`` is read through memory maps of the rows a block needs; TIFF and PNG as
+    :func:`open_tiff` and :class:`DecodedReader` say.
     """
     import_dask()
     name, suffix = str(path), suffix_of(path)
