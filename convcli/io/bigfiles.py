@@ -49,6 +49,7 @@ from .images import (
     to_samples,
 )
 from .npy import read_npy_header
+from .stores import atomic_store, exists, is_url
 from .tiff import TiffReader, import_tifffile, tiff_layout
 
 CHUNK_INPUTS = (".npy", ".tif", ".tiff", ".zarr", ".png")
@@ -213,7 +214,7 @@ def read_header(path):
     header (channels as the reader gives them, alpha apart; a PNG's dtype is float32, the values
     its decoded blocks hold)."""
     suffix, name = suffix_of(path), str(path)
-    if not os.path.exists(path):
+    if not exists(path, "input"):
         raise ConvcliError(f"input {name!r}: no such file")
     if suffix != ".zarr":
         check_input_file(path)  # a FIFO named x.npy would block: refused unopened
@@ -254,7 +255,7 @@ def open_source(path, *, chunk=DEFAULT_CHUNK, gray: bool = False) -> Source:
     name, suffix = str(path), suffix_of(path)
     if suffix not in CHUNK_INPUTS:
         raise ConvcliError(f"input {name!r}: chunked processing reads .npy, .tif, .tiff and .zarr")
-    if not os.path.exists(path):
+    if not exists(path, "input"):  # a local path, or a .zarr store's URL
         raise ConvcliError(f"input {name!r}: no such file")
     if suffix != ".zarr":
         check_input_file(path)
@@ -427,6 +428,10 @@ def write_zarr(path, result, compute) -> None:
     except ImportError:
         raise ConvcliError(f"output {str(path)!r}: .zarr needs zarr: pip install zarr") from None
     data = result[:, :, 0] if result.shape[2] == 1 else result
+    if is_url(path):  # a store named by URL: written under a temporary name, then moved
+        with atomic_store(path) as tmp, _own_threads(compute) as compute:
+            data.to_zarr(tmp, compute=False).compute(**compute)
+        return
     tmp = old = None
     try:
         with deferred():  # no signal between the name's making and its being kept here

@@ -669,6 +669,10 @@ def to_samples(rows, depth: str, value_map: str, bounds=None):
 
 
 def check_output_folder(path) -> None:
+    from .stores import is_url
+
+    if is_url(path):  # a store named by URL (.zarr only): its writer makes the prefix it needs
+        return
     folder = Path(path).resolve().parent
     if not folder.exists():
         raise ConvcliError(f"output {str(path)!r}: folder {str(Path(path).parent)!r} does not exist")
