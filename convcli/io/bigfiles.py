@@ -226,6 +226,8 @@ def read_header(path):
     if suffix in (".tif", ".tiff"):
         layout = tiff_layout(path, f"input {name!r}")
         shape, dtype = layout.shape[:2] + (layout.samples - layout.alpha,), np.dtype(layout.dtype)
+        if not reads_in_place(path, layout):  # decoded whole: the channels as Pillow gives them
+            shape, dtype = layout.shape[:2] + read_layout(path)[2:], np.dtype(np.float32)
     elif suffix == ".zarr":
         array = _open_zarr_array(path)
         shape, dtype = array.shape, array.dtype

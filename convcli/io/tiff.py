@@ -305,7 +305,12 @@ class TiffReader:
         (sr0, sr1), (sc0, sc1) = stored_box(
             layout.orientation, (layout.height, layout.width), (r0, r1), (c0, c1)
         )
-        block = self.read_stored(sr0, sr1, sc0, sc1)
+        try:
+            block = self.read_stored(sr0, sr1, sc0, sc1)
+        except ConvcliError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (a damaged tile or strip raises many kinds of errors)
+            raise ConvcliError(f"input {self.path!r}: cannot be decoded ({describe(exc)})") from None
         return np.ascontiguousarray(orient(block, layout.orientation))
 
     def read_stored(self, r0: int, r1: int, c0: int, c1: int):

@@ -138,7 +138,7 @@ def render_template(template: str, input_path: str, op: Operation) -> str:
     fields = {
         "stem": path.stem,
         "ext": path.suffix.lstrip("."),
-        "parent": str(path.parent),
+        "parent": url_parent(input_path) if is_url(input_path) else str(path.parent),
         "op": op.name,
         "kernel": op.tag,
         "name": path.name,
