@@ -133,8 +133,9 @@ def test_sixteen_bit_rgb_tiff_keeps_sixteen_bits(tmp_path):
 
 
 def test_pillow_written_tiffs(tmp_path):
-    """TIFFs Pillow writes: LZW (tifffile cannot decode it without imagecodecs), palette
-    (the in-memory path turns it into RGB), 8-bit RGB, 16-bit gray, float."""
+    """TIFFs Pillow writes: LZW and the floating-point predictor (tifffile cannot decode them
+    without imagecodecs), palette (the in-memory path turns it into RGB), 8-bit RGB, 16-bit
+    gray, float."""
     rgb = samples((21, 19, 3), "uint8")
     Image.fromarray(rgb).save(tmp_path / "lzw.tif", compression="tiff_lzw")
     Image.fromarray(rgb).save(tmp_path / "deflate.tif", compression="tiff_adobe_deflate")
@@ -142,7 +143,9 @@ def test_pillow_written_tiffs(tmp_path):
     Image.fromarray(rgb).convert("1").save(tmp_path / "bilevel.tif")
     Image.fromarray(samples((21, 19), "uint16")).save(tmp_path / "gray16.tif")
     Image.fromarray(samples((21, 19), "float32"), "F").save(tmp_path / "float.tif")
-    for name in ("lzw", "deflate", "palette", "bilevel", "gray16", "float"):
+    floats = Image.fromarray(samples((21, 19), "float32"), "F")
+    floats.save(tmp_path / "predicted.tif", compression="tiff_adobe_deflate", tiffinfo={317: 3})
+    for name in ("lzw", "deflate", "palette", "bilevel", "gray16", "float", "predicted"):
         assert_same(tmp_path / f"{name}.tif")
 
 

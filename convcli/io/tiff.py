@@ -125,7 +125,7 @@ class TiffLayout:
     fill_order: int
     contiguous_offset: int | None  # uncompressed, stored in one run of bytes from here
     segment_bytes: int  # one tile or strip decoded, plus its stored bytes
-    decodable: bool  # tifffile decodes these segments on this machine
+    decodable: bool  # tifffile decodes these segments on this machine (codec and predictor)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -193,9 +193,11 @@ def _page_layout(tifffile, tif, page, where: str) -> TiffLayout:
         segment = (int(page.tilelength), int(page.tilewidth))
     else:
         segment = (min(int(page.rowsperstrip), height), width)
-    compression = int(page.compression)
-    try:
-        decodable = compression == 1 or tifffile.TIFF.DECOMPRESSORS[compression] is not None
+    compression, predictor = int(page.compression), int(page.predictor)
+    try:  # the codec and the predictor (floating-point needs imagecodecs) must both be here
+        decodable = (compression == 1 or tifffile.TIFF.DECOMPRESSORS[compression] is not None) and (
+            predictor == 1 or tifffile.TIFF.UNPREDICTORS[predictor] is not None
+        )
     except (KeyError, ValueError, NotImplementedError, ImportError):
         decodable = False
     contiguous = (
