@@ -177,3 +177,23 @@ def test_file_urls_in_a_real_process(tmp_path):
         refused = subprocess.run(command, capture_output=True, text=True)
         assert refused.returncode == 2, refused.stderr
         assert refused.stderr.count("\n") == 1 and "never overwrites an input" in refused.stderr
+
+
+def test_interrupted_store_write_removes_its_temporary_store(bucket):
+    """Ctrl-C (or SIGTERM, raised the same way) while blocks are written: the temporary store
+    goes, an existing store stays as it was."""
+    from convcli.io.stores import atomic_store
+
+    name, x = bucket
+    zarr.create_array(f"{name}/out/y.zarr", data=np.ones((2, 2), np.float32))
+    with pytest.raises(KeyboardInterrupt), atomic_store(f"{name}/out/y.zarr") as tmp:
+        assert tmp.rsplit("/", 1)[1].startswith(".y.zarr.") and tmp.endswith(".tmp")
+        zarr.create_array(tmp, data=x, chunks=(8, 8))
+        assert len(listing(f"{name}/out")) == 2
+        raise KeyboardInterrupt
+    assert listing(f"{name}/out") == ["y.zarr"]
+    np.testing.assert_array_equal(read(f"{name}/out/y.zarr"), np.ones((2, 2)))
+    with atomic_store(f"{name}/out/y.zarr") as tmp:  # and a whole write replaces it
+        zarr.create_array(tmp, data=x, chunks=(8, 8))
+    assert listing(f"{name}/out") == ["y.zarr"]
+    np.testing.assert_array_equal(read(f"{name}/out/y.zarr"), x)
