@@ -163,14 +163,13 @@ def test_inverted_gray_and_associated_alpha(tmp_path):
 
 @pytest.mark.parametrize("orientation", range(1, 9))
 @pytest.mark.parametrize("dtype", ["uint8", "uint16", "float64"])
-def test_orientation_tag_is_applied_on_both_paths(tmp_path, orientation, dtype):
+@pytest.mark.parametrize("layout", [{"tile": (16, 16)}, {}])
+def test_orientation_tag_is_applied_on_both_paths(tmp_path, orientation, dtype, layout):
     """Pillow's exif_transpose for the 8-bit image (Pillow reads it), the shared decoder for the
-    others; the oracle: numpy's flips and turns of tifffile's stored samples."""
+    others, tiled or read row by row; the oracle: numpy's flips and turns of the stored samples."""
     stored = samples((11, 16, 3), dtype)
     path = tmp_path / "turned.tif"
-    tifffile.imwrite(
-        path, stored, photometric="rgb", tile=(16, 16), extratags=[(274, "H", 1, orientation, True)]
-    )
+    tifffile.imwrite(path, stored, photometric="rgb", extratags=[(274, "H", 1, orientation, True)], **layout)
     values = assert_same(path, chunk=(3, 4))
     upright = {
         1: stored,
@@ -211,6 +210,35 @@ def test_tiled_compressed_tiff_needs_no_zarr(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "zarr", None)  # import zarr now raises ImportError
     values = assert_same(path)
     np.testing.assert_array_equal(np.round(values * 65535).astype(np.uint16), stored)
+
+
+def test_damaged_tile_counts_are_one_line(tmp_path):
+    """A tile whose byte count runs past the end of the file (4 GiB declared): one line naming
+    the file in memory (Pillow); in chunks the bytes up to the file's end, never the count."""
+    stored = samples((32, 32), "uint16")
+    path = tmp_path / "damaged.tif"
+    tifffile.imwrite(path, stored, tile=(16, 16), compression="zlib")
+    with tifffile.TiffFile(path) as tif:
+        counts = tif.pages[0].tags["TileByteCounts"]
+        position, kind = counts.valueoffset, counts.dtype
+    data = bytearray(path.read_bytes())
+    size = np.dtype(f"<{'u4' if kind == 4 else 'u2'}").itemsize
+    data[position : position + size] = np.array(
+        [2**32 - 1 if size == 4 else 2**16 - 1], f"<u{size}"
+    ).tobytes()
+    path.write_bytes(bytes(data))
+    from convcli.errors import ConvcliError
+
+    with pytest.raises(ConvcliError, match=r"damaged.tif'?: cannot be decoded"):
+        load_image(path)
+    source = open_source(path, chunk=16)
+    try:  # the bytes up to the file's end are read; zlib may stop at its stream's end in them
+        block = source.read(0, 16, 0, 16)
+    except ConvcliError as exc:
+        assert "damaged.tif': cannot be decoded" in str(exc)
+    else:
+        np.testing.assert_allclose(block[:, :, 0], stored[:16, :16] / 65535, rtol=1e-6)
+    np.testing.assert_allclose(source.read(16, 32, 16, 32)[:, :, 0], stored[16:, 16:] / 65535, rtol=1e-6)
 
 
 def test_reader_is_picklable_and_reads_only_its_region(tmp_path):

@@ -287,13 +287,16 @@ class TiffReader:
             return self._tif
 
     def _pread(self, count: int, offset: int) -> bytes:
+        """``count`` bytes from ``offset``, or fewer where the file ends (a count a damaged file
+        declares is never allocated beyond the file's end)."""
         if self._bytes is not None:
             return self._bytes[offset : offset + count]
         with self._lock:
             if self._fd is None:
                 self._fd = os.open(self.path, os.O_RDONLY)
+                self._end = os.fstat(self._fd).st_size
             fd = self._fd
-        return os.pread(fd, count, offset)
+        return os.pread(fd, max(0, min(count, self._end - offset)), offset)
 
     def __getitem__(self, key):
         key = key if isinstance(key, tuple) else (key,)
