@@ -197,3 +197,13 @@ def test_interrupted_store_write_removes_its_temporary_store(bucket):
         zarr.create_array(tmp, data=x, chunks=(8, 8))
     assert listing(f"{name}/out") == ["y.zarr"]
     np.testing.assert_array_equal(read(f"{name}/out/y.zarr"), x)
+
+
+def test_small_image_to_a_store_needs_no_chunk_option(bucket, tmp_path):
+    """A .zarr output is written by the chunked path alone: taken without --chunk."""
+    name, _ = bucket
+    x = np.random.default_rng(2).standard_normal((9, 7)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    result = invoke("filter", tmp_path / "x.npy", "-k", KERNEL, "-o", f"{name}/out/small.zarr")
+    assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(read(f"{name}/out/small.zarr"), filter_reference(x, K), rtol=1e-5, atol=1e-5)
