@@ -23,7 +23,11 @@ zarr = pytest.importorskip("zarr")
 
 from convcli.cli.app import app  # noqa: E402
 from convcli.io.stores import local_path, url_key  # noqa: E402
-from tests.oracles import filter_reference  # noqa: E402
+
+try:
+    from oracles import filter_reference
+except ImportError:  # collected from the repository root as a package
+    from tests.oracles import filter_reference
 
 KERNEL = "1,2;-1,3"
 K = np.array([[1, 2], [-1, 3]], dtype=np.float64)
