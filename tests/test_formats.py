@@ -255,6 +255,25 @@ def test_reader_is_picklable_and_reads_only_its_region(tmp_path):
     copy.close()
 
 
+def test_decoded_reader_decodes_once_per_process(tmp_path, monkeypatch):
+    """Copies of a reader that decodes whole (as a Dask worker may unpickle several) share one
+    decoding; closing drops it."""
+    import convcli.io.bigfiles as bigfiles
+
+    Image.fromarray(samples((12, 9, 3), "uint8")).save(tmp_path / "x.png")
+    calls = []
+    real = bigfiles.load_image
+    monkeypatch.setattr(bigfiles, "load_image", lambda *a, **k: calls.append(a) or real(*a, **k))
+    source = open_source(tmp_path / "x.png", chunk=4)
+    copies = [pickle.loads(pickle.dumps(source.reader)) for _ in range(3)]
+    blocks = [copy[0:4, 4:8] for copy in copies] + [source.array.compute()[0:4, 4:8]]
+    assert len(calls) == 1
+    assert all(np.array_equal(b, blocks[0]) for b in blocks)
+    source.close()
+    copies[0][0:1, 0:1]
+    assert len(calls) == 2
+
+
 # ------------------------------------------------------------------------- PNG, .npy
 
 

@@ -310,36 +310,19 @@ def reads_in_place(path, layout) -> bool:
 class DecodedReader:
     """An image read whole by :func:`convcli.io.images.load_image`, served region by region as
     float32 values (alpha, if any, as its last channel): for files the chunked readers cannot
-    read in place with the same values.  Decoded on the first read in each process;
-    picklable (a path)."""
+    read in place with the same values.  Picklable (a path); decoded once per process, however
+    many copies of the reader it holds (see :func:`decoded`)."""
 
     def __init__(self, path):
         self.path = str(path)
-        self._lock = threading.Lock()
-        self._loaded = None
-        loaded = self._load()
+        loaded = decoded(self.path)
         height, width = loaded.size
         self.shape = (height, width, loaded.raw.shape[2] + (loaded.alpha is not None))
         self.depth, self.alpha, self.ndim = loaded.depth, loaded.alpha is not None, 3
         self.dtype = np.dtype(np.float32)
 
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        del state["_lock"], state["_loaded"]
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._lock, self._loaded = threading.Lock(), None
-
-    def _load(self):
-        with self._lock:
-            if self._loaded is None:
-                self._loaded = load_image(self.path, max_pixels=None)
-            return self._loaded
-
     def __getitem__(self, key):
-        loaded = self._load()
+        loaded = decoded(self.path)
         rows, cols = (tuple(key) + (slice(None), slice(None)))[:2]
         values = to_float(loaded.raw[rows, cols], loaded.scale, False)
         if loaded.alpha is None:
@@ -348,7 +331,32 @@ class DecodedReader:
         return np.concatenate([values, alpha], axis=2)
 
     def close(self):
-        self._loaded = None
+        forget_decoded(self.path)
+
+
+_DECODED_LOCK = threading.Lock()
+_DECODED: dict = {}  # {(path, mtime, size): LoadedImage}: one image at most, the last decoded
+
+
+def decoded(path):
+    """``load_image(path)``, decoded once per process for every :class:`DecodedReader` of it
+    (a Dask worker may hold several copies of one reader); the image decoded before it is
+    dropped first, so that two are never held.  Kept until the next image is decoded here or a
+    reader of it is closed (:func:`forget_decoded`)."""
+    info = os.stat(path)
+    key = (os.path.realpath(path), info.st_mtime_ns, info.st_size)
+    with _DECODED_LOCK:
+        if key not in _DECODED:
+            _DECODED.clear()
+            _DECODED[key] = load_image(path, max_pixels=None)
+        return _DECODED[key]
+
+
+def forget_decoded(path) -> None:
+    real = os.path.realpath(path)
+    with _DECODED_LOCK:
+        for key in [k for k in _DECODED if k[0] == real]:
+            del _DECODED[key]
 
 
 def reader_buffer_bytes(path) -> int:
