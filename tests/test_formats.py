@@ -389,3 +389,33 @@ def test_convcli_chunked_tiff_output_reads_back_in_chunks(tmp_path, monkeypatch)
     )
     cli_run(["pool", str(tmp_path / "step.tif"), "-k", "2", "-o", str(tmp_path / "memory.npy")])
     np.testing.assert_array_equal(np.load(tmp_path / "pooled.npy"), np.load(tmp_path / "memory.npy"))
+
+
+@pytest.mark.parametrize("options", [{"tile": (16, 16), "compression": "zlib"}, {}])
+def test_sixteen_bit_rgb_tiff_on_standard_input(tmp_path, options):
+    """Standard input goes through the same decoder, read from the stream's bytes in memory."""
+    import io
+    import subprocess
+
+    stored = samples((25, 26, 3), "uint16")
+    stream = io.BytesIO()
+    tifffile.imwrite(stream, stored, photometric="rgb", **options)
+    command = [
+        sys.executable,
+        "-m",
+        "convcli",
+        "filter",
+        "-",
+        "-k",
+        "1",
+        "-o",
+        "-",
+        "--depth",
+        "16",
+        "--gray",
+    ]
+    done = subprocess.run(command, input=stream.getvalue(), capture_output=True)
+    assert done.returncode == 0, done.stderr
+    got = np.asarray(Image.open(io.BytesIO(done.stdout)))
+    luma = stored.astype(np.float64) / 65535 @ np.array([0.299, 0.587, 0.114])
+    np.testing.assert_allclose(got, np.round(luma * 65535), atol=1)

@@ -243,8 +243,10 @@ class TiffReader:
     """
 
     def __init__(self, path, layout: TiffLayout):
-        # A file-like source (standard input, in memory) is read from its bytes, never pickled.
-        self._bytes = path.getvalue() if hasattr(path, "getvalue") else None
+        # A file in memory (standard input's BytesIO) is read through a view of its bytes, never
+        # copied whole, and never pickled.
+        self._memory = path if hasattr(path, "getbuffer") else None
+        self._bytes = path.getbuffer() if self._memory is not None else None
         self.path = "<stdin>" if self._bytes is not None else str(path)
         self.layout, self.shape, self.ndim = layout, layout.shape, 3
         self.dtype = np.dtype(layout.dtype).newbyteorder("=")
@@ -262,7 +264,7 @@ class TiffReader:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self.ndim, self._bytes = 3, None
+        self.ndim, self._bytes, self._memory = 3, None, None
         self._open()
 
     def close(self):
@@ -271,26 +273,27 @@ class TiffReader:
                 self._tif.close()
             if self._fd is not None:
                 os.close(self._fd)
-            self._fd = self._tif = None
+            if self._bytes is not None:
+                self._bytes.release()  # the BytesIO may be resized again
+            self._fd = self._tif = self._bytes = None
 
     def _tiff(self):
         """The tifffile page's decoder, opened once per process (for compressed or tiled pages)."""
         with self._lock:
             if self._tif is None:
-                import io
-
                 import tifffile
 
-                source = io.BytesIO(self._bytes) if self._bytes is not None else self.path
+                if self._memory is not None:
+                    self._memory.seek(0)  # tifffile reads a file object from where it stands
                 with quiet_tifffile_log():
-                    self._tif = tifffile.TiffFile(source)
+                    self._tif = tifffile.TiffFile(self._memory if self._memory is not None else self.path)
             return self._tif
 
     def _pread(self, count: int, offset: int) -> bytes:
         """``count`` bytes from ``offset``, or fewer where the file ends (a count a damaged file
         declares is never allocated beyond the file's end)."""
-        if self._bytes is not None:
-            return self._bytes[offset : offset + count]
+        if self._memory is not None:
+            return bytes(self._bytes[offset : offset + count])
         with self._lock:
             if self._fd is None:
                 self._fd = os.open(self.path, os.O_RDONLY)
