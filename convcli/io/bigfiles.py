@@ -1,11 +1,15 @@
-"""Huge images on disk, read and written block by block: ``.npy``, TIFF and ``.zarr``.
+"""Huge images on disk, read and written block by block: ``.npy``, TIFF and ``.zarr`` (PNG read too).
 
 Readers: :func:`open_source` opens an input as a :class:`Source`, which reads
 any region as float32 H x W x C with the values :func:`convcli.io.images.load_image`
 gives (``.npy`` and ``.zarr`` as stored; TIFF samples mapped by
 :func:`convcli.io.images.sample_scale`; NaN and infinity refused alike).  ``.npy``
-and uncompressed TIFF are read through memory maps of the rows a block needs;
-compressed or tiled TIFF through tifffile's Zarr store.
+is read through memory maps of the rows a block needs; TIFF through
+:class:`convcli.io.tiff.TiffReader` (the in-memory path's own decoder: the tiles or
+strips a block touches, with tifffile alone), or, where that would give other
+values than the in-memory path (palette, inverted gray, JPEG, LZW without
+imagecodecs ...), and for PNG, through :class:`DecodedReader` (the in-memory
+decoder, the whole image once).
 
 Writers: :func:`write_npy`, :func:`write_zarr` and :func:`write_tiff` store a
 lazy dask result block by block; each output goes to a temporary name in the
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,19 +35,24 @@ from ..geometry.sizes import as_pair
 from ..signals import committed, deferred
 from ..system import usable_cores
 from .images import (
+    PILLOW_DECODE_BYTES,
     atomic_file,
     check_input_file,
     check_values,
     choose_depth,
-    quiet_tifffile_log,
+    load_image,
+    read_layout,
     sample_scale,
     temporary_name,
+    tiff_sample_type,
     to_float,
     to_samples,
 )
 from .npy import read_npy_header
+from .stores import atomic_store, exists, is_url
+from .tiff import TiffReader, import_tifffile, tiff_layout
 
-CHUNK_INPUTS = (".npy", ".tif", ".tiff", ".zarr")
+CHUNK_INPUTS = (".npy", ".tif", ".tiff", ".zarr", ".png")
 CHUNK_OUTPUTS = (".npy", ".tif", ".tiff", ".zarr")
 TILE = 256  # the side of a tiled TIFF's tiles
 MISSING_EXTRA = "needs the dask extra to be processed in chunks: pip install 'convcli[dask]'"
@@ -202,17 +212,24 @@ def import_dask():
 
 
 def read_header(path):
-    """``(height, width, channels, dtype)`` of an ``.npy``, TIFF or ``.zarr`` input, from its header."""
+    """``(height, width, channels, dtype)`` of an ``.npy``, TIFF, ``.zarr`` or PNG input, from its
+    header (channels as the reader gives them, alpha apart; a PNG's dtype is float32, the values
+    its decoded blocks hold)."""
     suffix, name = suffix_of(path), str(path)
-    if not os.path.exists(path):
+    if not exists(path, "input"):
         raise ConvcliError(f"input {name!r}: no such file")
     if suffix != ".zarr":
         check_input_file(path)  # a FIFO named x.npy would block: refused unopened
     if suffix == ".npy":
         header = read_npy_header(path, name)
         return (*header.size, header.channels, header.dtype)
+    if suffix == ".png":  # decoded whole by the in-memory decoder (DecodedReader)
+        return (*read_layout(path), np.dtype(np.float32))
     if suffix in (".tif", ".tiff"):
-        shape, dtype, _ = _tiff_layout(path)
+        layout = tiff_layout(path, f"input {name!r}")
+        shape, dtype = layout.shape[:2] + (layout.samples - layout.alpha,), np.dtype(layout.dtype)
+        if not reads_in_place(path, layout):  # decoded whole: the channels as Pillow gives them
+            shape, dtype = layout.shape[:2] + read_layout(path)[2:], np.dtype(np.float32)
     elif suffix == ".zarr":
         array = _open_zarr_array(path)
         shape, dtype = array.shape, array.dtype
@@ -235,14 +252,14 @@ def open_source(path, *, chunk=DEFAULT_CHUNK, gray: bool = False) -> Source:
     read (:func:`convcli.io.images.check_values`).  TIFF alpha (an extra sample
     marked as alpha) is split off and not processed.  ``gray`` converts three or
     more channels to luma.
-    ``.npy`` and uncompressed TIFF are read through memory maps of the rows a
-    block needs; compressed or tiled TIFF through tifffile's Zarr store.
+    ``.npy`` is read through memory maps of the rows a block needs; TIFF and PNG as
+    :func:`open_tiff` and :class:`DecodedReader` say.
     """
     import_dask()
     name, suffix = str(path), suffix_of(path)
     if suffix not in CHUNK_INPUTS:
         raise ConvcliError(f"input {name!r}: chunked processing reads .npy, .tif, .tiff and .zarr")
-    if not os.path.exists(path):
+    if not exists(path, "input"):  # a local path, or a .zarr store's URL
         raise ConvcliError(f"input {name!r}: no such file")
     if suffix != ".zarr":
         check_input_file(path)
@@ -258,89 +275,116 @@ def open_source(path, *, chunk=DEFAULT_CHUNK, gray: bool = False) -> Source:
     if suffix == ".zarr":
         array = _open_zarr_array(path)
         return Source(array, depth="float", fmt="ZARR", channel_axis=len(array.shape) == 3, **common)
-    shape, dtype, layout = _tiff_layout(path)
-    depth, scale = sample_scale(dtype, f"input {name!r}")  # the mapping load_image uses
-    if layout["offset"] is not None:
-        reader, closer = RawReader(path, layout["offset"], shape, dtype), None
-    else:
-        store, reader = _open_tiff_zarr(path)
-        closer = store.close
-    return Source(
-        reader, depth=depth, fmt="TIFF", scale=scale, alpha=layout["alpha"], closer=closer, **common
-    )
-
-
-def _tiff_layout(path):
-    """``(shape H x W [x S], dtype with byte order, {offset or None, alpha})`` of a TIFF's first image."""
-    tifffile = _import_tifffile(f"input {str(path)!r}")
-    name = str(path)
-    try:
-        with quiet_tifffile_log(), tifffile.TiffFile(path) as tif:
-            page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
-            series = tif.series[0]
-            shape = tuple(series.shape)
-            dtype = np.dtype(series.dtype).newbyteorder(tif.byteorder)
-            planar = page.planarconfig == 2 and page.samplesperpixel > 1
-            extras = tuple(page.extrasamples or ())
-            contiguous = (
-                len(tif.series[0].pages) == 1 and page.is_contiguous and not planar and page.is_memmappable
-            )
-            offset = int(page.dataoffsets[0]) if contiguous else None
-            # One tile or strip, decoded whole whenever a block touches it (and as read).
-            segment = 0 if contiguous else _segment_bytes(page, dtype)
-    except ConvcliError:
-        raise
-    except Exception as exc:  # noqa: BLE001  (malformed files raise many kinds of errors)
-        raise ConvcliError(f"input {name!r}: not a TIFF tifffile can read ({describe(exc)})") from None
-    if planar or len(shape) not in (2, 3):
-        raise ConvcliError(
-            f"input {name!r}: only single-image TIFFs with interleaved samples "
-            f"can be read in chunks (shape {shape})"
+    if suffix == ".png":
+        reader = DecodedReader(path)
+        return Source(
+            reader, depth=reader.depth, fmt="PNG", alpha=reader.alpha, closer=reader.close, **common
         )
-    alpha = len(shape) == 3 and bool(extras) and extras[-1] in (1, 2)
-    return shape, dtype, {"offset": offset, "alpha": alpha, "segment": segment}
+    reader, depth, scale, alpha = open_tiff(path)
+    return Source(reader, depth=depth, fmt="TIFF", scale=scale, alpha=alpha, closer=reader.close, **common)
 
 
-def _segment_bytes(page, dtype) -> int:
-    """Bytes of one of a TIFF page's tiles or strips decoded, plus its stored bytes: a block
-    that touches it decodes it whole, however small the block."""
-    samples = int(page.samplesperpixel)
-    if page.is_tiled:
-        pixels = int(page.tilelength) * int(page.tilewidth) * max(1, int(getattr(page, "tiledepth", 1) or 1))
-    else:
-        pixels = min(int(page.rowsperstrip), int(page.imagelength)) * int(page.imagewidth)
-    stored = max((int(n) for n in page.databytecounts), default=0)
-    return pixels * samples * np.dtype(dtype).itemsize + stored
+def open_tiff(path):
+    """``(reader, depth, scale, alpha)`` of a TIFF read in chunks, with the values the in-memory
+    path gives: the reader of :mod:`convcli.io.tiff` (the in-memory path's own decoder for the
+    samples Pillow does not give as stored; the stored samples, which Pillow gives too, for
+    plain gray, RGB and RGBA), or, for a TIFF that decoder would read otherwise than the
+    in-memory path (palette, CMYK, YCbCr, inverted gray, JPEG, or a compression tifffile
+    cannot decode here), :class:`DecodedReader`: the in-memory decoder itself, the whole page
+    decoded once."""
+    name = str(path)
+    where = f"input {name!r}"
+    layout = tiff_layout(path, where)
+    if reads_in_place(path, layout):
+        depth, scale = sample_scale(layout.dtype, where)  # the mapping load_image uses
+        return TiffReader(path, layout), depth, scale, layout.alpha
+    reader = DecodedReader(path)
+    return reader, reader.depth, 1.0, reader.alpha
+
+
+def reads_in_place(path, layout) -> bool:
+    """Whether :class:`convcli.io.tiff.TiffReader` reads this TIFF block by block with the values
+    the in-memory path gives: tifffile decodes its tiles or strips here, and the in-memory path
+    reads it with the same decoder (samples Pillow does not give as stored) or with Pillow on a
+    plain page (gray, RGB, RGBA: Pillow gives the stored samples)."""
+    return layout.decodable and (not tiff_sample_type(path)[1] or layout.plain())
+
+
+class DecodedReader:
+    """An image read whole by :func:`convcli.io.images.load_image`, served region by region as
+    float32 values (alpha, if any, as its last channel): for files the chunked readers cannot
+    read in place with the same values.  Picklable (a path); decoded once per process, however
+    many copies of the reader it holds (see :func:`decoded`)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        loaded = decoded(self.path)
+        height, width = loaded.size
+        self.shape = (height, width, loaded.raw.shape[2] + (loaded.alpha is not None))
+        self.depth, self.alpha, self.ndim = loaded.depth, loaded.alpha is not None, 3
+        self.dtype = np.dtype(np.float32)
+
+    def __getitem__(self, key):
+        loaded = decoded(self.path)
+        rows, cols = (tuple(key) + (slice(None), slice(None)))[:2]
+        values = to_float(loaded.raw[rows, cols], loaded.scale, False)
+        if loaded.alpha is None:
+            return values
+        alpha = to_float(loaded.alpha[rows, cols, None], loaded.scale, False)
+        return np.concatenate([values, alpha], axis=2)
+
+    def close(self):
+        forget_decoded(self.path)
+
+
+_DECODED_LOCK = threading.Lock()
+_DECODED: dict = {}  # {(path, mtime, size): LoadedImage}: one image at most, the last decoded
+
+
+def decoded(path):
+    """``load_image(path)``, decoded once per process for every :class:`DecodedReader` of it
+    (a Dask worker may hold several copies of one reader); the image decoded before it is
+    dropped first, so that two are never held.  Kept until the next image is decoded here or a
+    reader of it is closed (:func:`forget_decoded`)."""
+    info = os.stat(path)
+    key = (os.path.realpath(path), info.st_mtime_ns, info.st_size)
+    with _DECODED_LOCK:
+        if key not in _DECODED:
+            _DECODED.clear()
+            _DECODED[key] = load_image(path, max_pixels=None)
+        return _DECODED[key]
+
+
+def forget_decoded(path) -> None:
+    real = os.path.realpath(path)
+    with _DECODED_LOCK:
+        for key in [k for k in _DECODED if k[0] == real]:
+            del _DECODED[key]
 
 
 def reader_buffer_bytes(path) -> int:
     """Bytes the chunked reader of ``path`` decodes at once besides the block it reads: a
     TIFF's tile or strip, a ``.zarr`` chunk (0 for ``.npy`` and uncompressed TIFF, read
-    through memory maps of the rows a block needs)."""
+    through the rows a block needs)."""
     suffix = suffix_of(path)
     if suffix in (".tif", ".tiff"):
-        return _tiff_layout(path)[2]["segment"]
+        layout = tiff_layout(path, f"input {str(path)!r}")
+        if reads_in_place(path, layout):
+            return layout.segment_bytes
+        return _decoded_bytes(*layout.shape)
+    if suffix == ".png":
+        return _decoded_bytes(*read_layout(path))
     if suffix == ".zarr":
         array = _open_zarr_array(path)
         return int(np.prod(array.chunks, dtype=np.int64)) * np.dtype(array.dtype).itemsize
     return 0
 
 
-def _open_tiff_zarr(path):
-    try:
-        import zarr
-    except ImportError:
-        raise ConvcliError(
-            f"input {str(path)!r}: a compressed or tiled TIFF is read in chunks through "
-            f"zarr: pip install zarr"
-        ) from None
-    tifffile = _import_tifffile(f"input {str(path)!r}")
-    with quiet_tifffile_log():
-        store = tifffile.imread(path, aszarr=True)
-    stored = zarr.open(store, mode="r")
-    if not hasattr(stored, "shape"):  # a group (pyramid): its first level
-        stored = stored[next(iter(stored.array_keys()))]
-    return store, stored
+def _decoded_bytes(height: int, width: int, samples: int) -> int:
+    """What :class:`DecodedReader` holds, as :func:`reader_buffer_bytes` counts it: Pillow's
+    buffers, the stored samples and their float32 copy, once for all threads (the caller
+    counts a buffer twice a thread)."""
+    return (PILLOW_DECODE_BYTES + 4 * samples) * height * width // (2 * usable_cores())
 
 
 def _open_zarr_array(path):
@@ -355,14 +399,6 @@ def _open_zarr_array(path):
     if not hasattr(stored, "shape"):
         raise ConvcliError(f"input {str(path)!r}: is a Zarr group; name one of its arrays")
     return stored
-
-
-def _import_tifffile(where: str):
-    try:
-        import tifffile
-    except ImportError:
-        raise ConvcliError(f"{where}: TIFF in chunks needs tifffile: pip install 'convcli[dask]'") from None
-    return tifffile
 
 
 # ------------------------------------------------------------------ writers
@@ -408,6 +444,10 @@ def write_zarr(path, result, compute, keep_axis: bool = False) -> None:
     except ImportError:
         raise ConvcliError(f"output {str(path)!r}: .zarr needs zarr: pip install zarr") from None
     data = result[:, :, 0] if result.shape[2] == 1 and not keep_axis else result
+    if is_url(path):  # a store named by URL: written under a temporary name, then moved
+        with atomic_store(path) as tmp, _own_threads(compute) as compute:
+            data.to_zarr(tmp, compute=False).compute(**compute)
+        return
     tmp = old = None
     try:
         with deferred():  # no signal between the name's making and its being kept here
@@ -445,7 +485,7 @@ def write_tiff(path, result, value_map, requested, source_depth, compute, bounds
     the clipped values as the blocks are encoded."""
     import dask
 
-    tifffile = _import_tifffile(f"output {str(path)!r}")
+    tifffile = import_tifffile(f"output {str(path)!r}", "a TIFF written in chunks needs tifffile")
     height, width, channels = (int(n) for n in result.shape)
     depth = choose_depth(path, requested, source_depth, channels)
     if depth != "float" and channels > 4:

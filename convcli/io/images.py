@@ -24,6 +24,7 @@ from ..constants import OUTPUT_FORMATS as FORMATS
 from ..errors import ConvcliError, describe
 from ..signals import committed, deferred
 from .npy import NPY_MAGIC
+from .tiff import quiet_tifffile_log
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -106,8 +107,11 @@ def to_float(stored, scale: float, gray):
     if scale != 1:
         part *= np.float32(1.0 / scale)
     if gray and part.shape[2] >= 3:
+        # Element by element, in one order: a matrix product sums in an order that depends on
+        # the array's shape, so a block of an image would differ from the whole in the last bit.
         weights = (1 / 3, 1 / 3, 1 / 3) if gray == "mean" else LUMA
-        part = (part[:, :, :3] @ np.array(weights, dtype=np.float32))[:, :, None]
+        red, green, blue = (part[:, :, i] * np.float32(w) for i, w in enumerate(weights))
+        part = (red + green + blue)[:, :, None]
     return part
 
 
@@ -387,7 +391,7 @@ def _load_with_pillow(
     Image.MAX_IMAGE_PIXELS = None  # the limit is checked below, before decoding
     tiff_type = None  # a TIFF's sample type, as its tags declare it
     if _is_tiff(source):
-        tiff_type, exact = _tiff_sample_type(source)
+        tiff_type, exact = tiff_sample_type(source)
         if not exact:  # int8, uint32, float64, 16-bit RGB, ...: tifffile reads them as stored
             return _load_with_tifffile(source, name, max_pixels, before_decode, gray, tiff_type)
     try:
@@ -461,7 +465,7 @@ def _is_tiff(source) -> bool:
     return head in TIFF_MAGIC
 
 
-def _tiff_sample_type(source) -> tuple[str | None, bool]:
+def tiff_sample_type(source) -> tuple[str | None, bool]:
     """A TIFF's sample type as its tags declare it (``"uint8"``, ``"int16"``, ``"float64"``; None
     when Pillow cannot open the file), and whether Pillow decodes those samples exactly.
 
@@ -502,50 +506,36 @@ def _tiff_sample_type(source) -> tuple[str | None, bool]:
 def _load_with_tifffile(
     source, name: str, max_pixels: int | None, before_decode, gray: bool, declared: str | None
 ) -> LoadedImage:
-    """A TIFF whose samples Pillow does not decode as stored, read by tifffile: its first image,
-    values by :func:`sample_scale` as in the chunked reader, alpha (an extra sample marked as
-    alpha) split off, the Orientation tag applied as Pillow applies it."""
+    """A TIFF whose samples Pillow does not decode as stored, read by the one TIFF decoder the
+    chunked reader uses too (:mod:`convcli.io.tiff`): its first page, upright (the Orientation
+    tag applied as Pillow applies it), values by :func:`sample_scale`, alpha (an extra sample
+    marked as alpha) split off."""
+    from .tiff import read_tiff, tiff_layout
+
     where = f"input {name!r}"
     try:
-        import tifffile
+        import tifffile  # noqa: F401
     except ImportError:
         if declared is None:
             raise ConvcliError(f"{where}: not an image file Pillow can read") from None
         raise ConvcliError(
             f"{where}: TIFF samples of type {declared} are read with tifffile: pip install tifffile"
         ) from None
+    layout = tiff_layout(source, where)
+    height, width, samples = layout.shape
+    channels = samples - layout.alpha
+    check_pixels(height, width, max_pixels, where)
+    depth, scale = sample_scale(layout.dtype, where)
+    if before_decode is not None:
+        before_decode(height, width, 1 if gray and channels >= 3 else channels)
     try:
-        with quiet_tifffile_log(), tifffile.TiffFile(source) as tif:
-            page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
-            if page.axes not in ("YX", "YXS", "SYX"):
-                raise ConvcliError(f"{where}: not one 2-D image (a TIFF of axes {page.axes})")
-            height, width = int(page.imagelength), int(page.imagewidth)
-            if height == 0 or width == 0:
-                raise ConvcliError(f"{where}: is empty ({width}x{height} pixels)")
-            extras = tuple(page.extrasamples or ())
-            alpha = page.samplesperpixel > 1 and bool(extras) and extras[-1] in (1, 2)
-            channels = page.samplesperpixel - alpha
-            if channels < 1:
-                raise ConvcliError(f"{where}: holds no samples per pixel")
-            check_pixels(height, width, max_pixels, where)
-            sample_scale(page.dtype, where)  # refuses complex samples before decoding
-            if before_decode is not None:
-                before_decode(height, width, 1 if gray and channels >= 3 else channels)
-            pixels = page.asarray()
-            if page.axes == "SYX":
-                pixels = np.moveaxis(pixels.reshape(page.samplesperpixel, height, width), 0, -1)
-            else:
-                pixels = pixels.reshape(height, width, page.samplesperpixel)
-            orientation = page.tags.valueof(274, 1)
+        pixels = read_tiff(source, layout)
     except ConvcliError:
         raise
     except Exception as exc:  # noqa: BLE001  (malformed files raise many kinds of errors)
         raise ConvcliError(f"{where}: cannot be decoded ({describe(exc)})") from None
-    pixels = _orient(pixels.astype(pixels.dtype.newbyteorder("="), copy=False), orientation)
-    pixels = np.ascontiguousarray(pixels)
     check_values(pixels, where)
-    depth, scale = sample_scale(pixels.dtype, where)
-    alpha_samples = pixels[:, :, -1] if alpha else None
+    alpha_samples = pixels[:, :, -1] if layout.alpha else None
     return LoadedImage(pixels[:, :, :channels], scale, alpha_samples, depth, "TIFF")
 
 
@@ -561,42 +551,6 @@ def _tiff_size(path) -> tuple[int, int] | None:
             return int(page.imagelength), int(page.imagewidth)
     except Exception:  # noqa: BLE001  (no tifffile, or a file it cannot read either)
         return None
-
-
-def _orient(pixels, orientation: int):
-    """H x W x C pixels turned upright by a TIFF/EXIF Orientation value, as Pillow's exif_transpose."""
-    turns = {
-        2: lambda a: a[:, ::-1],
-        3: lambda a: a[::-1, ::-1],
-        4: lambda a: a[::-1],
-        5: lambda a: a.transpose(1, 0, 2),
-        6: lambda a: np.rot90(a, -1),
-        7: lambda a: np.rot90(a, -1)[::-1],
-        8: lambda a: np.rot90(a, 1),
-    }
-    turn = turns.get(int(orientation))
-    return pixels if turn is None else turn(pixels)
-
-
-@contextmanager
-def quiet_tifffile_log():
-    """tifffile logs what it skips in a malformed file (a tag it cannot read) as warnings on
-    its logger; like Pillow's notes on skipped metadata they are harmless (the pixels decode,
-    or reading raises), so the records of this thread are dropped while the block runs."""
-    import logging
-    import threading
-
-    thread = threading.get_ident()
-    logger = logging.getLogger("tifffile")
-
-    def drop(record):
-        return record.thread != thread
-
-    logger.addFilter(drop)
-    try:
-        yield
-    finally:
-        logger.removeFilter(drop)
 
 
 def read_layout(path, gray: bool = False) -> tuple[int, int, int]:
@@ -787,6 +741,10 @@ def clip_warning(where: str, count: ClipCount, value_map: str, bounds=None) -> s
 
 
 def check_output_folder(path) -> None:
+    from .stores import is_url
+
+    if is_url(path):  # a store named by URL (.zarr only): its writer makes the prefix it needs
+        return
     folder = Path(path).resolve().parent
     if not folder.exists():
         raise ConvcliError(f"output {str(path)!r}: folder {str(Path(path).parent)!r} does not exist")

@@ -134,7 +134,7 @@ def wants_chunked(op: Operation, task: Task, opts: RunOptions) -> bool:
         if in_suffix == ".zarr":
             raise ConvcliError(f"input {task.input!r}: .zarr {MISSING_EXTRA}")
         return False
-    if in_suffix == ".zarr" or opts.chunk is not None:
+    if ".zarr" in (in_suffix, out_suffix) or opts.chunk is not None:  # only this path does .zarr
         return True
     if opts.max_memory is None:
         return False
