@@ -183,11 +183,18 @@ class Filter(Operation):
         out_h, _ = self.output_size(size)
         _, _, left, right = self.padding_sides(size)
 
-        def band(first):
-            start, stop = self.input_rows(0, first, min(first + band_rows, out_h), size)
-            index, zeros = pad_rows(size[0], start, stop, self.pad_mode)
-            rows = loaded.rows(index)
-            rows[zeros] = 0
+        def inputs():
+            # Rows are read here, band after band on the consumer's thread, so that a source
+            # decoded as it is read (a streamed PNG) is asked for its rows top to bottom.
+            for first in range(0, out_h, band_rows):
+                start, stop = self.input_rows(0, first, min(first + band_rows, out_h), size)
+                index, zeros = pad_rows(size[0], start, stop, self.pad_mode)
+                rows = loaded.rows(index)
+                rows[zeros] = 0
+                yield first, rows
+
+        def band(item):
+            first, rows = item
             # One thread per band: the bands themselves run on ordered_map's threads.
             return first, filter2d(
                 rows,
@@ -200,7 +207,7 @@ class Filter(Operation):
                 workers=1,
             )
 
-        return ordered_map(band, range(0, out_h, band_rows))
+        return ordered_map(band, inputs())
 
     def chunked(self, image, chunk=None):
         from . import blocks
