@@ -6,13 +6,13 @@ stream piece by piece (ISA-L's inflate when the ``isal`` package is there, else 
 both release the GIL) and reverses each row's filter in compiled code
 (``convcli/io/_pngrows.c``: Average and Paeth depend on the byte just decoded to their left,
 so they cannot be vectorised in numpy).  It takes non-interlaced PNGs of 8 or 16 bits per
-sample: gray, gray+alpha, RGB, RGBA, and 8-bit palette images (looked up in PLTE, with
+sample: gray, RGB, RGBA, 8-bit gray+alpha, and 8-bit palette images (looked up in PLTE, with
 tRNS as alpha).  Everything else (interlaced, 1/2/4-bit, an eXIf chunk, whose orientation
 Pillow applies) is left to Pillow: :func:`open_png` returns None for it, and so it does when
 the compiled unfilterer was not built (it is an optional extension).
 
 Samples come out as Pillow gives them, so that both paths load identical pixels: 16-bit gray
-as uint16, other 16-bit kinds cut to their high byte, alpha split off.
+as uint16, 16-bit RGB and RGBA cut to their high byte, alpha split off.
 """
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ class PngHeader:
             return False
         if self.colour_type == 3:
             return self.bits == 8 and self.palette is not None
+        if self.colour_type == 4 and self.bits == 16:
+            return False  # Pillow reads it as RGBA, gray repeated: left to Pillow, so unchanged
         return self.bits in (8, 16)
 
     @property
@@ -211,8 +213,8 @@ def _shift_row(message: str, first: int) -> str:
 
 def samples(header: PngHeader, rows):
     """Unfiltered byte rows as H' x W x C samples with alpha apart: ``(pixels, alpha or None)``,
-    as Pillow loads them (16-bit gray as uint16; 16-bit colour and gray+alpha cut to their high
-    byte; palette indexes looked up, tRNS giving the alpha)."""
+    as Pillow loads them (16-bit gray as uint16; 16-bit RGB and RGBA cut to their high byte;
+    palette indexes looked up, tRNS giving the alpha)."""
     count = rows.shape[0]
     width = header.width
     if header.colour_type == 3:
@@ -232,7 +234,7 @@ def samples(header: PngHeader, rows):
     if header.bits == 16:
         if header.colour_type == 0:
             return rows.view(">u2").reshape(count, width, 1).astype(np.uint16), None
-        values = values[..., 0]  # Pillow reads 16-bit colour and gray+alpha as 8-bit
+        values = values[..., 0]  # Pillow reads 16-bit RGB and RGBA as 8-bit
     else:
         values = values[..., 0]
     if header.colour_type in (4, 6):
