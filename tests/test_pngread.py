@@ -91,6 +91,49 @@ def make_png(
     return png + chunk(b"IEND", b"")
 
 
+def paeth_vectorised(a, b, c):
+    """The specification's Paeth predictor on whole arrays (int64)."""
+    p = a + b - c
+    pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
+    return np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+
+
+@pytest.mark.parametrize("bpp", [1, 2, 3, 4, 6, 8])
+@pytest.mark.parametrize("pixels", [1, 2, 3, 5000])
+def test_paeth_rows_against_the_specification(bpp, pixels):
+    """Long rows of every pixel size through each of the unfilterer's Paeth paths (registers,
+    SIMD on 3- and 4-byte pixels, first and last pixels), ties made common by small values."""
+    rng = np.random.default_rng(bpp * 10 + pixels)
+    up, row = rng.integers(0, 256, size=(2, bpp * pixels)).astype(np.int64)
+    up[: up.size // 3] //= 37
+    row[: row.size // 3] //= 37
+    zeros = np.zeros(bpp, np.int64)
+    left, upper_left = np.concatenate([zeros, row[:-bpp]]), np.concatenate([zeros, up[:-bpp]])
+    raw = np.concatenate([[4], (row - paeth_vectorised(left, up, upper_left)) % 256]).astype(np.uint8)
+    out = np.empty(row.size, np.uint8)
+    pngread.unfilter(raw, out, up.astype(np.uint8).tobytes(), bpp)
+    np.testing.assert_array_equal(out, row)
+
+
+@pytest.mark.slow
+def test_paeth_every_triple():
+    """The predictor for all 256**3 (left, above, upper left): pixel pairs of one byte, the first
+    of each pair setting left and upper left for the second; one row per value of left."""
+    b, c = (v.ravel() for v in np.meshgrid(np.arange(256), np.arange(256), indexing="ij"))
+    up = np.empty(2 * b.size, np.int32)
+    up[0::2], up[1::2] = c, b
+    upper_left = np.concatenate([[0], up[:-1]])
+    row = np.empty(2 * b.size, np.int32)
+    row[1::2] = np.arange(b.size) % 251
+    for a in range(256):
+        row[0::2] = a
+        left = np.concatenate([[0], row[:-1]])
+        raw = np.concatenate([[4], (row - paeth_vectorised(left, up, upper_left)) % 256]).astype(np.uint8)
+        out = np.empty(row.size, np.uint8)
+        pngread.unfilter(raw, out, up.astype(np.uint8).tobytes(), 1)
+        np.testing.assert_array_equal(out, row)
+
+
 # (colour type, bits, channels of stored samples)
 KINDS = [(0, 8, 1), (0, 16, 1), (2, 8, 3), (2, 16, 3), (4, 8, 2), (6, 8, 4), (6, 16, 4)]
 

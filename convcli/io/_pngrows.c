@@ -13,17 +13,86 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <stdlib.h>
 #include <string.h>
 
+/* The Paeth predictor without branches (stb_image's form, equal to the specification's
+ * "pa <= pb && pa <= pc ? a : pb <= pc ? b : c" for every a, b, c in 0..255): the compiler
+ * makes conditional moves of it, where the specification's branches mispredict on noisy rows
+ * (about 70 MB/s against several hundred). */
 static inline unsigned char paeth(int a, int b, int c)
 {
-    int p = a + b - c;
-    int pa = abs(p - a), pb = abs(p - b), pc = abs(p - c);
-    if (pa <= pb && pa <= pc)
-        return (unsigned char)a;
-    return (unsigned char)(pb <= pc ? b : c);
+    int thresh = c * 3 - (a + b);
+    int lo = a < b ? a : b;
+    int hi = a < b ? b : a;
+    int t0 = (hi <= thresh) ? lo : c;
+    int t1 = (thresh <= lo) ? hi : t0;
+    return (unsigned char)t1;
 }
+
+#ifdef __SSE2__
+#include <emmintrin.h>
+
+/* Paeth on 3- or 4-byte pixels with SSE2, a pixel's channels side by side in 16-bit lanes
+ * (libpng's filter_sse2_intrinsics.c does the same): the chain from pixel to pixel is a few
+ * vector instructions.  Equal to the scalar predictor, ties included: the smallest distance
+ * wins, a before b before c. */
+static inline __m128i load_pixel(const unsigned char *p, Py_ssize_t size)
+{
+    int value = 0;
+    memcpy(&value, p, (size_t)size);
+    return _mm_unpacklo_epi8(_mm_cvtsi32_si128(value), _mm_setzero_si128());
+}
+
+static inline void store_pixel(unsigned char *p, __m128i v, Py_ssize_t size)
+{
+    int value = _mm_cvtsi128_si32(_mm_packus_epi16(v, v));
+    memcpy(p, &value, (size_t)size);
+}
+
+static inline __m128i abs_i16(__m128i x)
+{
+    __m128i negative = _mm_cmplt_epi16(x, _mm_setzero_si128());
+    return _mm_add_epi16(_mm_xor_si128(x, negative), _mm_srli_epi16(negative, 15));
+}
+
+static inline __m128i choose(__m128i mask, __m128i yes, __m128i no)
+{
+    return _mm_or_si128(_mm_and_si128(mask, yes), _mm_andnot_si128(mask, no));
+}
+
+static inline void paeth_row_sse2(const unsigned char *src, unsigned char *dst, const unsigned char *up,
+                           Py_ssize_t stride, Py_ssize_t bpp)
+{
+    __m128i a = _mm_setzero_si128(), c = _mm_setzero_si128();
+    Py_ssize_t i;
+    /* 3-byte pixels move as 4 bytes (a 3-byte copy is two moves, and slow) but the last: the
+     * fourth byte read belongs to the next pixel (or row), the one written is rewritten next. */
+    Py_ssize_t wide = stride - 4;
+#define PAETH_PIXEL(SIZE)                                                                                \
+    do {                                                                                                 \
+        __m128i b = load_pixel(up + i, SIZE);                                                            \
+        __m128i x = load_pixel(src + i, SIZE);                                                           \
+        __m128i pa = _mm_sub_epi16(b, c); /* p - a */                                                    \
+        __m128i pb = _mm_sub_epi16(a, c); /* p - b */                                                    \
+        __m128i pc = abs_i16(_mm_add_epi16(pa, pb));                                                     \
+        __m128i smallest;                                                                                \
+        pa = abs_i16(pa);                                                                                \
+        pb = abs_i16(pb);                                                                                \
+        smallest = _mm_min_epi16(pc, _mm_min_epi16(pa, pb));                                             \
+        x = _mm_add_epi8(x, choose(_mm_cmpeq_epi16(smallest, pa), a,                                     \
+                                   choose(_mm_cmpeq_epi16(smallest, pb), b, c)));                        \
+        x = _mm_and_si128(x, _mm_set1_epi16(0xFF));                                                      \
+        store_pixel(dst + i, x, SIZE);                                                                   \
+        a = x;                                                                                           \
+        c = b;                                                                                           \
+    } while (0)
+    for (i = 0; i <= wide; i += bpp)
+        PAETH_PIXEL(4);
+    for (; i < stride; i += bpp)
+        PAETH_PIXEL(bpp);
+#undef PAETH_PIXEL
+}
+#endif
 
 /* One row; `up` is the unfiltered row above (zeros at the top).  Inlined with a constant bpp
  * for the common pixel sizes, so that the compiler can unroll the byte loop. */
@@ -52,8 +121,34 @@ static inline int unfilter_row(int type, const unsigned char *src, unsigned char
             dst[i] = (unsigned char)(src[i] + ((dst[i - bpp] + up[i]) >> 1));
         return 0;
     case 4:
+#ifdef __SSE2__
+        if ((bpp == 3 || bpp == 4) && stride % bpp == 0) {
+            paeth_row_sse2(src, dst, up, stride, bpp);
+            return 0;
+        }
+#endif
         for (i = 0; i < head; i++)
             dst[i] = (unsigned char)(src[i] + up[i]); /* paeth(0, b, 0) is b */
+        if (bpp <= 8 && stride % bpp == 0) {
+            /* Pixel by pixel, the left and upper-left bytes of each channel kept in registers:
+             * the chain from one pixel to the next is then the predictor alone, without a
+             * store and reload of dst[i - bpp] (about twice the speed). */
+            int left[8], upleft[8], k;
+            for (k = 0; k < bpp; k++) {
+                left[k] = dst[k];
+                upleft[k] = up[k];
+            }
+            for (i = bpp; i < stride; i += bpp) {
+                for (k = 0; k < bpp; k++) {
+                    int above = up[i + k];
+                    int value = (src[i + k] + paeth(left[k], above, upleft[k])) & 0xFF;
+                    dst[i + k] = (unsigned char)value;
+                    left[k] = value;
+                    upleft[k] = above;
+                }
+            }
+            return 0;
+        }
         for (i = bpp; i < stride; i++)
             dst[i] = (unsigned char)(src[i] + paeth(dst[i - bpp], up[i], up[i - bpp]));
         return 0;

@@ -32,14 +32,16 @@ except ImportError:  # the optional extension was not built: Pillow decodes ever
     unfilter = None
 
 try:
-    from isal import isal_zlib as _inflate_module  # about 2-3x zlib's inflate speed
+    from isal import isal_zlib as _inflate_module  # about 2x zlib's inflate, 10x its CRC-32
 except ImportError:
     _inflate_module = zlib
+_crc32 = _inflate_module.crc32
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Samples per pixel by colour type: gray, RGB, palette, gray+alpha, RGBA.
 _SAMPLES = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 _READ_BYTES = 1 << 20  # compressed bytes read from the file at a time
+_PIECE_BYTES = 1 << 16  # compressed bytes given to the inflater at a time
 BAND_ROWS = 32  # rows inflated and unfiltered per step
 _ORIENTING_TEXT = (b"Raw profile type exif", b"XML:com.adobe.xmp")
 
@@ -153,7 +155,7 @@ class PngRows:
         stride = header.stride
         row_bytes = stride + 1
         inflater = _inflate_module.decompressobj()
-        pending = bytearray()  # inflated bytes not yet unfiltered
+        pending = b""  # inflated bytes not yet unfiltered
         previous = b""
         first = 0
         with self.opener() as handle:
@@ -174,31 +176,42 @@ class PngRows:
                         if inflater.eof:
                             raise _fail(where, "the image data ends before the last row")
                         raise _fail(where, "the image data is truncated")
-                    pending += out
+                    if not pending and len(out) == want:
+                        pending = out  # the whole band in one piece: no copy
+                    else:
+                        if not isinstance(pending, bytearray):
+                            pending = bytearray(pending)
+                        pending += out
                 rows = np.empty((count, stride), dtype=np.uint8)
                 try:
                     unfilter(pending, rows, previous, header.bpp)  # pending holds exactly `want` bytes
                 except ValueError as exc:
                     raise _fail(where, f"bad row filter: {_shift_row(str(exc), first)}") from None
-                pending.clear()
+                pending = b""
                 previous = rows[-1].tobytes()
                 yield first, rows
                 first += count
 
     def _compressed(self, handle):
-        """The IDAT payloads, piece by piece, each chunk's CRC checked at its end."""
+        """The IDAT payloads in pieces of at most 64 KiB, each chunk's CRC checked at its end.
+
+        The inflater copies whatever input it leaves unconsumed (to keep within the rows
+        asked for) at every call: small pieces keep that copy small.
+        """
         for offset, length in self.header.idat:
             handle.seek(offset - 4)
-            crc = zlib.crc32(handle.read(4))  # the chunk type
+            crc = _crc32(handle.read(4))  # the chunk type
             left = length
             while left:
-                piece = handle.read(min(left, _READ_BYTES))
-                if not piece:
+                block = handle.read(min(left, _READ_BYTES))
+                if not block:
                     raise _fail(self.where, "the file is truncated")
-                crc = zlib.crc32(piece, crc)
-                left -= len(piece)
-                yield piece
-            (stored,) = struct.unpack(">I", handle.read(4) or b"\0\0\0\0")
+                crc = _crc32(block, crc)
+                left -= len(block)
+                view = memoryview(block)
+                for start in range(0, len(block), _PIECE_BYTES):
+                    yield view[start : start + _PIECE_BYTES]
+            (stored,) = struct.unpack(">I", handle.read(4).rjust(4, b"\0"))
             if crc != stored:
                 raise _fail(self.where, "an IDAT chunk fails its CRC check")
 
