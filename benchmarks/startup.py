@@ -1,5 +1,5 @@
-"""Start-up benchmark: whole-process time of `convcli shape` and `convcli --help`
-against a bare `python -c pass`, on this machine, in this run.
+"""Start-up benchmark: whole-process time of `convcli shape`, `convcli --help` and a filter
+of a tiny PNG against a bare `python -c pass` (and `import numpy`), on this machine, in this run.
 
     python benchmarks/startup.py [--runs 21]
 
@@ -12,9 +12,12 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
+import struct
 import subprocess
 import sys
+import tempfile
 import time
+import zlib
 from pathlib import Path
 
 
@@ -26,6 +29,24 @@ def median_ms(command: list[str], runs: int) -> float:
         subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
         times.append(1000 * (time.perf_counter() - start))
     return statistics.median(times)
+
+
+def tiny_png(width: int, height: int) -> bytes:
+    """An RGB gradient as PNG bytes, from the standard library alone."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(
+        b"\0" + bytes((x * 4 + y) % 256 for x in range(width) for _ in range(3)) for y in range(height)
+    )
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
 
 
 def main() -> int:
@@ -47,7 +68,30 @@ def main() -> int:
         ("convcli --help", convcli + ["--help"]),
         ("convcli filter --help", convcli + ["filter", "--help"]),
     ]
-    results = [(name, median_ms(command, args.runs)) for name, command in cases]
+    folder = tempfile.mkdtemp(prefix="convcli-startup-")
+    tiny = Path(folder) / "tiny.png"
+    tiny.write_bytes(tiny_png(64, 48))
+    filter_args = [
+        "filter",
+        str(tiny),
+        "-k",
+        "sobel-vertical",
+        "-p",
+        "same",
+        "-o",
+        str(Path(folder) / "o.png"),
+    ]
+    cases += [
+        ("python -c 'import numpy'", python + ["-c", "import numpy"]),
+        (
+            "convcli filter tiny.png -k sobel-vertical -p same (64x48)",
+            convcli + filter_args + ["--overwrite", "-q"],
+        ),
+    ]
+    try:
+        results = [(name, median_ms(command, args.runs)) for name, command in cases]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     base = results[0][1]
     print(f"median of {args.runs} runs each, in ms")
     print(f"{'command':<55} {'ms':>7} {'over python':>12}")
