@@ -167,28 +167,22 @@ static Py_ssize_t unfilter_rows(const unsigned char *raw, unsigned char *out, co
         unsigned char *dst = out + r * stride;
         int type = src[0];
         int status;
-        switch (bpp) { /* constant bpp: the compiler specialises each case */
-        case 1:
-            status = unfilter_row(type, src + 1, dst, up, stride, 1);
-            break;
-        case 2:
-            status = unfilter_row(type, src + 1, dst, up, stride, 2);
-            break;
-        case 3:
-            status = unfilter_row(type, src + 1, dst, up, stride, 3);
-            break;
-        case 4:
-            status = unfilter_row(type, src + 1, dst, up, stride, 4);
-            break;
-        case 6:
-            status = unfilter_row(type, src + 1, dst, up, stride, 6);
-            break;
-        case 8:
-            status = unfilter_row(type, src + 1, dst, up, stride, 8);
-            break;
+/* A constant bpp in each case: the compiler specialises the row loops for it. */
+#define WITH_BPP(N)                                                                                      \
+    case N:                                                                                              \
+        status = unfilter_row(type, src + 1, dst, up, stride, N);                                        \
+        break
+        switch (bpp) {
+            WITH_BPP(1);
+            WITH_BPP(2);
+            WITH_BPP(3);
+            WITH_BPP(4);
+            WITH_BPP(6);
+            WITH_BPP(8);
         default:
             status = unfilter_row(type, src + 1, dst, up, stride, bpp);
         }
+#undef WITH_BPP
         if (status) {
             *bad_type = type;
             return r;
