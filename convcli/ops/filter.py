@@ -34,8 +34,8 @@ from .base import (
 )
 
 BAND_ROWS = 64  # output rows per band of the streaming path, at most
-# Values per band at most: 64 rows of a 4K RGB image.  Wider images get fewer rows a band (an
-# 8K RGB band of 64 rows held about 40 MiB more in flight, for 10% less CPU time).
+# Values per band at most: 64 rows of a 4K RGB image.  Wider images get fewer rows a band: at
+# 8K RGB, bands of 64 rows held about 40 MiB more in flight than bands of 32.
 BAND_VALUES = 64 * 3840 * 3
 FFT_CHANNEL_BYTES = 32  # per pixel of the FFT's shape: one channel's spectra and inverse in flight
 
