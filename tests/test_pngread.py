@@ -77,7 +77,7 @@ def make_png(
         raw += filter_row(filters[y], row, up, bpp)
         up = row
     stream = zlib.compress(bytes(raw), 6)
-    cuts = np.linspace(0, len(stream), idat_pieces + 1).astype(int)
+    cuts = np.unique(np.linspace(0, len(stream), min(idat_pieces, len(stream)) + 1).astype(int))
     png = b"\x89PNG\r\n\x1a\n" + chunk(
         b"IHDR", struct.pack(">IIBBBBB", width, height, bits, colour_type, 0, 0, 0)
     )
@@ -226,6 +226,16 @@ def test_pillow_written_files_decode_as_pillow_reads_them(tmp_path):
             Image.fromarray(pixels, mode).save(path, compress_level=level)
             assert pngread.open_png(str(path), "x") is not None
             np.testing.assert_array_equal(load_image(path).raw, pillow_load(path).raw)
+
+
+def test_an_idat_chunk_per_byte(tmp_path):
+    values, rows = random_kind(2, 8, 3, 9, 7, seed=12)
+    png = make_png(rows, 2, 8, [y % 5 for y in range(9)], width=7)
+    path = tmp_path / "bytes.png"
+    path.write_bytes(make_png(rows, 2, 8, [y % 5 for y in range(9)], width=7, idat_pieces=10**6))
+    assert path.read_bytes().count(b"IDAT") == len(png) - 57  # one chunk per byte of the stream
+    np.testing.assert_array_equal(load_image(path).raw, values)
+    np.testing.assert_array_equal(np.asarray(load_image(path, banded=True).raw), values)
 
 
 def test_streamed_rows_forward_backward_and_whole(tmp_path):

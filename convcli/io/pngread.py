@@ -48,7 +48,8 @@ _ORIENTING_TEXT = (b"Raw profile type exif", b"XML:com.adobe.xmp")
 
 class PngHeader:
     """What a PNG's chunks say, read without inflating anything: IHDR's fields, the palette
-    and its alpha (tRNS), and where each IDAT chunk's data lies (offset, length, CRC)."""
+    and its alpha (tRNS), and where the first IDAT chunk starts (``idat``: the offset of its
+    length field; the image data is that chunk and the IDAT chunks right after it)."""
 
     def __init__(self, width, height, bits, colour_type, interlace, palette, trns, idat, exif):
         self.width, self.height, self.bits = width, height, bits
@@ -91,7 +92,7 @@ def read_header(handle, where: str) -> PngHeader:
     if handle.read(8) != SIGNATURE:
         raise _fail(where, "not a PNG signature")
     ihdr = palette = trns = None
-    idat, exif = [], False
+    idat, exif = None, False
     offset = 8
     handle.seek(0, 2)
     size = handle.tell()
@@ -99,7 +100,7 @@ def read_header(handle, where: str) -> PngHeader:
     while offset + 12 <= size:
         length, kind = struct.unpack(">I4s", handle.read(8))
         if length > 2**31 - 1 or offset + 12 + length > size:
-            if idat and kind != b"IDAT":
+            if idat is not None and kind != b"IDAT":
                 break  # cut short after the image data: Pillow reads such a file too
             raise _fail(
                 where, f"the {kind.decode('latin-1')!r} chunk runs past the end of the file: truncated"
@@ -120,7 +121,7 @@ def read_header(handle, where: str) -> PngHeader:
         else:
             skip = length + 4
             if kind == b"IDAT":
-                idat.append((offset + 8, length))
+                idat = offset if idat is None else idat  # only the first: a file may hold millions
             elif kind == b"eXIf":
                 exif = True
             elif kind in (b"tEXt", b"zTXt", b"iTXt"):
@@ -137,7 +138,7 @@ def read_header(handle, where: str) -> PngHeader:
     width, height, bits, colour_type, _, _, interlace = ihdr
     if colour_type not in _SAMPLES or width == 0 or height == 0:
         raise _fail(where, f"an IHDR of colour type {colour_type}, {width}x{height}")
-    if not idat:
+    if idat is None:
         raise _fail(where, "no IDAT chunk: truncated")
     return PngHeader(width, height, bits, colour_type, interlace, palette, trns, idat, exif)
 
@@ -198,9 +199,13 @@ class PngRows:
         The inflater copies whatever input it leaves unconsumed (to keep within the rows
         asked for) at every call: small pieces keep that copy small.
         """
-        for offset, length in self.header.idat:
-            handle.seek(offset - 4)
-            crc = _crc32(handle.read(4))  # the chunk type
+        handle.seek(self.header.idat)
+        while True:
+            head = handle.read(8)
+            if len(head) < 8 or head[4:] != b"IDAT":
+                return  # the image data ends with the first chunk of another kind
+            (length,) = struct.unpack(">I", head[:4])
+            crc = _crc32(head[4:])
             left = length
             while left:
                 block = handle.read(min(left, _READ_BYTES))
