@@ -251,6 +251,7 @@ def load_image(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     before_decode: Callable[[int, int, int], object] | None = None,
     max_bytes: int | None = None,
+    banded: bool = False,
 ) -> LoadedImage:
     """Load an image file or ``.npy`` array; see :class:`LoadedImage` for the float view.
 
@@ -282,6 +283,10 @@ def load_image(
         up to half of it and no further, and an image whose decoding needs more (the stream
         and the decoded pixels; an ``.npy`` as stored and as float32) is refused before it is
         decoded.
+    banded : bool, optional
+        Decode a PNG without alpha as its rows are asked for (:meth:`LoadedImage.rows`, top to
+        bottom: a banded filter then holds a few bands of it, not the whole image); see
+        :mod:`convcli.io.pngread`.  Default False: every pixel is decoded here.
 
     Returns
     -------
@@ -355,7 +360,9 @@ def load_image(
                 if check is not None:
                     check(height, width, channels)
 
-        loaded = _load_with_pillow(source, name, max_pixels, before_decode, gray)
+        loaded = _load_png(source, name, max_pixels, before_decode, gray, banded)
+        if loaded is None:  # not a PNG, or one convcli's decoder leaves to Pillow
+            loaded = _load_with_pillow(source, name, max_pixels, before_decode, gray)
     loaded.gray = gray
     return loaded
 
@@ -378,6 +385,29 @@ def _check_npy_header(
     check_decoding(streamed + values * (header.dtype.itemsize + 5), max_bytes, where)
     if before_decode is not None:
         before_decode(height, width, 1 if gray and header.channels >= 3 else header.channels)
+
+
+def _load_png(source, name: str, max_pixels, before_decode, gray: bool, banded: bool) -> LoadedImage | None:
+    """A PNG decoded by :mod:`convcli.io.pngread` (the limits checked on its header first), or
+    None for a file it leaves to Pillow (not a PNG, interlaced, 1-4 bits, EXIF)."""
+    from . import pngread
+
+    where = f"input {name!r}"
+
+    def check(header):
+        check_pixels(header.height, header.width, max_pixels, where)
+        if before_decode is not None:
+            before_decode(header.height, header.width, 1 if gray else header.channels)
+
+    opened = pngread.open_png(source, where, check)
+    if opened is None:
+        return None
+    header, rows = opened
+    depth, scale = pngread.depth_and_scale(header)
+    if banded and not header.has_alpha:
+        return LoadedImage(pngread.StreamedPixels(rows), scale, None, depth, "PNG")
+    pixels, alpha = pngread.decode_whole(rows)
+    return LoadedImage(pixels, scale, alpha, depth, "PNG")
 
 
 def _load_with_pillow(

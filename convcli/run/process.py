@@ -91,6 +91,7 @@ def _process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
         max_pixels=opts.max_pixels,
         before_decode=lambda h, w, c: check_memory(op, task, opts, h, w, c),
         max_bytes=opts.max_memory,
+        banded=True,  # a PNG is decoded as op.bands asks for its rows (else whole, by .data)
     )
     if to_stdout and opts.stream_format is None and loaded.format == "NPY":
         out_name = "-.npy"  # no --format: an array stays an array, floats and all
