@@ -9,6 +9,7 @@ MODES = ("correlation", "convolution")  # filter and upsample
 POOL_OPS = ("max", "mean", "min")
 VALUE_MAPS = ("auto", "clip", "abs", "normalize", "offset")  # float results -> 8/16-bit pixels
 DEPTHS = ("8", "16", "float")
+GRAY_MODES = ("luma", "mean")  # --gray: 0.299 R + 0.587 G + 0.114 B, or (R + G + B) / 3
 # Output formats by extension: (Pillow format, depths it can hold).
 OUTPUT_FORMATS = {
     ".png": ("PNG", ("8", "16")),

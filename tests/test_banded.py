@@ -66,3 +66,20 @@ def test_bands_gray_and_16_bit():
     np.testing.assert_allclose(rebuilt, whole, rtol=1e-5, atol=1e-5)
     luma = loaded.raw.astype(np.float64) / 65535 @ np.array([0.299, 0.587, 0.114])
     np.testing.assert_allclose(loaded.data[:, :, 0], luma, rtol=1e-5, atol=1e-6)
+
+
+def test_wide_images_get_thinner_bands():
+    from convcli.ops.filter import band_rows_for
+
+    assert band_rows_for(3840, 3) == 64 and band_rows_for(1920, 3) == 64
+    assert band_rows_for(7680, 3) == 32  # an 8K RGB band holds what a 4K one does
+    assert band_rows_for(10**6, 4) == 8
+    loaded = loaded_image(90, 20000, 1)  # 36 rows a band by default
+    op = filter_op(np.ones((3, 3)), (1, 1), "same", (1, 1), "reflect", "correlation")
+    firsts = []
+    rebuilt = []
+    for first, rows in op.bands(loaded):
+        firsts.append(first)
+        rebuilt.append(rows)
+    assert firsts == [0, 36, 72]
+    np.testing.assert_allclose(np.concatenate(rebuilt), op.apply(loaded.data), rtol=1e-5, atol=1e-5)

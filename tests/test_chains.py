@@ -225,8 +225,8 @@ def test_floats_between_stages_keep_negative_responses(cli, tmp_path):
         tmp_path / "out.npy",
     )
     got = np.load(tmp_path / "out.npy")
-    assert got.min() == -2.0
-    np.testing.assert_allclose(got, 0.5 * filter_reference(x[:, :, 0], SOBEL_V), atol=1e-6)
+    assert got.min() == -2.0 and got.shape == (6, 6, 1)  # H x W x 1 in, H x W x 1 out
+    np.testing.assert_allclose(got[:, :, 0], 0.5 * filter_reference(x[:, :, 0], SOBEL_V), atol=1e-6)
 
 
 def test_dry_run_prints_every_stage_and_touches_nothing(cli, tmp_path):

@@ -38,7 +38,7 @@ class HalfThenDie(ThreadedBlocks):
 src, out = sys.argv[1], sys.argv[2]
 op = Filter(parse_kernel("gaussian:size=5"), padding="same", pad_mode="reflect")
 source = open_source(src, chunk=16)
-write_zarr(out, op.chunked(source, 16), HalfThenDie(2), resume_key(op, src, 16, False))
+write_zarr(out, op.chunked(source, 16), HalfThenDie(2), resume_key=resume_key(op, src, 16, False))
 """
 
 
@@ -60,7 +60,9 @@ def test_a_killed_zarr_output_resumes_from_the_blocks_it_wrote(tmp_path):
     source = open_source(src, chunk=16)
     result = op.chunked(source, 16)
     total = result.numblocks[0] * result.numblocks[1]
-    write_zarr(out, result, ThreadedBlocks(2, lambda: computed.append(1)), resume_key(op, src, 16, False))
+    write_zarr(
+        out, result, ThreadedBlocks(2, lambda: computed.append(1)), resume_key=resume_key(op, src, 16, False)
+    )
     assert len(computed) == total - total // 2  # only the blocks the killed run had not written
     np.testing.assert_array_equal(zarr.open_array(str(out), mode="r")[...], op.apply(image))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npy", "out.zarr"]
@@ -76,6 +78,11 @@ def test_another_operation_does_not_resume_a_killed_output(tmp_path):
     assert resume_key(other, src, 16, False) != resume_key(operation(), src, 16, False)
     computed = []
     result = other.chunked(open_source(src, chunk=16), 16)
-    write_zarr(out, result, ThreadedBlocks(2, lambda: computed.append(1)), resume_key(other, src, 16, False))
+    write_zarr(
+        out,
+        result,
+        ThreadedBlocks(2, lambda: computed.append(1)),
+        resume_key=resume_key(other, src, 16, False),
+    )
     assert len(computed) == result.numblocks[0] * result.numblocks[1]
     np.testing.assert_array_equal(zarr.open_array(str(out), mode="r")[...], other.apply(image)[:, :, 0])

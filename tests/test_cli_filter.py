@@ -538,13 +538,13 @@ MAP_PIXELS = np.array(
 )
 
 
-def _map_expected(raw, value_map):
+def _map_expected(raw, value_map, gain=0.0):
     if value_map == "clip":
         mapped = np.clip(raw, 0, 1)
     elif value_map == "abs":
         mapped = np.minimum(np.abs(raw), 1)
     elif value_map == "offset":
-        mapped = np.clip(raw + 0.5, 0, 1)
+        mapped = np.clip(raw + 0.5 * (1 - gain), 0, 1)  # a flat mid-gray area stays mid-gray
     else:
         mapped = (raw - raw.min()) / (raw.max() - raw.min())
     scaled = mapped * 255
@@ -569,7 +569,7 @@ def test_maps_give_documented_pixels(cli, map_png, tmp_path, value_map, weights)
     raw = weights[0] * x[:, :-1] + weights[1] * x[:, 1:]
     mode, pixels = read_png(out)
     assert mode == "L"
-    np.testing.assert_array_equal(pixels, _map_expected(raw, value_map))
+    np.testing.assert_array_equal(pixels, _map_expected(raw, value_map, gain=sum(weights)))
 
 
 def test_map_hand_computed_values(cli, tmp_path):
@@ -765,13 +765,13 @@ def test_folder_without_images_is_an_error(cli, tmp_path, list_folder):
 
 @pytest.mark.parametrize("args, kernel, oracle", NPY_CASES, ids=[" ".join(c[0]) for c in NPY_CASES])
 def test_banded_16bit_png_equals_loop_oracle(cli, tmp_path, args, kernel, oracle):
-    # values small enough that |result| < 0.45: offset maps it into (0, 1) with no clipping
+    # values small enough that |result| < 0.45: --range -0.5,0.5 maps it into (0, 1) with no clipping
     top = int(0.45 / np.abs(np.asarray(kernel, dtype=float)).sum() * 65535)
     pixels = np.random.default_rng(150).integers(0, top, size=(150, 9), dtype=np.uint16)
     path = tmp_path / "tall.png"
     Image.fromarray(pixels).save(path)
     out = tmp_path / "y.png"
-    cli.ok("filter", path, *args, "--map", "offset", "-o", out, "-q")
+    cli.ok("filter", path, *args, "--range", "-0.5,0.5", "-o", out, "-q")
     mode, got = read_png(out)
     assert mode.startswith("I")
     raw = correlate_oracle(pixels / 65535.0, kernel, **oracle)

@@ -182,7 +182,7 @@ def test_alpha_carried_when_size_unchanged_else_dropped(tmp_path):
     [
         ("clip", [0, 0, 128, 255, 255]),
         ("abs", [255, 128, 128, 255, 255]),
-        ("offset", [0, 0, 255, 255, 255]),
+        ("offset", [0, 0, 128, 255, 255]),  # the kernel sums to 1: 0..1 shown, as clip
         ("normalize", [0, 51, 153, 204, 255]),  # (x + 1) / 2.5
     ],
 )

@@ -86,7 +86,9 @@ def test_kernels_lists_every_preset_file(cli):
 
 
 def test_kernels_json_lists_exactly_the_preset_files(cli):
-    items = json.loads(cli.ok("kernels", "--json").stdout)
+    lines = cli.ok("kernels", "--json").stdout.splitlines()
+    items = [json.loads(line) for line in lines]  # JSON Lines: one preset a line, as --help says
+    assert len(lines) == len(PRESET_NAMES)
     assert sorted(item["name"] for item in items) == PRESET_NAMES
     for item in items:
         assert item["source"] == "preset"
@@ -240,7 +242,10 @@ def test_kernels_lists_user_presets(cli, user_presets):
         for name in PRESET_NAMES + ["diag", "row", "soft"]:
             assert re.search(rf"^{re.escape(name)}( \(|$)", result.stdout, re.MULTILINE), name
         assert "notes" not in result.stdout
-    items = json.loads(cli.ok("kernels", "--presets", user_presets, "--json").stdout)
+    items = [
+        json.loads(line)
+        for line in cli.ok("kernels", "--presets", user_presets, "--json").stdout.splitlines()
+    ]
     assert sorted(i["name"] for i in items) == sorted(PRESET_NAMES + ["diag", "row", "soft"])
     by_name = {i["name"]: i for i in items}
     assert by_name["row"]["matrix"] == [[1, -2, 4]] and by_name["row"]["description"] == "a row"

@@ -186,3 +186,18 @@ def test_matrix_errors(args, message):
     assert result.exit_code == 2
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_dry_run_prints_the_matrix_result_and_writes_nothing(tmp_path):
+    out = tmp_path / "result.npy"
+    args = ["filter", "--matrix", "1 2 3; 4 5 6; 7 8 9", "-k", "1,1;1,1", "-o", str(out), "--dry-run"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    printed = " ".join(result.output.split())  # Rich wraps a long path onto its own line
+    assert f"would write {out}" in printed
+    assert "wrote" not in printed
+    record = json.loads(runner.invoke(app, [*args, "--json"]).output)
+    assert record["dry_run"] is True
+    assert record["result"] == [[12.0, 16.0], [24.0, 28.0]]  # 2x2 sums of the 3x3 matrix
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []

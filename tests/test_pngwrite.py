@@ -60,7 +60,10 @@ def test_without_isal_falls_back_to_zlib(monkeypatch):
 )
 @pytest.mark.parametrize("level", [0, 1, 6])
 @pytest.mark.parametrize("cuts", [[1], [5, 1, 13], [64]])
-def test_bands_round_trip_through_pillow(shape, dtype, mode, level, cuts):
+@pytest.mark.parametrize("joined", [1, 300, None])  # bytes a compression task joins bands up to
+def test_bands_round_trip_through_pillow(shape, dtype, mode, level, cuts, joined, monkeypatch):
+    if joined is not None:
+        monkeypatch.setattr(pngwrite, "_STREAM_BAND_BYTES", joined)
     rng = np.random.default_rng(len(cuts) + level)
     pixels = rng.integers(0, np.iinfo(dtype).max + 1, size=shape, dtype=dtype)
     pixels[::3] //= 5

@@ -57,3 +57,40 @@ def test_stand_ins_become_the_real_classes_when_used():
     )
     result = python("-c", code)
     assert result.stdout.splitlines()[-1] == "ok", result.stderr
+
+
+def test_filter_png_to_png_imports_no_pillow(tmp_path):
+    """A PNG in and a PNG out need neither Pillow nor tifffile nor dask: convcli's own decoder
+    (convcli.io.pngread) and writer (convcli.io.png) do both ends."""
+    from convcli.io import pngread
+
+    if pngread.unfilter is None:  # the optional extension was not built: Pillow decodes
+        import pytest
+
+        pytest.skip("the _pngrows extension is not built")
+    import numpy as np
+    from PIL import Image
+
+    source = tmp_path / "in.png"
+    Image.fromarray(np.arange(48 * 64 * 3, dtype=np.uint32).astype(np.uint8).reshape(48, 64, 3)).save(source)
+    out = tmp_path / "out.png"
+    run = python(
+        "-X",
+        "importtime",
+        "-c",
+        ENTRY,
+        "filter",
+        str(source),
+        "-k",
+        "sobel-vertical",
+        "-p",
+        "same",
+        "-o",
+        str(out),
+        "-q",
+    )
+    assert run.returncode == 0, run.stderr
+    imported = {line.split("|")[-1].strip() for line in run.stderr.splitlines() if "|" in line}
+    assert "convcli.io.pngread" in imported and "numpy" in imported  # the real work ran
+    assert not {"PIL", "PIL.Image", "tifffile", "dask", "zarr", "scipy"} & imported
+    assert out.read_bytes().startswith(b"\x89PNG")

@@ -13,6 +13,15 @@ padding), it runs ``filter2d``, ``pool2d`` and ``conv_transpose2d`` and the matc
 - the output sizes are equal, and ``convcli shape`` predicts them;
 - the values agree to 1e-4 (infinities and NaN in the same places).
 
+Then, on random stacks of conv, pool and transposed conv layers (``--fields``, with dilation,
+padding, ceil_mode and output padding), it builds the network with all-ones weights in torch,
+takes the gradients of the output units by autograd, and checks the input positions with a
+non-zero gradient against the receptive fields ``convcli shape`` reports: on stacks one row
+high, the widest span over every output unit; on two-dimensional stacks (one in four, each axis
+with its own values), each middle unit's first and last row and column, the set being a
+rectangle. Pools are ``avg_pool2d``, whose gradient reaches its whole window, or for a dilated
+pool, which avg_pool2d does not take, a conv of ones padded to max_pool2d's output size.
+
 It prints the number of cases compared and refused by both, the largest difference, and every
 disagreement; the exit code is 1 if there was one. torch is not a dependency of convcli: install
 it beside convcli to run this (``pip install torch``).
@@ -30,6 +39,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=3000, help="random cases per operation")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--fields", type=int, default=300, help="random stacks for the receptive fields")
     args = parser.parse_args(argv)
     try:
         import torch
@@ -207,8 +217,177 @@ def main(argv=None) -> int:
         print("DISAGREE", line)
     if len(failures) > 50:
         print(f"... and {len(failures) - 50} more")
+    fields_failures = check_receptive_fields(args.fields, args.seed)
+    print("receptive fields: all agree" if not fields_failures else f"{fields_failures} disagreements")
     print("all agree" if not failures else f"{len(failures)} disagreements")
-    return 1 if failures else 0
+    return 1 if failures or fields_failures else 0
+
+
+def random_stack(pick: random.Random, two_d: bool) -> list[tuple]:
+    """(op, kernel, stride, padding, dilation, extra) layers, each value a (height, width) pair
+    (height 1 and neutral unless ``two_d``); extra is ceil_mode (one bool) for a pool and the
+    output padding for a transposed conv."""
+    layers = []
+    for _ in range(pick.randint(1, 5)):
+        op = pick.choice(["conv", "conv", "pool", "tconv"])
+        axes = []
+        for _axis in range(2 if two_d else 1):
+            k, s, d = pick.randint(1, 5), pick.randint(1, 3), pick.randint(1, 3)
+            if op == "conv":
+                axes.append((k, s, pick.randint(0, 3), d, 0))
+            elif op == "pool":
+                axes.append((k, s, pick.randint(0, k // 2), pick.choice([1, 1, d]), 0))
+            else:
+                axes.append((k, s, pick.randint(0, 2), d, pick.randint(0, max(s, d) - 1)))
+        if not two_d:
+            axes.insert(0, (1, 1, 0, 1, 0))
+        k, s, p, d, extra = (tuple(pair) for pair in zip(*axes))
+        if op == "pool":
+            extra = pick.random() < 0.5
+        layers.append((op, k, s, p, d, extra))
+    return layers
+
+
+def stack_spec(layer) -> str:
+    op, k, s, p, d, extra = layer
+
+    def wxh(pair):
+        return f"{pair[1]}x{pair[0]}"
+
+    text = f"{op}:k={wxh(k)},s={wxh(s)},p={wxh(p)},d={wxh(d)}"
+    if op == "pool" and extra:
+        text += ",ceil"
+    if op == "tconv":
+        text += f",op={wxh(extra)}"
+    return text
+
+
+def safe_length(layers, axis: int, units: int = 1) -> int:
+    """An input long enough along ``axis`` that ``units`` consecutive units of every phase in its
+    middle are clear of the borders: a crude bound of any field (each layer's window and padding
+    times the strides before it), twice, plus the product of the strides per unit."""
+    bound, scale, strides = 0, 1, 1
+    for op, k, s, p, d, _ in layers:
+        bound += (d[axis] * (k[axis] - 1) + 2 * p[axis] + 2) * scale
+        scale *= 1 if op == "tconv" else s[axis]
+        strides *= s[axis]
+    return 2 * bound + 2 * units * strides + 8
+
+
+MAX_ELEMENTS = 2_000_000  # per layer of a receptive-field stack: the autograd graph holds them all
+
+
+def check_receptive_fields(cases: int, seed: int) -> int:
+    """Random stacks: convcli's receptive fields against autograd on all-ones weights. One in
+    four stacks is two-dimensional (each axis its own values), checked unit by unit on units in
+    the middle (first and last row and column of each unit's non-zero gradient, which must be a
+    rectangle's rows times columns); the others are one row high, checked on every output unit
+    (the widest span, as ``shape`` reports it)."""
+    import torch
+    import torch.nn.functional as F
+
+    from convcli.errors import ConvcliError
+    from convcli.geometry.receptive import parse_layer, run_stack
+
+    pick = random.Random(seed + 1)
+    counts = {"1-D": 0, "2-D": 0, "refused by both": 0, "skipped, too large": 0}
+    failures = 0
+
+    def forward(x, layers):
+        for op, k, s, p, d, extra in layers:
+            ones = torch.ones((1, 1, *k), dtype=x.dtype)
+            if op == "conv":
+                x = F.conv2d(x, ones, stride=s, padding=p, dilation=d)
+            elif op == "tconv":
+                x = F.conv_transpose2d(x, ones, stride=s, padding=p, output_padding=extra, dilation=d)
+            elif d == (1, 1):
+                x = F.avg_pool2d(x, k, s, p, ceil_mode=extra, count_include_pad=True)
+            else:  # avg_pool2d takes no dilation: a conv of ones over max_pool2d's windows
+                with torch.no_grad():
+                    size = F.max_pool2d(x, k, s, p, d, ceil_mode=extra).shape[-2:]
+                after = [
+                    max(0, (size[i] - 1) * s[i] + d[i] * (k[i] - 1) + 1 - x.shape[2 + i] - p[i])
+                    for i in (0, 1)
+                ]
+                x = F.conv2d(F.pad(x, (p[1], after[1], p[0], after[0])), ones, stride=s, dilation=d)
+                x = x[..., : size[0], : size[1]]
+        return x
+
+    for case in range(cases):
+        two_d = case % 4 == 3
+        layers = random_stack(pick, two_d)
+        specs = " ".join(stack_spec(layer) for layer in layers)
+        size = (
+            (safe_length(layers, 0, 6), safe_length(layers, 1, 6)) if two_d else (1, safe_length(layers, 1))
+        )
+        try:
+            ours = run_stack(size, [parse_layer(stack_spec(layer), i) for i, layer in enumerate(layers, 1)])
+        except ConvcliError:
+            ours = None
+        if ours and max(r.output_size[0] * r.output_size[1] for r in ours) > MAX_ELEMENTS:
+            counts["skipped, too large"] += 1  # several strided tconvs on the long input it needs
+            continue
+        x = torch.ones((1, 1, *size), dtype=torch.float64, requires_grad=True)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out = forward(x, layers)[0, 0]
+        except RuntimeError:
+            out = None
+        if (ours is None) != (out is None) or (ours and ours[-1].output_size != tuple(out.shape)):
+            failures += 1
+            print(
+                f"DISAGREE fields {size} {specs}: convcli {ours and ours[-1].output_size}, torch "
+                f"{None if out is None else tuple(out.shape)}"
+            )
+            continue
+        if ours is None:
+            counts["refused by both"] += 1
+            continue
+        last = ours[-1]
+        if not two_d:
+            counts["1-D"] += 1
+            jacobian = torch.autograd.functional.jacobian(
+                lambda v: forward(v, layers).flatten(), x.detach()
+            ).reshape(-1, size[1])
+            widest = 0
+            for row in jacobian != 0:
+                hit = row.nonzero().flatten()
+                if hit.numel():
+                    widest = max(widest, int(hit.max() - hit.min()) + 1)
+            if widest != last.width.field or not last.width.exact:
+                failures += 1
+                print(f"DISAGREE fields {size} {specs}: convcli {last.width.field}, gradients {widest}")
+            continue
+        counts["2-D"] += 1
+        # the 6 x 6 units around the middle, far from the borders (see safe_length)
+        rows = range(max(0, out.shape[0] // 2 - 3), min(out.shape[0], out.shape[0] // 2 + 3))
+        cols = range(max(0, out.shape[1] // 2 - 3), min(out.shape[1], out.shape[1] // 2 + 3))
+        for r in rows:
+            for c in cols:
+                [grad] = torch.autograd.grad(out[r, c], x, retain_graph=True)
+                reached = grad[0, 0] != 0
+                in_rows, in_cols = reached.any(1), reached.any(0)
+                spans = []
+                for mask in (in_rows, in_cols):
+                    hit = mask.nonzero().flatten()
+                    spans.append((int(hit.min()), int(hit.max())) if hit.numel() else None)
+                expected = [last.height.field_of(r), last.width.field_of(c)]
+                if None in expected:  # no input row, or no column: the unit reads nothing
+                    expected = [None, None]
+                rectangle = bool((reached == (in_rows[:, None] & in_cols[None, :])).all())
+                if spans != expected or not rectangle:
+                    failures += 1
+                    print(
+                        f"DISAGREE fields {size} {specs} unit ({r}, {c}): convcli {expected}, "
+                        f"gradients {spans}{'' if rectangle else ', not a rectangle'}"
+                    )
+    print(
+        f"receptive fields: {counts['1-D']} one-row stacks (every unit), {counts['2-D']} 2-D stacks "
+        f"(36 middle units each) compared, {counts['refused by both']} refused by both, "
+        f"{counts['skipped, too large']} skipped (a layer over {MAX_ELEMENTS:,} values)"
+    )
+    return failures
 
 
 if __name__ == "__main__":

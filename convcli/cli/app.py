@@ -7,6 +7,7 @@ the commands that need them, so ``convcli --help`` and ``convcli shape`` start f
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated
 
@@ -17,7 +18,7 @@ from ..errors import ConvcliError
 from ..signals import Terminated, handling
 from .chain import CHAIN_COMMANDS, SEPARATOR, collecting, is_stage_form, merge_shared, split_stages
 from .commands import filter_command, pool_command, upsample_command
-from .options import JsonOpt, PresetsOpt
+from .options import PresetsOpt
 from .shape_chain import shape_of_stages
 
 
@@ -43,7 +44,16 @@ _keep_argument_help()
 class ConvcliGroup(typer.core.TyperGroup):
     """Prints every usage error and ConvcliError as one line: ``convcli: error: ...``."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for command in self.commands.values():
+            _optional_values(command)
+
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if COMPLETE_VAR in os.environ:  # the shell asks for completions (see `convcli completion`)
+            from typer._completion_classes import completion_init
+
+            completion_init()  # Typer's completion classes, which its scripts talk to
         try:
             with handling():  # SIGTERM and SIGHUP clean up and end the run as Ctrl-C does
                 args = list(sys.argv[1:] if args is None else args)
@@ -56,7 +66,7 @@ class ConvcliGroup(typer.core.TyperGroup):
                     code = super().main(
                         args=args,
                         prog_name=prog_name,
-                        complete_var=complete_var,
+                        complete_var=complete_var or COMPLETE_VAR,  # also as python -m convcli
                         standalone_mode=False,
                         **extra,
                     )
@@ -101,8 +111,28 @@ class ConvcliGroup(typer.core.TyperGroup):
             raise click.Abort() from exc
 
 
+def _suggest_once(message: str) -> str:
+    """A usage message with its first "Did you mean ...?" only."""
+    first = message.find("Did you mean")
+    second = message.find("Did you mean", first + 1) if first >= 0 else -1
+    return message if second < 0 else message[:second].rstrip()
+
+
+def _optional_values(command) -> None:
+    """``--gray`` takes an optional value (``--gray`` is luma, ``--gray mean``), as click allows
+    with ``flag_value``; Typer 0.24 does not pass ``flag_value`` on (and warns that it is
+    deprecated), so it is set on the click option here.
+    The next word is then the value unless it looks like an option (``--gray -k sobel``)."""
+    for param in getattr(command, "params", ()):
+        if isinstance(param, click.Option) and param.name == "gray" and not param.is_flag:
+            param.flag_value = "luma"
+            param._flag_needs_value = True
+
+
 def _usage_message(exc) -> str:
-    message = exc.format_message()
+    # click (8.4+) suggests close command names itself and Typer appends the same suggestion:
+    # "Did you mean 'filter'? Did you mean 'filter'?".  Said once.
+    message = _suggest_once(exc.format_message())
     ctx = getattr(exc, "ctx", None)
     if ctx is not None and getattr(ctx, "command_path", None):
         return f"{message} (see '{ctx.command_path} --help')"
@@ -180,7 +210,10 @@ app.add_typer(kernels_app, name="kernels")
 def kernels_list(
     ctx: typer.Context,
     presets: PresetsOpt = None,
-    json_out: JsonOpt = False,
+    json_out: Annotated[
+        bool,
+        typer.Option("--json", help="Print one JSON object per preset (JSON Lines), with its matrix."),
+    ] = False,
 ):
     """List the preset kernels with their matrices."""
     if ctx.invoked_subcommand is not None:
@@ -192,8 +225,9 @@ def kernels_list(
     if json_out:
         from ..strict_json import dumps
 
+        # every preset built before the first line: a bad one fails the listing with no output
         items = [p.build().to_json(with_matrix=True) | {"description": p.description} for p in found.values()]
-        typer.echo(dumps(items))
+        typer.echo("\n".join(dumps(item) for item in items))
         return
     from rich.console import Console
 
@@ -216,7 +250,9 @@ def kernels_show(
             help="A preset, with parameters if it takes any: gaussian:size=7,sigma=1.5",
         ),
     ],
-    json_out: JsonOpt = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the kernel as one JSON object, with its matrix.")
+    ] = False,
 ):
     """Print one preset (or any kernel spec) with its matrix."""
     from ..engine.kernels import get_preset, parse_kernel
@@ -260,6 +296,30 @@ def _print_kernel(console, preset, kern=None):
 
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.4g}"
+
+
+# --------------------------------------------------------------- completion
+
+COMPLETION_SHELLS = ("bash", "zsh", "fish", "powershell")
+COMPLETE_VAR = "_CONVCLI_COMPLETE"
+
+
+@app.command("completion")
+def completion_command(
+    shell: Annotated[str, typer.Argument(metavar="|".join(COMPLETION_SHELLS), help="The shell.")],
+):
+    """Print the shell completion script for convcli (commands, options, file names).
+
+    Load it in the current shell with  eval "$(convcli completion bash)", or save it where the
+    shell looks: convcli completion bash > ~/.local/share/bash-completion/completions/convcli,
+    convcli completion zsh > "${fpath[1]}/_convcli", convcli completion fish >
+    ~/.config/fish/completions/convcli.fish.
+    """
+    from typer._completion_shared import get_completion_script
+
+    if shell not in COMPLETION_SHELLS:
+        raise ConvcliError(f"completion: expected one of {', '.join(COMPLETION_SHELLS)}, got {shell!r}")
+    typer.echo(get_completion_script(prog_name="convcli", complete_var=COMPLETE_VAR, shell=shell))
 
 
 # -------------------------------------------------------------------- shape

@@ -101,7 +101,8 @@ def merge_shared(stages):
                 )
             merged.setdefault(name, (position, value))
     names = {f.name for f in fields(first)}
-    return replace(first, **{name: value for name, (_, value) in merged.items() if name in names})
+    values = {name: value for name, (_, value) in merged.items() if name in names}
+    return replace(first, **values, given=frozenset(merged))  # given on any stage
 
 
 def option_name(field_name: str) -> str:
@@ -109,6 +110,7 @@ def option_name(field_name: str) -> str:
     special = {
         "json_out": "--json",
         "value_map": "--map",
+        "value_range": "--range",
         "template": "--output-template",
         "stream_format": "--format",
         "inputs": "INPUT",

@@ -4,11 +4,12 @@ Heavy modules (numpy, Pillow) are imported inside the commands, so that
 ``convcli --help`` starts fast.
 """
 
+import os
 from typing import Annotated
 
 import typer
 
-from ..constants import DEPTHS, MODES, PAD_MODES, POOL_OPS, STREAM_FORMATS, VALUE_MAPS
+from ..constants import DEPTHS, GRAY_MODES, MODES, PAD_MODES, POOL_OPS, STREAM_FORMATS, VALUE_MAPS
 from ..errors import ConvcliError
 from ..geometry.sizes import parse_padding, parse_pair
 from .chain import collect
@@ -48,7 +49,8 @@ ModeOpt = Annotated[
         metavar=choices(MODES),
         rich_help_panel=KERNEL,
         help="correlation (PyTorch's conv2d) or convolution (the kernel rotated 180 degrees, as "
-        "scipy.signal.convolve2d).",
+        "scipy.signal.convolve2d; with -p same and an even kernel, one pixel off SciPy's 'same': see "
+        "the README).",
     ),
 ]
 
@@ -64,13 +66,20 @@ def run_operation(operation, shared: SharedOptions) -> None:
     from ..run.chunked import dask_installed
     from ..run.tasks import RunOptions
 
+    gray = gray_mode(shared)
     if shared.value_map != "auto":
         operation.value_map = check_choice(shared.value_map, VALUE_MAPS[1:], "--map")
+    if shared.value_range is not None:
+        if shared.value_map != "auto":
+            raise ConvcliError("--range: sets the values shown black and white itself; give --range or --map")
+        operation.value_map, operation.value_range = "range", parse_range(shared.value_range)
     if shared.matrix is not None:
         if shared.inputs:
             raise ConvcliError("--matrix: give a matrix or INPUT files, not both")
+        from .animate import plan_animation
         from .matrix import run_matrix
 
+        animation = plan_animation(operation, shared, files_read(operation))  # None without --animate
         run_matrix(
             operation,
             shared.matrix,
@@ -81,7 +90,15 @@ def run_operation(operation, shared: SharedOptions) -> None:
             quiet=shared.quiet,
             reads=files_read(operation),
             max_memory=memory_limit(shared),
+            dry_run=shared.dry_run,
         )
+        if animation is not None:
+            animation.write()
+        return
+    if shared.animate is not None:  # one small image, drawn
+        from .animate import plan_animation
+
+        plan_animation(operation, shared, files_read(operation)).write()
         return
     chunk = None
     if shared.chunk is not None:
@@ -95,6 +112,7 @@ def run_operation(operation, shared: SharedOptions) -> None:
     if not shared.inputs:
         raise ConvcliError("missing INPUT: name image files, a folder, - for stdin, or use --matrix")
     check_choice(shared.stream_format, STREAM_FORMATS, "--format")
+    check_terminal(shared)
     if shared.depth is not None:
         check_choice(shared.depth, DEPTHS, "--depth")
     max_memory = memory_limit(shared)
@@ -106,8 +124,8 @@ def run_operation(operation, shared: SharedOptions) -> None:
         jobs=shared.jobs,
         fail_fast=shared.fail_fast,
         dry_run=shared.dry_run,
-        stream_format=shared.stream_format,
-        gray=shared.gray,
+        stream_format=shared.stream_format if "stream_format" in shared.given else None,
+        gray=gray,
         depth=shared.depth,
         max_pixels=shared.max_pixels,
         max_memory=max_memory,
@@ -121,6 +139,57 @@ def run_operation(operation, shared: SharedOptions) -> None:
     code = run(operation, shared.inputs, options)
     if code:
         raise typer.Exit(code)
+
+
+def check_terminal(shared: SharedOptions) -> None:
+    """Refuse ``-o -`` when standard output is a terminal, as gzip does: an image's bytes would
+    only garble the screen.  Redirected or piped, it is written in ``--format``."""
+    import sys
+
+    if shared.output == "-" and not shared.dry_run and sys.stdout.isatty():
+        raise ConvcliError(
+            "output '-': standard output is a terminal, and images are binary; redirect it "
+            "(-o - > out.png), pipe it (-o - | convcli pool -), or name a file with -o"
+        )
+
+
+def gray_mode(shared: SharedOptions) -> str | bool:
+    """``--gray`` (luma), ``--gray luma`` or ``--gray mean``; False without it.  ``--gray`` takes
+    an optional value, so ``--gray photo.png`` reads the file name as one: a word that is no gray
+    mode but a file name, a path, a pattern or ``-`` is an input, as when ``--gray`` took none."""
+    if shared.gray is None:
+        return False
+    if shared.gray in GRAY_MODES:
+        return shared.gray
+    word = shared.gray
+    if shared.matrix is None and (word == "-" or os.path.exists(word) or any(c in word for c in "/.*?[")):
+        shared.inputs = [*(shared.inputs or []), word]
+        return "luma"
+    raise ConvcliError(f"--gray: expected {' or '.join(GRAY_MODES)} (or nothing: luma), got {shared.gray!r}")
+
+
+def parse_range(text: str) -> tuple[float, float]:
+    """``--range VMIN,VMAX``: two finite numbers, VMIN below VMAX, within float32's range."""
+    import math
+
+    parts = text.replace(" ", "").split(",")
+    try:
+        low, high = (float(part) for part in parts) if len(parts) == 2 else (None, None)
+    except ValueError:
+        low = high = None
+    if low is None or not (math.isfinite(low) and math.isfinite(high)):
+        raise ConvcliError(f"--range: expected two numbers VMIN,VMAX such as 0,0.01, got {text!r}")
+    if max(abs(low), abs(high)) > 3.4e38:
+        raise ConvcliError(
+            f"--range: VMIN and VMAX must lie within float32's range (about ±3.4e38), got {text!r}"
+        )
+    if not low < high:
+        raise ConvcliError(
+            f"--range: VMIN must be below VMAX (the value shown black, then white), got {text!r}"
+        )
+    if (high - low) * 3.4e38 <= 1:  # 1 / (VMAX - VMIN) must be a float32: no inf * 0 = NaN
+        raise ConvcliError(f"--range: VMAX - VMIN is too small to divide by, got {text!r}")
+    return low, high
 
 
 def memory_limit(shared: SharedOptions) -> int | None:

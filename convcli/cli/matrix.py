@@ -67,8 +67,11 @@ def run_matrix(
     quiet: bool,
     reads: tuple[tuple[str, str], ...] = (),
     max_memory: int | None = None,
+    dry_run: bool = False,
 ) -> None:
     """Run ``operation`` on a small matrix; print it (a table or JSON), write it with ``output``.
+
+    ``dry_run``: compute and print as usual (the matrix is small), but write nothing.
 
     ``reads``: the other files the run read, ``(what, path)`` (a kernel file): like the
     ``--matrix`` file itself, never overwritten by ``output``.
@@ -88,7 +91,7 @@ def run_matrix(
     result = operation.apply(x[:, :, None])[:, :, 0]
     if explain or at is not None:
         check_position(position, result.shape)
-    if output is not None:
+    if output is not None and not dry_run:
         write_matrix(output, result)
     if quiet:
         return
@@ -104,6 +107,8 @@ def run_matrix(
             **operation.report(x.shape),
             "result": result.tolist(),
         }
+        if dry_run:
+            record["dry_run"] = True
         if explain:
             step = operation.explain(x, position)
             record["explain"] = {
@@ -111,6 +116,7 @@ def run_matrix(
                 "terms": step.terms,
                 "value": step.value,
                 "equation": step.equation,
+                "notes": step.notes,
             }
         try:
             print(dumps(record), flush=True)
@@ -119,7 +125,7 @@ def run_matrix(
 
             raise stream_failed(exc, sys.stdout) from None
         return
-    render(operation, x, result, position, explain, output)
+    render(operation, x, result, position, explain, output, dry_run)
 
 
 # Printing a result: a value in a Python list and JSON text; a cell of Rich's table (measured
@@ -197,7 +203,7 @@ def _console():
     return Reporting(highlight=False)
 
 
-def render(operation, x, result, position, explain, output) -> None:
+def render(operation, x, result, position, explain, output, dry_run: bool = False) -> None:
     console = _console()
     in_size, out_size = format_size(x.shape), format_size(result.shape)
     if explain:
@@ -242,4 +248,5 @@ def render(operation, x, result, position, explain, output) -> None:
     if output is not None:
         from ..run.report import encodable
 
-        console.print(encodable(f"wrote {output}", console.file), markup=False)
+        verb = "would write" if dry_run else "wrote"
+        console.print(encodable(f"{verb} {output}", console.file), markup=False)

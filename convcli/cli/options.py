@@ -88,8 +88,9 @@ class SharedOptions:
     """The options every image command shares, as parsed by Typer (strings, not yet checked)."""
 
     inputs: list[str] | None
-    gray: bool
+    gray: str | None
     value_map: str
+    value_range: str | None
     depth: str | None
     output: str | None
     template: str | None
@@ -109,6 +110,7 @@ class SharedOptions:
     matrix: str | None
     explain: bool
     at: str | None
+    animate: str | None
     # The options given on the command line (not defaulted), by field name: a chain takes
     # each option from the stage that gave it.
     given: frozenset = field(default=frozenset(), compare=False)
@@ -137,14 +139,16 @@ _SHARED = [
     _option(
         "gray",
         Annotated[
-            bool,
+            str | None,
             typer.Option(
-                "--gray",
+                "--gray",  # its value is optional: see convcli.cli.app._optional_values
+                metavar="[luma|mean]",
                 rich_help_panel=VALUES,
-                help="Convert to one luma channel (0.299 R + 0.587 G + 0.114 B) first.",
+                help="Convert to one channel first: luma (0.299 R + 0.587 G + 0.114 B; plain --gray) or "
+                "mean ((R + G + B) / 3).",
             ),
         ],
-        False,
+        None,
     ),
     _option(
         "value_map",
@@ -155,11 +159,27 @@ _SHARED = [
                 metavar=choices(VALUE_MAPS),
                 rich_help_panel=VALUES,
                 help="How results outside [0, 1] become 8/16-bit pixels: clip; abs (magnitude, then clip); "
-                "normalize (min..max to 0..1); offset (+0.5, then clip). auto: abs for kernels that sum to "
-                "0 (edge detectors), clip otherwise. Ignored for .npy and float TIFF.",
+                "normalize (min..max to 0..1); offset (a flat mid-gray area stays mid-gray: +0.5 for kernels "
+                "that sum to 0). auto: abs for kernels that sum to 0 (edge detectors), clip otherwise. "
+                "Ignored for .npy and float TIFF.",
             ),
         ],
         "auto",
+    ),
+    _option(
+        "value_range",
+        Annotated[
+            str | None,
+            typer.Option(
+                "--range",
+                metavar="VMIN,VMAX",
+                rich_help_panel=VALUES,
+                help="The values shown black and white in 8/16-bit outputs (matplotlib's vmin, vmax): "
+                "(x - VMIN) / (VMAX - VMIN), values outside clip. E.g. --range 0,0.01, --range -1,1. "
+                "Replaces --map.",
+            ),
+        ],
+        None,
     ),
     _option(
         "depth",
@@ -213,7 +233,8 @@ _SHARED = [
                 "--format",
                 metavar=choices(STREAM_FORMATS),
                 rich_help_panel=OUTPUT,
-                help="Format written to standard output with -o -.",
+                help="Format written to standard output with -o -. Default: npy for an .npy input "
+                "(the floats kept), else png. Never to a terminal.",
             ),
         ],
         "png",
@@ -402,6 +423,22 @@ _SHARED = [
                 metavar="ROW,COL",
                 rich_help_panel=LEARN,
                 help="The output position --explain works out (0-based). Default: 0,0.",
+            ),
+        ],
+        None,
+    ),
+    _option(
+        "animate",
+        Annotated[
+            str | None,
+            typer.Option(
+                "--animate",
+                metavar="PATH.gif",
+                rich_help_panel=LEARN,
+                help="With --matrix or one small image: draw the computation step by step into a GIF "
+                "(the window sliding over the padded input, each output value appearing, the arithmetic "
+                "of each step; upsample: each input value scattered through the kernel). Up to 32x32 "
+                "cells a grid and 400 steps.",
             ),
         ],
         None,

@@ -22,9 +22,10 @@ def shape_command(
         typer.Argument(
             metavar="[LAYER]...",
             show_default=False,
-            help="conv:k=3,s=1,p=0,d=1  pool:k=2,s=2,p=0,ceil  tconv:k=4,s=2,p=1,op=0,d=1. Values are N "
-            "or WxH; omitted ones take PyTorch's defaults (a pool's stride is its window); conv takes "
-            "p=same (output ceil(in/stride)).",
+            help="conv:k=3,s=1,p=0,d=1  pool:k=2,s=2,p=0,d=1,ceil  tconv:k=4,s=2,p=1,op=0,d=1  "
+            "4*conv:k=3,p=1 (4 copies; 4xconv:... needs no quotes in zsh). Values are N or WxH; omitted "
+            "ones take PyTorch's defaults (a pool's stride is its window); conv takes p=same (output "
+            "ceil(in/stride)). At most 1000 layers, repeats counted.",
         ),
     ] = None,
     kernel: Annotated[
@@ -46,10 +47,35 @@ def shape_command(
     explain: Annotated[
         bool, typer.Option("--explain", help="Show each layer's size formula with the numbers put in.")
     ] = False,
+    draw: Annotated[
+        str | None,
+        typer.Option(
+            "--draw",
+            metavar="PICTURE",
+            help="SIZE is an image: write a copy with the receptive field of one output unit marked "
+            "(outline, tint; the canvas grown where the field reaches into the padding) and its "
+            "neighbours' field centres as dots, the jump apart.",
+        ),
+    ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at", metavar="ROW,COL", help="The output unit --draw draws (0-based). Default: the centre."
+        ),
+    ] = None,
 ):
     """Output sizes, receptive fields, jumps and starts of a layer stack, exact to PyTorch.
 
+    A LAYER is TYPE:SETTING,SETTING... with TYPE conv, pool or tconv; settings k (kernel, required),
+    s (stride), p (padding), d (dilation), op (a tconv's output padding), ceil (a pool's ceil_mode);
+    N*LAYER repeats it N times.
+
+    The receptive field is the widest span of input pixels one output unit depends on (where an
+    all-ones network's gradient is not zero), padding counted; the jump, a fraction after a
+    transposed layer, is the input distance between neighbouring units.
+
     Examples:  convcli shape 530x612 -k 3      convcli shape 224 conv:k=7,s=2,p=3 pool:k=3,s=2,p=1
+    convcli shape duck.png conv:k=3,p=1 pool:k=2 2*conv:k=3,p=1 --draw rf.png --at 40,60
     """
     from .shape_fast import run
 
@@ -63,5 +89,7 @@ def shape_command(
             dilation=dilation,
             json_out=json_out,
             explain=explain,
+            draw=draw,
+            at=at,
         )
     )

@@ -18,27 +18,36 @@ from .chain import collecting, split_stages
 
 _SIZE = re.compile(r"^\s*\d+\s*(?:[xX×]\s*\d+\s*)?$")
 SHAPE_FLAGS = ("--json", "--explain")
+SHAPE_VALUES = ("--draw", "--at")
 
 
 def shape_of_stages(args: list[str], group) -> str:
     """``convcli shape SIZE STAGE [+ STAGE]...``: the report, as ``shape`` prints it; ``group``
-    is the command line's click group, whose commands parse the stages."""
-    from ..geometry.receptive import parse_size, run_stack, to_json
-    from ..strict_json import dumps
-    from .shape_fast import render
+    is the command line's click group, whose commands parse the stages. ``--json``,
+    ``--explain``, ``--draw PICTURE`` and ``--at ROW,COL`` are shape's own, anywhere."""
+    from .shape_fast import report
 
-    flags = {arg for arg in args if arg in SHAPE_FLAGS}
-    words = [arg for arg in args if arg not in SHAPE_FLAGS]
+    flags, values, words = set(), {}, []
+    items = iter(args)
+    for arg in items:
+        name, eq, value = arg.partition("=")
+        if arg in SHAPE_FLAGS:
+            flags.add(arg)
+        elif name in SHAPE_VALUES:
+            values[name] = value if eq else next(items, None)
+            if values[name] is None:
+                raise ConvcliError(f"{name}: needs a value")
+        else:
+            words.append(arg)
     size, stages = words[0], words[1:]
-    input_hw = parse_size(size)
-    if input_hw is None:
-        from ..io.images import read_size  # only an image path pays for Pillow
-
-        input_hw = read_size(size)
-    results = run_stack(input_hw, stage_layers(stages, group))
-    if "--json" in flags:
-        return dumps(to_json(input_hw, results))
-    return render(input_hw, results, "--explain" in flags)
+    return report(
+        size,
+        lambda: stage_layers(stages, group),
+        json_out="--json" in flags,
+        explain="--explain" in flags,
+        draw=values.get("--draw"),
+        at=values.get("--at"),
+    )
 
 
 def stage_layers(words: list[str], group):

@@ -507,8 +507,11 @@ def get_preset(name: str, extra_dir=None) -> Preset:
         raise ConvcliError(f"kernel: {quote(name)} is not a valid preset name")
     files = _preset_files(preset_dirs(extra_dir))
     if name not in files:
-        known = ", ".join(sorted(files))
-        raise ConvcliError(f"kernel: unknown preset {name!r} (known presets: {known})")
+        import difflib
+
+        close = difflib.get_close_matches(name, sorted(files), n=3)
+        hint = f"did you mean {' or '.join(repr(match) for match in close)}? " if close else ""
+        raise ConvcliError(f"kernel: unknown preset {name!r} ({hint}see 'convcli kernels' for every preset)")
     return _preset_from_file(name, files[name])
 
 
@@ -683,7 +686,11 @@ def parse_kernel(
     >>> parse_kernel("no-such-kernel")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
         ...
-    convcli.errors.ConvcliError: kernel: unknown preset 'no-such-kernel' (known presets: ...)
+    convcli.errors.ConvcliError: kernel: unknown preset 'no-such-kernel' (see 'convcli kernels' ...)
+    >>> parse_kernel("sobel-vertcal")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    convcli.errors.ConvcliError: kernel: unknown preset 'sobel-vertcal' (did you mean 'sobel-vertical' or ...
     """
     from .filtering import as_kernel
 

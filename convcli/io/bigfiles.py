@@ -1,11 +1,15 @@
-"""Huge images on disk, read and written block by block: ``.npy``, TIFF and ``.zarr``.
+"""Huge images on disk, read and written block by block: ``.npy``, TIFF and ``.zarr`` (PNG read too).
 
 Readers: :func:`open_source` opens an input as a :class:`Source`, which reads
 any region as float32 H x W x C with the values :func:`convcli.io.images.load_image`
 gives (``.npy`` and ``.zarr`` as stored; TIFF samples mapped by
 :func:`convcli.io.images.sample_scale`; NaN and infinity refused alike).  ``.npy``
-and uncompressed TIFF are read through memory maps of the rows a block needs;
-compressed or tiled TIFF through tifffile's Zarr store.
+is read through memory maps of the rows a block needs; TIFF through
+:class:`convcli.io.tiff.TiffReader` (the in-memory path's own decoder: the tiles or
+strips a block touches, with tifffile alone), or, where that would give other
+values than the in-memory path (palette, inverted gray, JPEG, LZW without
+imagecodecs ...), and for PNG, through :class:`DecodedReader` (the in-memory
+decoder, the whole image once).
 
 Writers: :func:`write_npy`, :func:`write_zarr` and :func:`write_tiff` store a
 lazy dask result block by block; each output goes to a temporary name in the
@@ -21,7 +25,6 @@ import os
 import shutil
 import threading
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -32,19 +35,24 @@ from ..geometry.sizes import as_pair
 from ..signals import committed, deferred
 from ..system import usable_cores
 from .images import (
+    PILLOW_DECODE_BYTES,
     atomic_file,
     check_input_file,
     check_values,
     choose_depth,
-    quiet_tifffile_log,
+    load_image,
+    read_layout,
     sample_scale,
     temporary_name,
+    tiff_sample_type,
     to_float,
     to_samples,
 )
 from .npy import read_npy_header
+from .stores import atomic_store, exists, is_url
+from .tiff import TiffReader, import_tifffile, quiet_tifffile_log, tiff_layout
 
-CHUNK_INPUTS = (".npy", ".tif", ".tiff", ".zarr")
+CHUNK_INPUTS = (".npy", ".tif", ".tiff", ".zarr", ".png")
 CHUNK_OUTPUTS = (".npy", ".tif", ".tiff", ".zarr")
 MISSING_EXTRA = "needs the dask extra to be processed in chunks: pip install 'convcli[dask]'"
 
@@ -138,8 +146,10 @@ class Source:
         chunk=DEFAULT_CHUNK,
         closer=None,
         reopen=None,
+        channel_axis: bool = False,
     ):
         self.reader, self.name, self.depth, self.format = reader, name, depth, fmt
+        self.channel_axis = channel_axis  # an H x W x C array (even C = 1): .npy/.zarr outputs keep the axis
         self.scale, self.gray, self.alpha, self.check_finite = scale, gray, alpha, check_finite
         self.chunk = as_pair(chunk, "chunk", minimum=1)
         self._closer = closer
@@ -226,17 +236,24 @@ def import_dask():
 
 
 def read_header(path):
-    """``(height, width, channels, dtype)`` of an ``.npy``, TIFF or ``.zarr`` input, from its header."""
+    """``(height, width, channels, dtype)`` of an ``.npy``, TIFF, ``.zarr`` or PNG input, from its
+    header (channels as the reader gives them, alpha apart; a PNG's dtype is float32, the values
+    its decoded blocks hold)."""
     suffix, name = suffix_of(path), str(path)
-    if not os.path.exists(path):
+    if not exists(path, "input"):
         raise ConvcliError(f"input {name!r}: no such file")
     if suffix != ".zarr":
         check_input_file(path)  # a FIFO named x.npy would block: refused unopened
     if suffix == ".npy":
         header = read_npy_header(path, name)
         return (*header.size, header.channels, header.dtype)
+    if suffix == ".png":  # decoded whole by the in-memory decoder (DecodedReader)
+        return (*read_layout(path), np.dtype(np.float32))
     if suffix in (".tif", ".tiff"):
-        shape, dtype, _ = _tiff_layout(path)
+        layout = tiff_layout(path, f"input {name!r}")
+        shape, dtype = layout.shape[:2] + (layout.samples - layout.alpha,), np.dtype(layout.dtype)
+        if not reads_in_place(path, layout):  # decoded whole: the channels as Pillow gives them
+            shape, dtype = layout.shape[:2] + read_layout(path)[2:], np.dtype(np.float32)
     elif suffix == ".zarr":
         array = _open_zarr_array(path)
         shape, dtype = array.shape, array.dtype
@@ -259,14 +276,14 @@ def open_source(path, *, chunk=DEFAULT_CHUNK, gray: bool = False) -> Source:
     read (:func:`convcli.io.images.check_values`).  TIFF alpha (an extra sample
     marked as alpha) is split off and not processed.  ``gray`` converts three or
     more channels to luma.
-    ``.npy`` and uncompressed TIFF are read through memory maps of the rows a
-    block needs; compressed or tiled TIFF through tifffile's Zarr store.
+    ``.npy`` is read through memory maps of the rows a block needs; TIFF and PNG as
+    :func:`open_tiff` and :class:`DecodedReader` say.
     """
     import_dask()
     name, suffix = str(path), suffix_of(path)
     if suffix not in CHUNK_INPUTS:
         raise ConvcliError(f"input {name!r}: chunked processing reads .npy, .tif, .tiff and .zarr")
-    if not os.path.exists(path):
+    if not exists(path, "input"):  # a local path, or a .zarr store's URL
         raise ConvcliError(f"input {name!r}: no such file")
     if suffix != ".zarr":
         check_input_file(path)
@@ -278,111 +295,120 @@ def open_source(path, *, chunk=DEFAULT_CHUNK, gray: bool = False) -> Source:
                 f"input {name!r}: a Fortran-ordered .npy cannot be read in chunks; save it in C order"
             )
         reader = RawReader(path, header.offset, header.size + (header.channels,), header.dtype)
-        return Source(reader, depth="float", fmt="NPY", **common)
+        return Source(reader, depth="float", fmt="NPY", channel_axis=len(header.shape) == 3, **common)
     if suffix == ".zarr":
+        array = _open_zarr_array(path)
+        return Source(array, depth="float", fmt="ZARR", channel_axis=len(array.shape) == 3, **common)
+    if suffix == ".png":
+        reader = DecodedReader(path)
         return Source(
-            _open_zarr_array(path), depth="float", fmt="ZARR", reopen=partial(_reopen_zarr, path), **common
+            reader, depth=reader.depth, fmt="PNG", alpha=reader.alpha, closer=reader.close, **common
         )
-    shape, dtype, layout = _tiff_layout(path)
-    depth, scale = sample_scale(dtype, f"input {name!r}")  # the mapping load_image uses
-    if layout["offset"] is not None:
-        reader, closer = RawReader(path, layout["offset"], shape, dtype), None
-    else:
-        reader, closer = _reopen_tiff(path)
-    return Source(
-        reader,
-        depth=depth,
-        fmt="TIFF",
-        scale=scale,
-        alpha=layout["alpha"],
-        closer=closer,
-        reopen=None if closer is None else partial(_reopen_tiff, path),
-        **common,
-    )
+    reader, depth, scale, alpha = open_tiff(path)
+    return Source(reader, depth=depth, fmt="TIFF", scale=scale, alpha=alpha, closer=reader.close, **common)
 
 
-def _reopen_zarr(path):
-    """``(reader, closer)`` of a ``.zarr`` input, opened where a source lands."""
-    return _open_zarr_array(path), None
-
-
-def _reopen_tiff(path):
-    """``(reader, closer)`` of a compressed or tiled TIFF, opened where a source lands."""
-    store, reader = _open_tiff_zarr(path)
-    return reader, store.close
-
-
-def _tiff_layout(path):
-    """``(shape H x W [x S], dtype with byte order, {offset or None, alpha})`` of a TIFF's first image."""
-    tifffile = _import_tifffile(f"input {str(path)!r}")
+def open_tiff(path):
+    """``(reader, depth, scale, alpha)`` of a TIFF read in chunks, with the values the in-memory
+    path gives: the reader of :mod:`convcli.io.tiff` (the in-memory path's own decoder for the
+    samples Pillow does not give as stored; the stored samples, which Pillow gives too, for
+    plain gray, RGB and RGBA), or, for a TIFF that decoder would read otherwise than the
+    in-memory path (palette, CMYK, YCbCr, inverted gray, JPEG, or a compression tifffile
+    cannot decode here), :class:`DecodedReader`: the in-memory decoder itself, the whole page
+    decoded once."""
     name = str(path)
-    try:
-        with quiet_tifffile_log(), tifffile.TiffFile(path) as tif:
-            page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
-            series = tif.series[0]
-            shape = tuple(series.shape)
-            dtype = np.dtype(series.dtype).newbyteorder(tif.byteorder)
-            planar = page.planarconfig == 2 and page.samplesperpixel > 1
-            extras = tuple(page.extrasamples or ())
-            contiguous = (
-                len(tif.series[0].pages) == 1 and page.is_contiguous and not planar and page.is_memmappable
-            )
-            offset = int(page.dataoffsets[0]) if contiguous else None
-            # One tile or strip, decoded whole whenever a block touches it (and as read).
-            segment = 0 if contiguous else _segment_bytes(page, dtype)
-    except ConvcliError:
-        raise
-    except Exception as exc:  # noqa: BLE001  (malformed files raise many kinds of errors)
-        raise ConvcliError(f"input {name!r}: not a TIFF tifffile can read ({describe(exc)})") from None
-    if planar or len(shape) not in (2, 3):
-        raise ConvcliError(
-            f"input {name!r}: only single-image TIFFs with interleaved samples "
-            f"can be read in chunks (shape {shape})"
-        )
-    alpha = len(shape) == 3 and bool(extras) and extras[-1] in (1, 2)
-    return shape, dtype, {"offset": offset, "alpha": alpha, "segment": segment}
+    where = f"input {name!r}"
+    layout = tiff_layout(path, where)
+    if reads_in_place(path, layout):
+        depth, scale = sample_scale(layout.dtype, where)  # the mapping load_image uses
+        return TiffReader(path, layout), depth, scale, layout.alpha
+    reader = DecodedReader(path)
+    return reader, reader.depth, 1.0, reader.alpha
 
 
-def _segment_bytes(page, dtype) -> int:
-    """Bytes of one of a TIFF page's tiles or strips decoded, plus its stored bytes: a block
-    that touches it decodes it whole, however small the block."""
-    samples = int(page.samplesperpixel)
-    if page.is_tiled:
-        pixels = int(page.tilelength) * int(page.tilewidth) * max(1, int(getattr(page, "tiledepth", 1) or 1))
-    else:
-        pixels = min(int(page.rowsperstrip), int(page.imagelength)) * int(page.imagewidth)
-    stored = max((int(n) for n in page.databytecounts), default=0)
-    return pixels * samples * np.dtype(dtype).itemsize + stored
+def reads_in_place(path, layout) -> bool:
+    """Whether :class:`convcli.io.tiff.TiffReader` reads this TIFF block by block with the values
+    the in-memory path gives: tifffile decodes its tiles or strips here, and the in-memory path
+    reads it with the same decoder (samples Pillow does not give as stored) or with Pillow on a
+    plain page (gray, RGB, RGBA: Pillow gives the stored samples)."""
+    return layout.decodable and (not tiff_sample_type(path)[1] or layout.plain())
+
+
+class DecodedReader:
+    """An image read whole by :func:`convcli.io.images.load_image`, served region by region as
+    float32 values (alpha, if any, as its last channel): for files the chunked readers cannot
+    read in place with the same values.  Picklable (a path); decoded once per process, however
+    many copies of the reader it holds (see :func:`decoded`)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        loaded = decoded(self.path)
+        height, width = loaded.size
+        self.shape = (height, width, loaded.raw.shape[2] + (loaded.alpha is not None))
+        self.depth, self.alpha, self.ndim = loaded.depth, loaded.alpha is not None, 3
+        self.dtype = np.dtype(np.float32)
+
+    def __getitem__(self, key):
+        loaded = decoded(self.path)
+        rows, cols = (tuple(key) + (slice(None), slice(None)))[:2]
+        values = to_float(loaded.raw[rows, cols], loaded.scale, False)
+        if loaded.alpha is None:
+            return values
+        alpha = to_float(loaded.alpha[rows, cols, None], loaded.scale, False)
+        return np.concatenate([values, alpha], axis=2)
+
+    def close(self):
+        forget_decoded(self.path)
+
+
+_DECODED_LOCK = threading.Lock()
+_DECODED: dict = {}  # {(path, mtime, size): LoadedImage}: one image at most, the last decoded
+
+
+def decoded(path):
+    """``load_image(path)``, decoded once per process for every :class:`DecodedReader` of it
+    (a Dask worker may hold several copies of one reader); the image decoded before it is
+    dropped first, so that two are never held.  Kept until the next image is decoded here or a
+    reader of it is closed (:func:`forget_decoded`)."""
+    info = os.stat(path)
+    key = (os.path.realpath(path), info.st_mtime_ns, info.st_size)
+    with _DECODED_LOCK:
+        if key not in _DECODED:
+            _DECODED.clear()
+            _DECODED[key] = load_image(path, max_pixels=None)
+        return _DECODED[key]
+
+
+def forget_decoded(path) -> None:
+    real = os.path.realpath(path)
+    with _DECODED_LOCK:
+        for key in [k for k in _DECODED if k[0] == real]:
+            del _DECODED[key]
 
 
 def reader_buffer_bytes(path) -> int:
     """Bytes the chunked reader of ``path`` decodes at once besides the block it reads: a
     TIFF's tile or strip, a ``.zarr`` chunk (0 for ``.npy`` and uncompressed TIFF, read
-    through memory maps of the rows a block needs)."""
+    through the rows a block needs)."""
     suffix = suffix_of(path)
     if suffix in (".tif", ".tiff"):
-        return _tiff_layout(path)[2]["segment"]
+        layout = tiff_layout(path, f"input {str(path)!r}")
+        if reads_in_place(path, layout):
+            return layout.segment_bytes
+        return _decoded_bytes(*layout.shape)
+    if suffix == ".png":
+        return _decoded_bytes(*read_layout(path))
     if suffix == ".zarr":
         array = _open_zarr_array(path)
         return int(np.prod(array.chunks, dtype=np.int64)) * np.dtype(array.dtype).itemsize
     return 0
 
 
-def _open_tiff_zarr(path):
-    try:
-        import zarr
-    except ImportError:
-        raise ConvcliError(
-            f"input {str(path)!r}: a compressed or tiled TIFF is read in chunks through "
-            f"zarr: pip install zarr"
-        ) from None
-    tifffile = _import_tifffile(f"input {str(path)!r}")
-    with quiet_tifffile_log():
-        store = tifffile.imread(path, aszarr=True)
-    stored = zarr.open(store, mode="r")
-    if not hasattr(stored, "shape"):  # a group (pyramid): its first level
-        stored = stored[next(iter(stored.array_keys()))]
-    return store, stored
+def _decoded_bytes(height: int, width: int, samples: int) -> int:
+    """What :class:`DecodedReader` holds, as :func:`reader_buffer_bytes` counts it: Pillow's
+    buffers, the stored samples and their float32 copy, once for all threads (the caller
+    counts a buffer twice a thread)."""
+    return (PILLOW_DECODE_BYTES + 4 * samples) * height * width // (2 * usable_cores())
 
 
 def _open_zarr_array(path):
@@ -397,14 +423,6 @@ def _open_zarr_array(path):
     if not hasattr(stored, "shape"):
         raise ConvcliError(f"input {str(path)!r}: is a Zarr group; name one of its arrays")
     return stored
-
-
-def _import_tifffile(where: str):
-    try:
-        import tifffile
-    except ImportError:
-        raise ConvcliError(f"{where}: TIFF in chunks needs tifffile: pip install 'convcli[dask]'") from None
-    return tifffile
 
 
 # ------------------------------------------------------------------ writers
@@ -499,15 +517,17 @@ def write_blocks(data, target):
     )
 
 
-def write_npy(path, result, blocks) -> None:
-    """``result`` (H x W x C, float32) as an ``.npy`` (H x W for one channel), block by block
-    (``blocks``: :class:`ThreadedBlocks` or its like)."""
-    shape = result.shape[:2] if result.shape[2] == 1 else result.shape
+def write_npy(path, result, blocks, keep_axis: bool = False) -> None:
+    """``result`` (H x W x C, float32) as an ``.npy``, block by block (``blocks``:
+    :class:`ThreadedBlocks` or its like): H x W for one channel, unless ``keep_axis`` (the
+    input was H x W x 1: so is the output)."""
+    flat = result.shape[2] == 1 and not keep_axis
+    shape = result.shape[:2] if flat else result.shape
     with atomic_file(path) as tmp:
         target = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
         offset = target.offset
         del target  # the header is written; blocks are written through maps of their own rows
-        data = result[:, :, 0] if result.shape[2] == 1 else result
+        data = result[:, :, 0] if flat else result
         blocks.write(write_blocks(data, NpyWriter(os.path.abspath(tmp), offset, shape)))
 
 
@@ -566,7 +586,7 @@ def _finished_blocks(tmp, data) -> set:
     return done
 
 
-def write_zarr(path, result, blocks, resume_key: str | None = None) -> None:
+def write_zarr(path, result, blocks, keep_axis: bool = False, resume_key: str | None = None) -> None:
     """``result`` as a ``.zarr`` array (float32; H x W for one channel), one Zarr chunk per
     block, written by the process that computed the block into a temporary folder beside
     ``path``, renamed into place once whole.
@@ -579,7 +599,12 @@ def write_zarr(path, result, blocks, resume_key: str | None = None) -> None:
         import zarr
     except ImportError:
         raise ConvcliError(f"output {str(path)!r}: .zarr needs zarr: pip install zarr") from None
-    data = regular(result[:, :, 0] if result.shape[2] == 1 else result)
+    data = regular(result[:, :, 0] if result.shape[2] == 1 and not keep_axis else result)
+    if is_url(path):  # a store named by URL: written under a temporary name, then moved
+        with atomic_store(path) as tmp:
+            target = zarr.open_array(tmp, mode="w", shape=data.shape, chunks=data.chunksize, dtype=np.float32)
+            blocks.write(write_blocks(data, target))
+        return
     tmp = old = None
     try:
         done: set = set()
@@ -625,16 +650,20 @@ def write_zarr(path, result, blocks, resume_key: str | None = None) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def write_tiff(path, result, value_map, requested, source_depth, blocks):
+def write_tiff(path, result, value_map, requested, source_depth, blocks, bounds=None, count=None):
     """An uncompressed TIFF, its samples in one contiguous run, each block mapped to samples
     and written through a memory map of its own rows by the process that computed it (no
-    band of rows is ever gathered); returns (depth, map) as reported."""
-    tifffile = _import_tifffile(f"output {str(path)!r}")
+    band of rows is ever gathered); returns (depth, map) as reported.
+
+    ``bounds``: the values shown black and white where the map fixes them (``range``,
+    ``offset``; ``normalize`` takes the result's min and max); ``count`` (a ClipCount) adds up
+    the clipped values as the blocks are encoded (in this process: on a Dask cluster each
+    worker counts its own blocks, and those counts are not gathered)."""
+    tifffile = import_tifffile(f"output {str(path)!r}", "a TIFF written in chunks needs tifffile")
     height, width, channels = (int(n) for n in result.shape)
     depth = choose_depth(path, requested, source_depth, channels)
     if depth != "float" and channels > 4:
         raise ConvcliError(f"output {str(path)!r}: {channels} channels cannot be written as TIFF; use .npy")
-    bounds = None
     if depth != "float" and value_map == "normalize":
         low, high = blocks.values(result.min(), result.max())
         bounds = (float(low), float(high))
@@ -649,6 +678,7 @@ def write_tiff(path, result, value_map, requested, source_depth, blocks):
         value_map,
         bounds,
         samples,
+        count,
         dtype=dtype,
         chunks=result.chunks[:2] + (((samples,),) if samples > 1 else ()),
         drop_axis=None if samples > 1 else 2,
@@ -668,9 +698,9 @@ def write_tiff(path, result, value_map, requested, source_depth, blocks):
     return depth, None if depth == "float" else value_map
 
 
-def _tiff_samples(rows, depth, value_map, bounds, samples):
+def _tiff_samples(rows, depth, value_map, bounds, samples, count):
     """One block's float32 values as the TIFF's samples (:func:`convcli.io.images.to_samples`)."""
     if depth == "float":
         return np.ascontiguousarray(rows[:, :, 0], dtype=np.float32)
-    band = to_samples(rows, depth, value_map, bounds)
+    band = to_samples(rows, depth, value_map, bounds, count)
     return band[:, :, 0] if samples == 1 else band

@@ -24,6 +24,7 @@ from ..constants import OUTPUT_FORMATS as FORMATS
 from ..errors import ConvcliError, describe
 from ..signals import committed, deferred
 from .npy import NPY_MAGIC
+from .tiff import quiet_tifffile_log
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -98,14 +99,19 @@ def check_values(stored, where: str) -> None:
         raise ConvcliError(f"{where}: holds values beyond float32's range (about ±3.4e38)")
 
 
-def to_float(stored, scale: float, gray: bool):
+def to_float(stored, scale: float, gray):
     """Stored pixels (H x W x C) as float32 values: divided by ``scale`` (see :func:`sample_scale`),
-    and converted to one luma channel with ``gray`` when there are three or more."""
+    and, with ``gray``, converted to one channel when there are three or more: ``"mean"`` is
+    ``(R + G + B) / 3``, ``"luma"`` (or True) ``0.299 R + 0.587 G + 0.114 B``."""
     part = np.asarray(stored, dtype=np.float32)
     if scale != 1:
         part *= np.float32(1.0 / scale)
     if gray and part.shape[2] >= 3:
-        part = (part[:, :, :3] @ np.array(LUMA, dtype=np.float32))[:, :, None]
+        # Element by element, in one order: a matrix product sums in an order that depends on
+        # the array's shape, so a block of an image would differ from the whole in the last bit.
+        weights = (1 / 3, 1 / 3, 1 / 3) if gray == "mean" else LUMA
+        red, green, blue = (part[:, :, i] * np.float32(w) for i, w in enumerate(weights))
+        part = (red + green + blue)[:, :, None]
     return part
 
 
@@ -123,7 +129,8 @@ class LoadedImage:
     alpha: object | None  # H x W alpha as stored, or None
     depth: str  # "8", "16" or "float": what the source held
     format: str
-    gray: bool = False  # convert to luma when read
+    gray: bool | str = False  # convert to one channel when read: "luma" (or True), "mean"
+    channel_axis: bool = False  # an H x W x C array (.npy), even C = 1: .npy outputs keep the axis
     _data: object = field(default=None, repr=False)
 
     @property
@@ -244,6 +251,7 @@ def load_image(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     before_decode: Callable[[int, int, int], object] | None = None,
     max_bytes: int | None = None,
+    banded: bool = False,
 ) -> LoadedImage:
     """Load an image file or ``.npy`` array; see :class:`LoadedImage` for the float view.
 
@@ -260,9 +268,10 @@ def load_image(
         An image file Pillow can read, or a ``.npy`` array (by its suffix; numeric, finite,
         2-D or 3-D, never unpickled).  ``path`` ``"-"`` reads standard input (an image, or
         ``.npy`` by its magic bytes).
-    gray : bool, optional
-        Read images of three or more channels as one luma channel,
-        ``0.299 R + 0.587 G + 0.114 B``.  Default False.
+    gray : bool or {"luma", "mean"}, optional
+        Read images of three or more channels as one channel: luma,
+        ``0.299 R + 0.587 G + 0.114 B`` (``"luma"`` or True), or the channels' mean
+        (``"mean"``).  Default False.
     max_pixels : int or None, optional
         Refuse an image of more pixels than this, known from its header before decoding
         (default 200 million); None for no limit.  Every format is checked, ``.npy`` included.
@@ -274,6 +283,10 @@ def load_image(
         up to half of it and no further, and an image whose decoding needs more (the stream
         and the decoded pixels; an ``.npy`` as stored and as float32) is refused before it is
         decoded.
+    banded : bool, optional
+        Decode a PNG without alpha as its rows are asked for (:meth:`LoadedImage.rows`, top to
+        bottom: a banded filter then holds a few bands of it, not the whole image); see
+        :mod:`convcli.io.pngread`.  Default False: every pixel is decoded here.
 
     Returns
     -------
@@ -333,9 +346,10 @@ def load_image(
     if is_npy:
         _check_npy_header(source, name, before_decode, gray, max_pixels, max_bytes, streamed)
         data = load_npy(source, name)
+        channel_axis = data.ndim == 3
         if data.ndim == 2:
             data = data[:, :, None]
-        loaded = LoadedImage(data, 1.0, None, "float", "NPY")
+        loaded = LoadedImage(data, 1.0, None, "float", "NPY", channel_axis=channel_axis)
     else:
         if streamed and max_bytes is not None:  # the stream stays in memory while it is decoded
             check = before_decode
@@ -346,7 +360,9 @@ def load_image(
                 if check is not None:
                     check(height, width, channels)
 
-        loaded = _load_with_pillow(source, name, max_pixels, before_decode, gray)
+        loaded = _load_png(source, name, max_pixels, before_decode, gray, banded)
+        if loaded is None:  # not a PNG, or one convcli's decoder leaves to Pillow
+            loaded = _load_with_pillow(source, name, max_pixels, before_decode, gray)
     loaded.gray = gray
     return loaded
 
@@ -371,6 +387,29 @@ def _check_npy_header(
         before_decode(height, width, 1 if gray and header.channels >= 3 else header.channels)
 
 
+def _load_png(source, name: str, max_pixels, before_decode, gray: bool, banded: bool) -> LoadedImage | None:
+    """A PNG decoded by :mod:`convcli.io.pngread` (the limits checked on its header first), or
+    None for a file it leaves to Pillow (not a PNG, interlaced, 1-4 bits, EXIF)."""
+    from . import pngread
+
+    where = f"input {name!r}"
+
+    def check(header):
+        check_pixels(header.height, header.width, max_pixels, where)
+        if before_decode is not None:
+            before_decode(header.height, header.width, 1 if gray else header.channels)
+
+    opened = pngread.open_png(source, where, check)
+    if opened is None:
+        return None
+    header, rows = opened
+    depth, scale = pngread.depth_and_scale(header)
+    if banded and not header.has_alpha:
+        return LoadedImage(pngread.StreamedPixels(rows), scale, None, depth, "PNG")
+    pixels, alpha = pngread.decode_whole(rows)
+    return LoadedImage(pixels, scale, alpha, depth, "PNG")
+
+
 def _load_with_pillow(
     source, name: str, max_pixels: int | None, before_decode=None, gray: bool = False
 ) -> LoadedImage:
@@ -382,7 +421,7 @@ def _load_with_pillow(
     Image.MAX_IMAGE_PIXELS = None  # the limit is checked below, before decoding
     tiff_type = None  # a TIFF's sample type, as its tags declare it
     if _is_tiff(source):
-        tiff_type, exact = _tiff_sample_type(source)
+        tiff_type, exact = tiff_sample_type(source)
         if not exact:  # int8, uint32, float64, 16-bit RGB, ...: tifffile reads them as stored
             return _load_with_tifffile(source, name, max_pixels, before_decode, gray, tiff_type)
     try:
@@ -456,7 +495,7 @@ def _is_tiff(source) -> bool:
     return head in TIFF_MAGIC
 
 
-def _tiff_sample_type(source) -> tuple[str | None, bool]:
+def tiff_sample_type(source) -> tuple[str | None, bool]:
     """A TIFF's sample type as its tags declare it (``"uint8"``, ``"int16"``, ``"float64"``; None
     when Pillow cannot open the file), and whether Pillow decodes those samples exactly.
 
@@ -497,50 +536,36 @@ def _tiff_sample_type(source) -> tuple[str | None, bool]:
 def _load_with_tifffile(
     source, name: str, max_pixels: int | None, before_decode, gray: bool, declared: str | None
 ) -> LoadedImage:
-    """A TIFF whose samples Pillow does not decode as stored, read by tifffile: its first image,
-    values by :func:`sample_scale` as in the chunked reader, alpha (an extra sample marked as
-    alpha) split off, the Orientation tag applied as Pillow applies it."""
+    """A TIFF whose samples Pillow does not decode as stored, read by the one TIFF decoder the
+    chunked reader uses too (:mod:`convcli.io.tiff`): its first page, upright (the Orientation
+    tag applied as Pillow applies it), values by :func:`sample_scale`, alpha (an extra sample
+    marked as alpha) split off."""
+    from .tiff import read_tiff, tiff_layout
+
     where = f"input {name!r}"
     try:
-        import tifffile
+        import tifffile  # noqa: F401
     except ImportError:
         if declared is None:
             raise ConvcliError(f"{where}: not an image file Pillow can read") from None
         raise ConvcliError(
             f"{where}: TIFF samples of type {declared} are read with tifffile: pip install tifffile"
         ) from None
+    layout = tiff_layout(source, where)
+    height, width, samples = layout.shape
+    channels = samples - layout.alpha
+    check_pixels(height, width, max_pixels, where)
+    depth, scale = sample_scale(layout.dtype, where)
+    if before_decode is not None:
+        before_decode(height, width, 1 if gray and channels >= 3 else channels)
     try:
-        with quiet_tifffile_log(), tifffile.TiffFile(source) as tif:
-            page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
-            if page.axes not in ("YX", "YXS", "SYX"):
-                raise ConvcliError(f"{where}: not one 2-D image (a TIFF of axes {page.axes})")
-            height, width = int(page.imagelength), int(page.imagewidth)
-            if height == 0 or width == 0:
-                raise ConvcliError(f"{where}: is empty ({width}x{height} pixels)")
-            extras = tuple(page.extrasamples or ())
-            alpha = page.samplesperpixel > 1 and bool(extras) and extras[-1] in (1, 2)
-            channels = page.samplesperpixel - alpha
-            if channels < 1:
-                raise ConvcliError(f"{where}: holds no samples per pixel")
-            check_pixels(height, width, max_pixels, where)
-            sample_scale(page.dtype, where)  # refuses complex samples before decoding
-            if before_decode is not None:
-                before_decode(height, width, 1 if gray and channels >= 3 else channels)
-            pixels = page.asarray()
-            if page.axes == "SYX":
-                pixels = np.moveaxis(pixels.reshape(page.samplesperpixel, height, width), 0, -1)
-            else:
-                pixels = pixels.reshape(height, width, page.samplesperpixel)
-            orientation = page.tags.valueof(274, 1)
+        pixels = read_tiff(source, layout)
     except ConvcliError:
         raise
     except Exception as exc:  # noqa: BLE001  (malformed files raise many kinds of errors)
         raise ConvcliError(f"{where}: cannot be decoded ({describe(exc)})") from None
-    pixels = _orient(pixels.astype(pixels.dtype.newbyteorder("="), copy=False), orientation)
-    pixels = np.ascontiguousarray(pixels)
     check_values(pixels, where)
-    depth, scale = sample_scale(pixels.dtype, where)
-    alpha_samples = pixels[:, :, -1] if alpha else None
+    alpha_samples = pixels[:, :, -1] if layout.alpha else None
     return LoadedImage(pixels[:, :, :channels], scale, alpha_samples, depth, "TIFF")
 
 
@@ -556,42 +581,6 @@ def _tiff_size(path) -> tuple[int, int] | None:
             return int(page.imagelength), int(page.imagewidth)
     except Exception:  # noqa: BLE001  (no tifffile, or a file it cannot read either)
         return None
-
-
-def _orient(pixels, orientation: int):
-    """H x W x C pixels turned upright by a TIFF/EXIF Orientation value, as Pillow's exif_transpose."""
-    turns = {
-        2: lambda a: a[:, ::-1],
-        3: lambda a: a[::-1, ::-1],
-        4: lambda a: a[::-1],
-        5: lambda a: a.transpose(1, 0, 2),
-        6: lambda a: np.rot90(a, -1),
-        7: lambda a: np.rot90(a, -1)[::-1],
-        8: lambda a: np.rot90(a, 1),
-    }
-    turn = turns.get(int(orientation))
-    return pixels if turn is None else turn(pixels)
-
-
-@contextmanager
-def quiet_tifffile_log():
-    """tifffile logs what it skips in a malformed file (a tag it cannot read) as warnings on
-    its logger; like Pillow's notes on skipped metadata they are harmless (the pixels decode,
-    or reading raises), so the records of this thread are dropped while the block runs."""
-    import logging
-    import threading
-
-    thread = threading.get_ident()
-    logger = logging.getLogger("tifffile")
-
-    def drop(record):
-        return record.thread != thread
-
-    logger.addFilter(drop)
-    try:
-        yield
-    finally:
-        logger.removeFilter(drop)
 
 
 def read_layout(path, gray: bool = False) -> tuple[int, int, int]:
@@ -677,44 +666,115 @@ def choose_depth(path, requested: str | None, source_depth: str, channels: int) 
     return depth
 
 
-def map_values(data, value_map: str, bounds: tuple[float, float] | None = None):
-    """Map float results to [0, 1] for 8/16-bit files; returns a new float32 array.
+class ClipCount:
+    """How many output values an 8/16-bit encoding clipped to black or white, counted band by
+    band as the samples are made (no second pass over the result).
 
-    ``clip``: clamp to [0, 1].  ``abs``: the magnitude, clamped (signed edge
-    responses show as bright edges on black).  ``normalize``: stretch
-    min..max (of ``bounds``, else of ``data``) to 0..1.  ``offset``: add 0.5,
-    then clamp (zero becomes mid-grey).
+    >>> count = ClipCount()
+    >>> _ = map_values(np.array([-1.0, 0.5, 2.0, 3.0], np.float32), "clip", count=count)
+    >>> count.clipped, count.total, count.fraction
+    (3, 4, 0.75)
     """
-    if value_map == "clip":
-        return np.clip(data, 0.0, 1.0, dtype=np.float32)
-    if value_map == "abs":
-        out = np.abs(data, dtype=np.float32)
-        return np.minimum(out, 1.0, out=out)
-    if value_map == "offset":
-        out = np.add(data, 0.5, dtype=np.float32)
-        return np.clip(out, 0.0, 1.0, out=out)
-    if value_map == "normalize":
-        low, high = bounds if bounds is not None else (float(data.min()), float(data.max()))
-        if high - low <= 0:
-            return np.zeros(data.shape, dtype=np.float32)
-        out = np.subtract(data, low, dtype=np.float32)
-        out *= np.float32(1.0 / (high - low))
-        return np.clip(out, 0.0, 1.0, out=out)
+
+    def __init__(self):
+        self.clipped = 0
+        self.total = 0
+
+    def add(self, outside: int, total: int) -> None:
+        self.clipped += int(outside)
+        self.total += int(total)
+
+    @property
+    def fraction(self) -> float:
+        return self.clipped / self.total if self.total else 0.0
+
+
+def shown_range(value_map: str, bounds=None) -> tuple[float, float]:
+    """The values an 8/16-bit output shows as black and white: ``(low, high)``.
+
+    ``clip`` and ``abs`` show 0..1 (``abs`` of the magnitudes); ``offset`` shows
+    ``bounds`` (default -0.5..0.5: zero is mid-gray); ``normalize`` and ``range`` show
+    ``bounds`` (the result's min and max, or ``--range VMIN,VMAX``).
+    """
+    if value_map in ("clip", "abs"):
+        return 0.0, 1.0
+    if value_map == "offset" and bounds is None:
+        return -0.5, 0.5
+    if value_map in ("offset", "normalize", "range"):
+        if bounds is None:
+            raise ConvcliError(f"map: {value_map} needs the bounds of the values shown")
+        return float(bounds[0]), float(bounds[1])
     choices = ", ".join(m for m in VALUE_MAPS if m != "auto")
     raise ConvcliError(f"map: expected one of {choices}, got {value_map!r}")
 
 
-def to_samples(rows, depth: str, value_map: str, bounds=None):
+def map_values(data, value_map: str, bounds: tuple[float, float] | None = None, count=None):
+    """Map float results to [0, 1] for 8/16-bit files; returns a new float32 array.
+
+    ``clip``: clamp to [0, 1].  ``abs``: the magnitude, clamped (signed edge
+    responses show as bright edges on black).  ``normalize``: stretch
+    min..max (of ``bounds``, else of ``data``) to 0..1.  ``offset``: shift
+    ``bounds`` (default -0.5..0.5, so zero becomes mid-grey) to 0..1, then clamp.
+    ``range``: ``bounds`` is the display range (matplotlib's ``vmin, vmax``):
+    ``(x - vmin) / (vmax - vmin)``, then clamp.  ``count`` (a :class:`ClipCount`)
+    adds up the values that fell outside and were clamped.
+
+    >>> map_values(np.array([-0.5, 0.0, 0.005, 0.02], np.float32), "range", (0.0, 0.01)).tolist()
+    [0.0, 0.0, 0.5, 1.0]
+    """
+    if value_map == "normalize" and bounds is None:
+        bounds = (float(data.min()), float(data.max())) if data.size else (0.0, 1.0)
+    low, high = shown_range(value_map, bounds)
+    if value_map == "clip":  # counted on the data itself: no copy before the clip
+        if count is not None:
+            count.add(np.count_nonzero(data < 0) + np.count_nonzero(data > 1), data.size)
+        return np.clip(data, 0.0, 1.0, dtype=np.float32)
+    if value_map == "abs":
+        out = np.abs(data, dtype=np.float32)
+    elif high - low <= 0:
+        out = np.zeros(data.shape, dtype=np.float32)
+    else:
+        out = np.subtract(data, low, dtype=np.float32)
+        out *= np.float32(1.0 / (high - low))
+    if count is not None:
+        count.add(np.count_nonzero(out < 0) + np.count_nonzero(out > 1), out.size)
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def to_samples(rows, depth: str, value_map: str, bounds=None, count=None):
     """Float result rows (H x W x C) as the integer samples of an 8- or 16-bit file: mapped
-    to [0, 1] by ``value_map``, scaled and rounded.  8-bit keeps every channel (uint8);
-    16-bit keeps the first (uint16 H x W x 1)."""
-    band = map_values(rows[:, :, :1] if depth == "16" else rows, value_map, bounds)
+    to [0, 1] by ``value_map`` (see :func:`map_values`), scaled and rounded.  8-bit keeps every
+    channel (uint8); 16-bit keeps the first (uint16 H x W x 1)."""
+    band = map_values(rows[:, :, :1] if depth == "16" else rows, value_map, bounds, count)
     band *= 65535.0 if depth == "16" else 255.0
     np.rint(band, out=band)
     return band.astype(np.uint16 if depth == "16" else np.uint8)
 
 
+def clip_warning(where: str, count: ClipCount, value_map: str, bounds=None) -> str | None:
+    """The warning for an output more than half of whose values were clipped (an all-white
+    picture from a kernel that sums to 13, say), or None.
+
+    >>> count = ClipCount(); count.add(97, 100)
+    >>> clip_warning("input 'x.png'", count, "clip").split(" and ")[0]
+    "input 'x.png': 97% of the output values lie outside the range shown (0..1)"
+    """
+    if count.fraction <= 0.5:
+        return None
+    low, high = shown_range(value_map, bounds)
+    what = " of magnitudes" if value_map == "abs" else ""
+    return (
+        f"{where}: {count.fraction:.0%} of the output values lie outside the range shown{what} "
+        f"({low:g}..{high:g}) and were clipped to black or white; choose the range with "
+        f"--range VMIN,VMAX or stretch it with --map normalize"
+    )
+
+
 def check_output_folder(path) -> None:
+    from .stores import is_url
+
+    if is_url(path):  # a store named by URL (.zarr only): its writer makes the prefix it needs
+        return
     folder = Path(path).resolve().parent
     if not folder.exists():
         raise ConvcliError(f"output {str(path)!r}: folder {str(Path(path).parent)!r} does not exist")
@@ -732,27 +792,34 @@ def holds_alpha(path, depth: str) -> bool:
     return output_format(path)[0] in ("PNG", "TIFF", "WEBP") and depth == "8"
 
 
-def encode(data, alpha, path, *, depth: str, value_map: str):
-    """Turn a float H x W x C result into the array that gets written (see :func:`encode_bands`)."""
+def encode(data, alpha, path, *, depth: str, value_map: str, bounds=None, count=None, keep_axis=False):
+    """Turn a float H x W x C result into the array that gets written (see :func:`encode_bands`;
+    ``normalize`` takes its bounds from ``data`` unless given).  An ``.npy`` of one channel is
+    H x W, unless ``keep_axis`` (the input was an H x W x 1 array: so is the output)."""
     fmt, _ = output_format(path)
     if fmt == "NPY":
-        return data[:, :, 0] if data.shape[2] == 1 else data
+        return data[:, :, 0] if data.shape[2] == 1 and not keep_axis else data
     if depth == "float":
         return np.ascontiguousarray(data[:, :, 0], dtype=np.float32)
-    bounds = (float(data.min()), float(data.max())) if value_map == "normalize" else None
+    if value_map == "normalize" and bounds is None:
+        bounds = (float(data.min()), float(data.max()))
     bands = (
         (start, data[start : start + _ENCODE_BAND_ROWS])
         for start in range(0, data.shape[0], _ENCODE_BAND_ROWS)
     )
-    return encode_bands(bands, data.shape, alpha, path, depth=depth, value_map=value_map, bounds=bounds)
+    return encode_bands(
+        bands, data.shape, alpha, path, depth=depth, value_map=value_map, bounds=bounds, count=count
+    )
 
 
-def encode_bands(bands, shape, alpha, path, *, depth: str, value_map: str, bounds=None):
+def encode_bands(bands, shape, alpha, path, *, depth: str, value_map: str, bounds=None, count=None):
     """8/16-bit pixels from float result bands ``(first row, rows)`` of an H x W x C result.
 
     8-bit: uint8 H x W x C (alpha, a float H x W in [0, 1], appended where the
     format holds it).  16-bit: uint16 H x W.  Only one band is ever held as
-    floats.  ``normalize`` needs ``bounds`` (the result's min and max).  For
+    floats.  ``normalize`` needs ``bounds`` (the result's min and max), ``range`` and
+    ``offset`` take theirs (see :func:`map_values`); ``count`` (a :class:`ClipCount`) adds up
+    the clipped values as the bands are encoded.  For
     PNG the pixels stay bands too (a :class:`convcli.io.png.PixelBands`,
     made as the writer asks for them); other formats get the whole array.
     """
@@ -768,7 +835,7 @@ def encode_bands(bands, shape, alpha, path, *, depth: str, value_map: str, bound
 
     def pixel_bands():
         for start, rows in bands:
-            samples = to_samples(rows, depth, value_map, bounds)
+            samples = to_samples(rows, depth, value_map, bounds, count)
             pixels = np.empty((samples.shape[0], width, channels), dtype=dtype)
             pixels[:, :, : samples.shape[2]] = samples
             if with_alpha:

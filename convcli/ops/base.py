@@ -54,12 +54,41 @@ class Operation(ABC):
     Subclasses set ``name`` and, per instance, ``tag`` (names default outputs:
     ``sobel-vertical``, ``maxpool2``, ``up-bilinear``) and ``value_map`` (how
     results outside [0, 1] become 8/16-bit pixels when the user does not say).
+    ``value_range``: with ``value_map`` ``"range"``, the values shown black and white
+    (``--range VMIN,VMAX``, matplotlib's ``vmin, vmax``).
     """
 
     name: ClassVar[str]
     streams_bands: ClassVar[bool] = False  # whether :meth:`bands` can compute from stored rows
     tag: str
     value_map: str
+    value_range: tuple[float, float] | None = None
+
+    # --------------------------------------------------------------- values
+
+    def gain(self) -> float:
+        """What the operation makes of a flat area of value 1, away from the borders: 1 for
+        pooling (and by default), a filter's kernel sum, an upsampling kernel's sum over the
+        stride's pixels; a chain multiplies its stages'."""
+        return 1.0
+
+    def display_bounds(self) -> tuple[float, float] | None:
+        """The values an 8/16-bit output shows as black and white, where the map fixes them
+        before the result is known: ``range``, its ``value_range``; ``offset``, the width-1
+        range centred on half the :meth:`gain`, so that a flat mid-gray area stays mid-gray
+        (``-0.5..0.5`` for a kernel summing to 0, an edge detector: zero is mid-gray;
+        ``0..1`` for one summing to 1, such as emboss).  None for the other maps
+        (``normalize`` takes the result's min and max)."""
+        if self.value_map == "range":
+            if self.value_range is None:
+                from ..errors import ConvcliError
+
+                raise ConvcliError("map: 'range' needs value_range, the values shown black and white")
+            return tuple(self.value_range)
+        if self.value_map == "offset":
+            gain = self.gain()
+            return (gain - 1) / 2, (gain + 1) / 2
+        return None
 
     # ---------------------------------------------------------------- sizes
 
@@ -186,7 +215,7 @@ class Operation(ABC):
 
     @abstractmethod
     def size_formula(self, input_hw: Pair) -> list[str]:
-        """The output-size formula per side with the numbers put in, height first."""
+        """The output-size formula per side with the numbers put in, width first (WIDTHxHEIGHT)."""
 
     @abstractmethod
     def explain(self, matrix: np.ndarray, at: tuple[int, int]) -> Step:

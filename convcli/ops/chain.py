@@ -53,6 +53,12 @@ class Chain(Operation):
             (stage.value_map for stage in stages if stage.value_map != "clip"), "clip"
         )
 
+    def gain(self) -> float:
+        product = 1.0
+        for stage in self.stages:
+            product *= stage.gain()
+        return product
+
     # ---------------------------------------------------------------- sizes
 
     def size_path(self, input_hw: Pair) -> list[Pair]:

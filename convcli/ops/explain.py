@@ -66,6 +66,76 @@ def check_position(at: tuple[int, int], out_shape) -> None:
         )
 
 
+AXES = ((1, "column", "left", "right"), (0, "row", "top", "bottom"))  # width first, as WIDTHxHEIGHT
+
+
+def _listed(values) -> str:
+    values = list(values)
+    if len(values) > 2 and values == list(range(values[0], values[-1] + 1)):
+        return f"{values[0]}..{values[-1]}"
+    return ", ".join(str(v) for v in values)
+
+
+def reach_notes(in_hw, out_hw, kernel_hw, stride, dilation, sides) -> list[str]:
+    """What the windows leave out, columns first then rows: the input columns (rows) no
+    window reaches, and why (the next jump of the stride would run past the padded input;
+    the stride is longer than the window; dilation skips them).
+
+    >>> note = reach_notes((5, 5), (1, 1), (3, 3), (3, 3), (1, 1), (0, 0, 0, 0))[0]
+    >>> note.split(": ")[0]
+    'no window reaches input columns 3, 4'
+    >>> note.split("; ")[1].split(", past")[0]
+    'the next jump would start at column 3 and need columns 3..5'
+    """
+    notes = []
+    for axis, name, _, _ in AXES:
+        n, out, k = in_hw[axis], out_hw[axis], kernel_hw[axis]
+        s, d, before, after = stride[axis], dilation[axis], sides[2 * axis], sides[2 * axis + 1]
+        starts = [o * s - before for o in range(out)]
+        touched = {start + m * d for start in starts for m in range(k)}
+        missing = [i for i in range(n) if i not in touched]
+        if not missing:
+            continue
+        plural = f"{name}s" if len(missing) > 1 else name
+        text = f"no window reaches input {plural} {_listed(missing)}"
+        reasons = []
+        beyond = [i for i in missing if i > max(touched)]
+        if beyond:
+            start = out * s - before
+            reasons.append(
+                f"the windows start every {s} {name}s, at {_listed(starts)}; the next jump would start at "
+                f"{name} {start} and need {name}s {start}..{start + (k - 1) * d}, past the last {name} "
+                f"the padded input has ({n - 1 + after})"
+            )
+        if len(beyond) < len(missing):
+            extent = d * (k - 1) + 1
+            why = f"the stride {s} is longer than the window ({extent})" if s > extent else ""
+            if d > 1:
+                why = (why + " and " if why else "") + f"the dilation {d} skips {d - 1} between taps"
+            reasons.append(f"the others fall between windows: {why or 'no window covers them'}")
+        notes.append(text + (": " + "; ".join(reasons) if reasons else ""))
+    return notes
+
+
+def hanging_notes(in_hw, out_hw, size, stride, padding, dilation) -> list[str]:
+    """The windows that hang past the input and its padding (pooling with ``ceil_mode``), columns
+    first: their cells outside count for nothing (no value for max and min, not in the divisor
+    of mean)."""
+    notes = []
+    for axis, name, _, side in AXES:
+        n, k, s, p, d = in_hw[axis], size[axis], stride[axis], padding[axis], dilation[axis]
+        for o in range(out_hw[axis]):
+            start = o * s - p
+            end = start + (k - 1) * d
+            if end > n - 1 + p:
+                notes.append(
+                    f"ceil_mode: the window of output {name} {o} covers input {name}s {start}..{end}, "
+                    f"past the {side} edge (its last {name}, padding included, is {n - 1 + p}); its cells "
+                    f"outside count for nothing"
+                )
+    return notes
+
+
 def explain_filter(x, kernel, *, stride, sides, dilation, pad_mode, mode, at) -> Step:
     """Explain ``out[at]`` of :func:`convcli.engine.filtering.filter2d` on a 2-D matrix."""
     from ..engine.padding import pad2d
@@ -92,11 +162,17 @@ def explain_filter(x, kernel, *, stride, sides, dilation, pad_mode, mode, at) ->
         f"right {sides[3]}); the window of output ({row}, {col}) is marked"
     )
     equation = f"out({row}, {col}) = " + " + ".join(terms) + f" = {number(total)}"
-    return Step(title, padded, marked, (-top, -left), k, note, terms, total, equation)
+    kernel_hw, padded_hw = (len(k), len(k[0])), (len(padded), len(padded[0]))
+    out_hw = tuple((padded_hw[a] - dilation[a] * (kernel_hw[a] - 1) - 1) // stride[a] + 1 for a in (0, 1))
+    notes = reach_notes(x.shape[:2], out_hw, kernel_hw, stride, dilation, sides)
+    return Step(title, padded, marked, (-top, -left), k, note, terms, total, equation, notes)
 
 
-def explain_pool(x, *, size, stride, padding, dilation, ceil_mode, op, count_include_pad, at) -> Step:
-    """Explain ``out[at]`` of :func:`convcli.engine.pooling.pool2d` on a 2-D matrix."""
+def explain_pool(
+    x, *, size, stride, padding, dilation, ceil_mode, op, count_include_pad, at, out_size=None
+) -> Step:
+    """Explain ``out[at]`` of :func:`convcli.engine.pooling.pool2d` on a 2-D matrix (whose
+    output is ``out_size``, ``(height, width)``, for the notes on what the windows leave out)."""
     height, width = len(x), len(x[0])
     (kh, kw), (sy, sx), (ph, pw), (dy, dx) = size, stride, padding, dilation
     row, col = at
@@ -138,6 +214,11 @@ def explain_pool(x, *, size, stride, padding, dilation, ceil_mode, op, count_inc
             notes.append(f"--no-count-include-pad: the divisor {counted} counts input cells only")
         if window_cells < kh * kw:
             notes.append("the window runs past the padding (ceil_mode), those cells are not counted")
+    out_hw = out_size if out_size is not None else (row + 1, col + 1)
+    sides = (ph, ph, pw, pw)
+    notes += reach_notes((height, width), out_hw, size, stride, dilation, sides)
+    if ceil_mode:
+        notes += hanging_notes((height, width), out_hw, size, stride, padding, dilation)
     title = (
         f"input with padding {pw} left/right, {ph} top/bottom (blank cells); "
         f"the window of output ({row}, {col}) is marked"

@@ -33,8 +33,16 @@ from .base import (
     tile_rows,
 )
 
-BAND_ROWS = 64  # output rows per band of the streaming path
+BAND_ROWS = 64  # output rows per band of the streaming path, at most
+# Values per band at most: 64 rows of a 4K RGB image.  Wider images get fewer rows a band: at
+# 8K RGB, bands of 64 rows held about 40 MiB more in flight than bands of 32.
+BAND_VALUES = 64 * 3840 * 3
 FFT_CHANNEL_BYTES = 32  # per pixel of the FFT's shape: one channel's spectra and inverse in flight
+
+
+def band_rows_for(width: int, channels: int) -> int:
+    """Output rows per band of :meth:`Filter.bands`: ``BAND_ROWS``, fewer for wide images."""
+    return max(8, min(BAND_ROWS, BAND_VALUES // max(1, width * channels)))
 
 
 @register
@@ -82,6 +90,11 @@ class Filter(Operation):
         total = float(np.abs(self.kernel).sum())
         return "abs" if abs(float(self.kernel.sum())) <= 1e-6 * total else "clip"
 
+    def gain(self) -> float:
+        if isinstance(self.kernel, PlannedKernel):
+            return 1.0
+        return float(self.kernel.sum(dtype=np.float64))
+
     @property
     def extent(self) -> Pair:
         """The dilated kernel: ``dilation*(k - 1) + 1`` per side."""
@@ -114,7 +127,7 @@ class Filter(Operation):
         out_h, out_w = self.output_size(input_hw)
         sides = self.padding_sides(input_hw)
         whole = self.call_bytes(input_hw, (out_h, out_w), sides, channels, None)
-        rows = min(out_h, BAND_ROWS)
+        rows = min(out_h, band_rows_for(input_hw[1], channels))
         band_in = ((rows - 1) * self.stride[0] + self.extent[0], input_hw[1])
         band_sides = (0, 0, sides[2], sides[3])
         band = FLOAT_BYTES * channels * band_in[0] * band_in[1] + self.call_bytes(
@@ -172,7 +185,7 @@ class Filter(Operation):
             mode=self.mode,
         )
 
-    def bands(self, loaded, band_rows: int = BAND_ROWS):
+    def bands(self, loaded, band_rows: int | None = None):
         """The result as float bands computed from stored pixels, band after band.
 
         ``loaded`` has ``size`` and ``rows(index)`` (as ``convcli.io.images.LoadedImage``).
@@ -182,12 +195,21 @@ class Filter(Operation):
         size = loaded.size
         out_h, _ = self.output_size(size)
         _, _, left, right = self.padding_sides(size)
+        if band_rows is None:
+            band_rows = band_rows_for(size[1], loaded.channels)
 
-        def band(first):
-            start, stop = self.input_rows(0, first, min(first + band_rows, out_h), size)
-            index, zeros = pad_rows(size[0], start, stop, self.pad_mode)
-            rows = loaded.rows(index)
-            rows[zeros] = 0
+        def inputs():
+            # Rows are read here, band after band on the consumer's thread, so that a source
+            # decoded as it is read (a streamed PNG) is asked for its rows top to bottom.
+            for first in range(0, out_h, band_rows):
+                start, stop = self.input_rows(0, first, min(first + band_rows, out_h), size)
+                index, zeros = pad_rows(size[0], start, stop, self.pad_mode)
+                rows = loaded.rows(index)
+                rows[zeros] = 0
+                yield first, rows
+
+        def band(item):
+            first, rows = item
             # One thread per band: the bands themselves run on ordered_map's threads.
             return first, filter2d(
                 rows,
@@ -200,7 +222,7 @@ class Filter(Operation):
                 workers=1,
             )
 
-        return ordered_map(band, range(0, out_h, band_rows))
+        return ordered_map(band, inputs())
 
     def chunked(self, image, chunk=None):
         from . import blocks
@@ -245,7 +267,7 @@ class Filter(Operation):
         sides = self.padding_sides(input_hw)
         out = self.output_size(input_hw)
         lines = []
-        for axis, side in enumerate(("height", "width")):
+        for axis, side in ((1, "width"), (0, "height")):  # WIDTHxHEIGHT, as everywhere
             n, k = input_hw[axis], self.kernel.shape[axis]
             s, d = self.stride[axis], self.dilation[axis]
             before, after = sides[2 * axis], sides[2 * axis + 1]

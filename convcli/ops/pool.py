@@ -163,7 +163,7 @@ class Pool(Operation):
 
     def size_formula(self, input_hw: Pair) -> list[str]:
         lines = []
-        for axis, side in enumerate(("height", "width")):
+        for axis, side in ((1, "width"), (0, "height")):  # WIDTHxHEIGHT, as everywhere
             n, k, s = input_hw[axis], self.size[axis], self.stride[axis]
             p, d = self.padding[axis], self.dilation[axis]
             value = pool_output_length(n, k, s, p, d, self.ceil_mode)
@@ -173,7 +173,8 @@ class Pool(Operation):
             raw = -(-(n + 2 * p - d * (k - 1) - 1) // s) + 1
             if self.ceil_mode and raw != value:
                 text += (
-                    f" = {raw}; the last window would start in the right padding, so it is dropped: {value}"
+                    f" = {raw}; the last window would start in the {'right' if axis else 'bottom'} padding, "
+                    f"so it is dropped: {value}"
                 )
             else:
                 text += f" = {value}"
@@ -205,6 +206,7 @@ class Pool(Operation):
             op=self.op,
             count_include_pad=self.count_include_pad,
             at=at,
+            out_size=self.output_size(matrix.shape[:2]),
         )
 
 

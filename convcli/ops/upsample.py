@@ -88,6 +88,11 @@ class Upsample(Operation):
         self.tag = f"up-{info.name if info else 'kernel'}"
         self.value_map = value_map or "clip"
 
+    def gain(self) -> float:
+        if isinstance(self.kernel, PlannedKernel):
+            return 1.0
+        return float(self.kernel.sum(dtype=np.float64)) / (self.stride[0] * self.stride[1])
+
     @property
     def extent(self) -> Pair:
         return tuple(d * (k - 1) + 1 for d, k in zip(self.dilation, self.kernel.shape))
@@ -189,7 +194,7 @@ class Upsample(Operation):
     def size_formula(self, input_hw: Pair) -> list[str]:
         out = self.output_size(input_hw)
         lines = []
-        for axis, side in enumerate(("height", "width")):
+        for axis, side in ((1, "width"), (0, "height")):  # WIDTHxHEIGHT, as everywhere
             n, k, s = input_hw[axis], self.kernel.shape[axis], self.stride[axis]
             p, op, d = self.padding[axis], self.output_padding[axis], self.dilation[axis]
             lines.append(f"{side}: ({n} - 1)*{s} - 2*{p} + {d}*({k}-1) + {op} + 1 = {out[axis]}")

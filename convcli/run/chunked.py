@@ -37,9 +37,11 @@ from ..io.bigfiles import (
     write_tiff,
     write_zarr,
 )
-from ..io.images import check_output_folder, check_pixels
+from ..io.images import ClipCount, check_output_folder, check_pixels
+from ..io.stores import is_url
 from ..ops.base import INPUT_BYTES, Operation
 from ..system import usable_cores
+from .report import clip_record
 from .tasks import STDIN, STDOUT, Outcome, RunOptions, Task, failed, make_output_folder
 
 BLOCK_FLOATS = 3  # a block in flight: its padded input, its output and one temporary
@@ -80,31 +82,34 @@ def process_huge(
         )
     check_output_folder(output_path)
     # Workers may run in another folder: they get absolute paths (the record keeps the given ones).
-    source = open_source(os.path.abspath(input_path), chunk=chunk, gray=gray)
-    target = os.path.abspath(output_path)
+    source = open_source(_absolute(input_path), chunk=chunk, gray=gray)
+    target = _absolute(output_path)
+    count = ClipCount()  # the TIFF's clipped values, counted as its blocks are encoded
     try:
         result = op.chunked(source, chunk)
         out_h, out_w, channels = (int(n) for n in result.shape)
-        count = int(result.numblocks[0] * result.numblocks[1])
-        with block_bar(progress, count, str(output_path)) as advance:
+        block_count = int(result.numblocks[0] * result.numblocks[1])
+        with block_bar(progress, block_count, str(output_path)) as advance:
             if client is not None:
                 blocks = ClusterBlocks(client, advance)
             else:
                 blocks = ThreadedBlocks(workers, advance)
             if out_suffix == ".npy":
                 written_depth, value_map = "float", None
-                write_npy(target, result, blocks)
+                write_npy(target, result, blocks, keep_axis=source.channel_axis)
             elif out_suffix == ".zarr":
                 written_depth, value_map = "float", None
-                write_zarr(target, result, blocks, resume_key(op, input_path, chunk, gray))
+                key = resume_key(op, input_path, chunk, gray)
+                write_zarr(target, result, blocks, keep_axis=source.channel_axis, resume_key=key)
             else:
+                bounds = op.display_bounds()
                 written_depth, value_map = write_tiff(
-                    target, result, op.value_map, depth, source.depth, blocks
+                    target, result, op.value_map, depth, source.depth, blocks, bounds, count
                 )
     finally:
         source.close()
     alpha = "none" if not source.alpha else "dropped"
-    return {
+    record = {
         "input": str(input_path),
         "output": str(output_path),
         "operation": op.name,
@@ -117,17 +122,28 @@ def process_huge(
         "alpha": alpha,
         "chunked": {
             "chunk": dict(zip(("height", "width"), as_pair(chunk, "chunk", minimum=1))),
-            "blocks": count,
+            "blocks": block_count,
         },
     }
+    if value_map is not None:
+        clip_record(record, str(input_path), value_map, count, bounds)
+    return record
 
 
-def resume_key(op: Operation, input_path, chunk, gray: bool) -> str:
+def _absolute(path):
+    """A local path made absolute (a worker may run in another folder); a URL as it is."""
+    return path if is_url(str(path)) else os.path.abspath(path)
+
+
+def resume_key(op: Operation, input_path, chunk, gray: bool) -> str | None:
     """Eight hex digits naming what a ``.zarr`` output holds: the input (its absolute path,
-    size and modification time), the operation and its parameters, the blocks."""
+    size and modification time), the operation and its parameters, the blocks (None for an
+    input named by URL: no resuming)."""
     import hashlib
     import pickle
 
+    if is_url(str(input_path)):
+        return None
     stat = os.stat(input_path)
     what = (os.path.abspath(input_path), stat.st_size, stat.st_mtime_ns, chunk, gray)
     return hashlib.sha256(pickle.dumps((what, op))).hexdigest()[:8]
@@ -268,7 +284,7 @@ def wants_chunked(op: Operation, task: Task, opts: RunOptions) -> bool:
         if in_suffix == ".zarr":
             raise ConvcliError(f"input {task.input!r}: .zarr {MISSING_EXTRA}")
         return False
-    if in_suffix == ".zarr" or opts.chunk is not None:
+    if ".zarr" in (in_suffix, out_suffix) or opts.chunk is not None:  # only this path does .zarr
         return True
     if opts.max_memory is None:
         return False
@@ -396,4 +412,4 @@ def process_chunked(op: Operation, task: Task, opts: RunOptions, client=None) ->
         f"{task.input}: {op.size_text(size_in)}, wrote {task.output} "
         f"in {blocks} block{'s' if blocks != 1 else ''}{note}"
     )
-    return Outcome(task, "done", record, line)
+    return Outcome(task, "done", record, line, warning=record.get("warning"))

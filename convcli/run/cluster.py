@@ -291,6 +291,7 @@ def process_on_worker(op, task, opts, cwd: str):
     ]
     outcome.task = task
     outcome.line = _swap(outcome.line, swaps)
+    outcome.warning = outcome.warning and _swap(outcome.warning, swaps)
     outcome.record = {
         key: _swap(value, swaps) if isinstance(value, str) else value for key, value in outcome.record.items()
     }

@@ -11,17 +11,22 @@ import os
 import re
 import string
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import ConvcliError, describe
 from ..io.images import read_size
+from ..io.stores import check_url, is_url, local_path, url_key
+from ..io.stores import exists as store_exists
+from ..io.stores import join as join_url
+from ..io.stores import parent as url_parent
 from ..ops.base import Operation
 from .tasks import STDIN, STDOUT, Outcome, RunOptions, Task, failed, os_reason, size_record
 
 # What a folder input picks up.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".npy")
 # Output suffixes that keep the input's extension in default names.
-KEEP_SUFFIXES = (".png", ".tif", ".tiff", ".npy", ".bmp", ".webp")
+KEEP_SUFFIXES = (".png", ".tif", ".tiff", ".npy", ".bmp", ".webp", ".zarr")
 TEMPLATE_FIELDS = ("stem", "ext", "parent", "op", "kernel", "name")
 MAX_FIELD_WIDTH = 255  # a template's format spec may pad a field to this many characters, no more
 DEFAULT_NAME_MAX = 255  # bytes in one file name, where the file system does not say
@@ -37,7 +42,12 @@ def expand_inputs(inputs: list[str], recursive: bool) -> tuple[list[str], bool]:
     paths: list[str] = []
     batch = len(inputs) > 1
     for item in inputs:
+        item = local_path(item)  # a file:// URL is a local path
         if item == STDIN:
+            paths.append(item)
+            continue
+        if is_url(item):  # a .zarr store, one image; never expanded as a folder or a pattern
+            check_url(item, "input")
             paths.append(item)
             continue
         path = Path(item)
@@ -70,7 +80,8 @@ def expand_inputs(inputs: list[str], recursive: bool) -> tuple[list[str], bool]:
 
 
 def _input_root(item: str) -> Path | None:
-    return Path(item) if item != STDIN and os.path.isdir(item) else None
+    item = local_path(item)
+    return Path(item) if item != STDIN and not is_url(item) and os.path.isdir(item) else None
 
 
 # ---------------------------------------------------------------- outputs
@@ -127,7 +138,7 @@ def render_template(template: str, input_path: str, op: Operation) -> str:
     fields = {
         "stem": path.stem,
         "ext": path.suffix.lstrip("."),
-        "parent": str(path.parent),
+        "parent": url_parent(input_path) if is_url(input_path) else str(path.parent),
         "op": op.name,
         "kernel": op.tag,
         "name": path.name,
@@ -152,27 +163,42 @@ def plan_outputs(
         raise ConvcliError("-o -: standard output can carry one image only")
     if opts.template is not None:
         check_template(opts.template)
+    if opts.output is not None:
+        opts = replace(opts, output=local_path(opts.output))
     roots = [r for r in map(_input_root, raw_inputs) if r is not None]
     limits: dict[str, int] = {}
     tasks = []
     for index, item in enumerate(inputs):
-        replace = make_folder = False
+        overwrites = make_folder = False
         if opts.output == STDOUT:
             output = STDOUT
         elif opts.template is not None:
             output, make_folder = render_template(opts.template, item, op), True
         elif opts.output is not None and (
-            batch or os.path.isdir(opts.output) or opts.output.endswith(("/", os.sep))
+            batch or _is_folder(opts.output) or opts.output.endswith(("/", os.sep))
         ):
             sub = _relative_folder(item, roots) if opts.recursive else Path()
-            output, make_folder = str(Path(opts.output) / sub / default_name(item, op)), True
+            if is_url(opts.output):  # a prefix in a store: joined with '/', never made
+                output = join_url(opts.output, *sub.parts, default_name(item, op, ".zarr"))
+            else:
+                output, make_folder = str(Path(opts.output) / sub / default_name(item, op)), True
         elif opts.output is not None:
-            output, replace = opts.output, True
+            output, overwrites = opts.output, True
+        elif is_url(item):
+            output = join_url(url_parent(item), default_name(item, op))
         else:
             folder = Path(".") if item == STDIN else Path(item).parent
             output = str(folder / default_name(item, op))
-        problem = None if output == STDOUT else name_problem(output, opts.template is not None, limits)
-        tasks.append(Task(index, item, output, replace, make_folder, problem))
+        output = local_path(output)  # a template may render a file:// URL
+        if is_url(output):
+            check_url(output, "output")
+            make_folder = False
+        problem = (
+            None
+            if output == STDOUT or is_url(output)
+            else name_problem(output, opts.template is not None, limits)
+        )
+        tasks.append(Task(index, item, output, overwrites, make_folder, problem))
 
     reads = [("image", i) for i in inputs] + list(opts.reads)
     refuse_reads_as_outputs([t.output for t in tasks], reads)
@@ -190,6 +216,12 @@ def plan_outputs(
     return tasks
 
 
+def _is_folder(path: str) -> bool:
+    """An existing folder other than a ``.zarr`` store (a folder that is one image): ``-o x.zarr``
+    names the store itself, to be replaced (or refused as an input), never a folder to write in."""
+    return os.path.isdir(path) and Path(path).suffix.lower() != ".zarr"
+
+
 def _relative_folder(item: str, roots: list[Path]) -> Path:
     path = Path(item).resolve()
     for root in roots:
@@ -200,8 +232,12 @@ def _relative_folder(item: str, roots: list[Path]) -> Path:
     return Path()
 
 
-def path_key(path: str) -> str:
-    """The same file, however it is named: resolved links, normalised case."""
+def path_key(path: str):
+    """The same file, however it is named: resolved links, normalised case (a store named by
+    URL: its protocol and normalised path, see :func:`convcli.io.stores.url_key`)."""
+    path = local_path(path)
+    if is_url(path):
+        return url_key(path)
     return os.path.normcase(os.path.realpath(path))
 
 
@@ -209,6 +245,8 @@ def file_keys(path: str) -> set[tuple]:
     """What tells a file apart however it is named: its resolved path (symbolic links, ``..``)
     and, where it exists, its device and inode (which a hard link shares)."""
     keys: set[tuple] = {("path", path_key(path))}
+    if is_url(local_path(path)):
+        return keys
     try:
         info = os.stat(path)
     except (OSError, ValueError):
@@ -295,9 +333,24 @@ def check_planned_limits(op: Operation, task: Task, opts: RunOptions) -> None:
     check_memory(op, task, opts, height, width, channels)
 
 
+def _input_size(path: str) -> tuple[int, int]:
+    """``(height, width)`` from the header: an image file's, or a ``.zarr`` store's (a folder,
+    or a URL), which only the chunked reader reads."""
+    from ..io.bigfiles import suffix_of
+
+    if suffix_of(path) == ".zarr":
+        from ..io.bigfiles import read_header
+
+        return read_header(path)[:2]
+    return read_size(path)
+
+
 def skip_or_plan(op: Operation, task: Task, opts: RunOptions) -> Outcome | None:
     """Outcomes decided without computing: an existing output, an impossible name, a dry run."""
-    exists = task.output != STDOUT and os.path.exists(task.output)
+    try:
+        exists = task.output != STDOUT and store_exists(task.output)
+    except ConvcliError as exc:  # a store that cannot be reached
+        return failed(task, str(exc))
     if exists and not opts.overwrite and not task.replace:
         record = {"input": task.input, "output": task.output, "skipped": "output exists"}
         return Outcome(
@@ -310,7 +363,7 @@ def skip_or_plan(op: Operation, task: Task, opts: RunOptions) -> Outcome | None:
     try:
         if task.input == STDIN:
             raise ConvcliError("input '-': --dry-run cannot read standard input")
-        in_size = read_size(task.input)
+        in_size = _input_size(task.input)
         out_size = op.output_size(in_size)
         check_planned_limits(op, task, opts)
     except ConvcliError as exc:

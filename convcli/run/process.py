@@ -14,6 +14,7 @@ import sys
 from ..errors import ConvcliError, describe
 from ..io.bigfiles import CHUNK_INPUTS, CHUNK_OUTPUTS, suffix_of
 from ..io.images import (
+    ClipCount,
     check_output_folder,
     choose_depth,
     encode,
@@ -26,7 +27,7 @@ from ..io.images import (
 )
 from ..ops.base import Operation
 from .chunked import dask_installed, process_chunked, wants_chunked
-from .report import drop_stream
+from .report import clip_record, drop_stream
 from .tasks import STDOUT, Outcome, RunOptions, Task, failed, make_output_folder, os_reason, size_record
 
 
@@ -79,7 +80,7 @@ def check_memory(op: Operation, task: Task, opts: RunOptions, height: int, width
 
 def _process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
     to_stdout = task.output == STDOUT
-    out_name = f"-.{opts.stream_format}" if to_stdout else task.output
+    out_name = f"-.{opts.stream_format or 'png'}" if to_stdout else task.output
     output_format(out_name)
     make_output_folder(task)
     if not to_stdout:
@@ -90,7 +91,10 @@ def _process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
         max_pixels=opts.max_pixels,
         before_decode=lambda h, w, c: check_memory(op, task, opts, h, w, c),
         max_bytes=opts.max_memory,
+        banded=True,  # a PNG is decoded as op.bands asks for its rows (else whole, by .data)
     )
+    if to_stdout and opts.stream_format is None and loaded.format == "NPY":
+        out_name = "-.npy"  # no --format: an array stays an array, floats and all
     depth = choose_depth(out_name, opts.depth, loaded.depth, loaded.channels)
     streaming = (
         op.streams_bands
@@ -112,14 +116,19 @@ def _process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
             alpha, note = "dropped", " (alpha dropped: the output format holds none)"
         else:
             alpha, alpha_data = "carried", loaded.alpha_float()
+    bounds, count = op.display_bounds(), ClipCount()  # clipped values counted as the pixels are encoded
+    if not streaming and op.value_map == "normalize":
+        bounds = (float(result.min()), float(result.max()))
+    mapping = {"depth": depth, "value_map": op.value_map, "bounds": bounds, "count": count}
     if streaming:
-        payload = encode_bands(bands, out_shape, alpha_data, out_name, depth=depth, value_map=op.value_map)
+        payload = encode_bands(bands, out_shape, alpha_data, out_name, **mapping)
     else:
-        payload = encode(result, alpha_data, out_name, depth=depth, value_map=op.value_map)
+        payload = encode(result, alpha_data, out_name, keep_axis=loaded.channel_axis, **mapping)
     if to_stdout:
         write_to_stdout(payload, output_format(out_name)[0], opts.compress_level)
     else:
         write_atomic(task.output, payload, compress_level=opts.compress_level)
+    mapped = depth != "float" and output_format(out_name)[0] != "NPY"
     record = {
         "input": task.input,
         "output": task.output,
@@ -128,13 +137,14 @@ def _process(op: Operation, task: Task, opts: RunOptions) -> Outcome:
         "output_size": size_record(out_shape[:2]),
         "channels": int(out_shape[2]),
         **op.report(loaded.size),
-        "map": None if depth == "float" else op.value_map,
+        "map": op.value_map if mapped else None,
         "depth": depth,
         "alpha": alpha,
     }
+    warning = clip_record(record, task.input, op.value_map, count, bounds) if mapped else None
     target = "stdout" if to_stdout else task.output
     line = f"{task.input}: {op.size_text(loaded.size)}, wrote {target}{note}"
-    return Outcome(task, "done", record, line)
+    return Outcome(task, "done", record, line, warning=warning)
 
 
 class FullWrites:

@@ -82,6 +82,8 @@ class Reporter:
             self._print(outcome.line, sys.stderr)
         else:
             self._print(outcome.line, self.stream)
+            if outcome.warning:
+                self._print(f"convcli: warning: {outcome.warning}", sys.stderr)
 
     def _print(self, text: str, stream) -> None:
         try:
@@ -108,6 +110,22 @@ class Reporter:
         if interrupted:
             text = f"interrupted: {text}; run the same command again to continue"
         print(text, file=sys.stderr, flush=True)
+
+
+def clip_record(record: dict, source: str, value_map: str, count, bounds) -> str | None:
+    """Add to an 8/16-bit output's record the values it shows black and white (``range``; not
+    known here for ``normalize`` in chunks), the fraction of values clipped and, when that is over
+    half, the ``warning``; return the warning."""
+    from ..io.images import clip_warning, shown_range
+
+    if value_map != "normalize" or bounds is not None:
+        low, high = shown_range(value_map, bounds)
+        record["range"] = {"black": low, "white": high}
+    record["clipped"] = round(count.fraction, 4)
+    warning = clip_warning(f"input {source!r}", count, value_map, bounds)
+    if warning is not None:
+        record["warning"] = warning
+    return warning
 
 
 def encodable(text: str, stream) -> str:

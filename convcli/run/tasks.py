@@ -24,8 +24,8 @@ class RunOptions:
     jobs: int | None = None
     fail_fast: bool = False
     dry_run: bool = False
-    stream_format: str = "png"  # --format, for -o -
-    gray: bool = False
+    stream_format: str | None = "png"  # --format, for -o -; None: npy for an .npy input, else png
+    gray: bool | str = False  # --gray: False, "luma" or "mean"
     depth: str | None = None
     max_pixels: int | None = None
     max_memory: int | None = None  # bytes; None: no limit
@@ -54,6 +54,7 @@ class Outcome:
     record: dict = field(default_factory=dict)
     line: str = ""
     exit_code: int = 2  # of a failed single image (a usage error); 1: the output itself failed
+    warning: str | None = None  # printed on stderr as ``convcli: warning: ...`` (not with -q)
 
 
 def failed(task: Task, message: str, exit_code: int = 2) -> Outcome:
