@@ -140,51 +140,45 @@ def limits_main(limits: list[str], keep, wide=None) -> int:
     mib = 2**20
     print(f"interpreter baseline (import convcli.cli.app, numpy, dask.array): {baseline / mib:.0f} MiB")
     print(f"{'limit':>6} {'output':<6} {'input':>16} {'peak':>8} {'limit+base':>10} {'time':>6}  ok")
-    failures = 0
     options = ["-k", KERNEL, "-p", "same", "--pad-mode", "reflect"]
+
+    def measure(text: str, source: Path, suffix: str, shape: str, extra=()) -> bool:
+        """One run at ``--max-memory TEXT``: its row of the table; whether it held."""
+        target = folder / f"out{suffix}"
+        args = ["filter", str(source), *options, "-o", str(target), "--overwrite", "--max-memory", text]
+        code, seconds, peak, last = peak_run([*args, *extra], folder)
+        bound = parse_size(text) + baseline
+        ok = code == 0 and peak <= bound
+        verdict = "yes" if ok else "NO: " + (last or f"exit {code}")
+        print(
+            f"{text:>6} {suffix:<6} {shape:>16} {peak / mib:6.0f} MiB {bound / mib:6.0f} MiB "
+            f"{seconds:5.1f}s  {verdict}",
+            flush=True,
+        )
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+        return ok
+
+    failures = 0
     for text in limits:
-        limit = parse_size(text)
-        side = largest_side(operation(), limit) * 3 // 2 // 32 * 32
+        side = largest_side(operation(), parse_size(text)) * 3 // 2 // 32 * 32
         source = folder / f"rgb-{side}.npy"
         if not source.exists():
             write_npy(source, side, seed=side)
         for suffix in (".npy", ".tif", ".zarr"):
-            target = folder / f"out{suffix}"
-            args = ["filter", str(source), *options, "-o", str(target), "--overwrite", "--max-memory", text]
-            code, seconds, peak, last = peak_run(args, folder)
-            bound = limit + baseline
-            ok = code == 0 and peak <= bound
-            failures += not ok
-            verdict = "yes" if ok else "NO: " + (last or f"exit {code}")
-            print(
-                f"{text:>6} {suffix:<6} {f'{side}x{side}x3 f32':>16} {peak / mib:6.0f} MiB "
-                f"{bound / mib:6.0f} MiB {seconds:5.1f}s  {verdict}",
-                flush=True,
-            )
-            if target.is_dir():
-                shutil.rmtree(target)
-            else:
-                target.unlink(missing_ok=True)
+            failures += not measure(text, source, suffix, f"{side}x{side}x3 f32")
         if not keep:
             source.unlink(missing_ok=True)
     if wide:  # a wide image to TIFF, where a row of blocks once took 1.9 GiB at 512M
-        text, (height, width) = "512M", wide
+        height, width = wide
         source = folder / f"wide-{height}x{width}.npy"
         if not source.exists():
             generate(source, height, width=width)
-        target = folder / "wide.tif"
-        args = ["filter", str(source), *options, "-o", str(target), "--overwrite", "--max-memory", text]
-        code, seconds, peak, last = peak_run(args + ["--max-pixels", str(height * width)], folder)
-        bound = parse_size(text) + baseline
-        ok = code == 0 and peak <= bound
-        failures += not ok
-        verdict = "yes" if ok else "NO: " + (last or f"exit {code}")
-        print(
-            f"{text:>6} {'.tif':<6} {f'{height}x{width} f32':>16} {peak / mib:6.0f} MiB "
-            f"{bound / mib:6.0f} MiB {seconds:5.1f}s  {verdict}",
-            flush=True,
+        failures += not measure(
+            "512M", source, ".tif", f"{height}x{width} f32", ["--max-pixels", str(height * width)]
         )
-        target.unlink(missing_ok=True)
         if not keep:
             source.unlink(missing_ok=True)
     print("all within the limit plus the interpreter" if not failures else f"{failures} run(s) over")
