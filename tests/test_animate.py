@@ -373,3 +373,15 @@ def test_titles_write_pairs_width_first():
     assert film.scenes[0].title == (
         "upsample 2x2 (correlation), stride 1x2, padding 0x1, output padding 0x1: 6x3 -> 7x5"
     )
+
+
+@pytest.mark.parametrize("gray, weights", [([], (0.299, 0.587, 0.114)), (["--gray", "mean"], (1 / 3,) * 3)])
+def test_cli_animates_a_colour_image_through_the_gray_asked_for(cli, tmp_path, gray, weights):
+    rgb = (np.arange(4 * 4 * 3).reshape(4, 4, 3) * 37 % 256).astype(np.uint8)
+    Image.fromarray(rgb, "RGB").save(tmp_path / "colour.png")
+    out = tmp_path / "colour.gif"
+    cli.ok("filter", tmp_path / "colour.png", *gray, "-k", "1,1;1,1", "--animate", out)
+    values = (rgb / 255.0) @ np.array(weights)  # the one channel drawn, by the definition
+    film = animate(Filter(np.ones((2, 2), np.float32)), values.astype(np.float32))
+    np.testing.assert_allclose(shown_output(film), conv2d_reference(values, np.ones((2, 2)), 1), rtol=1e-5)
+    assert out.read_bytes() == film.gif_bytes()

@@ -92,7 +92,9 @@ def plan_animation(operation, shared, reads: tuple[tuple[str, str], ...]) -> Pla
             raise ConvcliError(f"--animate: {image!r} is a folder; name one small image file")
         refuse_reads_as_outputs([path], [*reads, ("image", image)])
         check_animation(operation, read_size(image))
-        loaded = load_image(image, gray=True, max_pixels=shared.max_pixels)
+        loaded = load_image(
+            image, gray=shared.gray or True, max_pixels=shared.max_pixels
+        )  # luma unless --gray mean
         if loaded.channels != 1:
             raise ConvcliError(
                 f"--animate: draws one channel; {image!r} has {loaded.channels} (convert it to gray)"
