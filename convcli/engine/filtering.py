@@ -12,6 +12,8 @@ from .loops import (
     accumulate,
     accumulate_symmetric,
     column_phases,
+    correlate_native,
+    native,
     padded_block,
     row_tiles,
     run_tiles,
@@ -63,6 +65,12 @@ METHODS = ("auto", "direct", "tiled", "separable", "fft")
 # 3840x2160x3 float32: the tiled path costs about 8.5 ms per tap, the float64 FFT about
 # 1.2-1.5 s whatever the kernel (9x9: tiled 0.71 s, FFT 1.6 s; 15x15: tiled 1.9 s, FFT 1.1 s).
 FFT_MIN_TAPS = 160
+# With the compiled loops (convcli/engine/_native.c) a tap costs about ... ms on the same image,
+# so the FFT pays only from this many taps (times the stride's area).
+NATIVE_FFT_MIN_TAPS = 1200
+# With the compiled loops, "auto" takes the separable passes only when they need at most this
+# fraction of the kernel's taps: each pass is a trip through memory, a direct tap is not.
+NATIVE_SEPARABLE_SHARE = 0.5
 
 
 def filter2d(
@@ -218,12 +226,14 @@ def filter2d(
             )
         if method == "auto" and factors is not None:
             passes = sum(int(np.count_nonzero(c)) + int(np.count_nonzero(r)) for c, r in factors)
-            if not passes < taps or min(k.shape) == 1:
+            share = NATIVE_SEPARABLE_SHARE if native() else 1
+            if not passes < share * taps or min(k.shape) == 1:
                 factors = None
     if method == "auto":
+        fft_min = NATIVE_FFT_MIN_TAPS if native() else FFT_MIN_TAPS
         if factors is not None:
             method = "separable"
-        elif taps >= FFT_MIN_TAPS * stride[0] * stride[1]:
+        elif taps >= fft_min * stride[0] * stride[1]:
             method = "fft"
         else:
             method = "tiled"
@@ -268,12 +278,20 @@ def _block_for(x3, tile, top, left, span, stride, pad_mode):
 
 
 def _tiled(x3, k, stride, dilation, sides, pad_mode, out, workers):
-    """Per-tap sums on cache-sized output tiles, tiles on a thread pool."""
+    """Per-tap sums on cache-sized output tiles, tiles on a thread pool (the compiled loop
+    where it was built: the same products and sums in the same order, so the same bits)."""
     (sy, sx), (dy, dx) = stride, dilation
     kh, kw = k.shape
     span = (dy * (kh - 1) + 1, dx * (kw - 1) + 1)
     taps = [(m, n, k[m, n]) for m in range(kh) for n in range(kw) if k[m, n] != 0]
     top, left = sides[0], sides[2]
+
+    def native_job(tile):
+        r0, r1, c0, c1 = tile
+        block = _block_for(x3, tile, top, left, span, stride, pad_mode)
+        correlate_native(block, out[r0:r1, c0:c1], native_taps, stride)
+
+    native_taps = [(m * dy, n * dx, float(w)) for m, n, w in taps]
 
     def tile_job(tile):
         r0, r1, c0, c1 = tile
@@ -285,7 +303,8 @@ def _tiled(x3, k, stride, dilation, sides, pad_mode, out, workers):
         accumulate(out[r0:r1, c0:c1], views)
 
     work = out.size * max(1, len(taps))
-    run_tiles(tile_job, row_tiles(out.shape[0], out.shape[1], out.shape[2]), workers, work)
+    job = native_job if native() else tile_job
+    run_tiles(job, row_tiles(out.shape[0], out.shape[1], out.shape[2]), workers, work)
 
 
 def _separable(x3, factors, stride, dilation, sides, pad_mode, out, workers):
@@ -302,6 +321,27 @@ def _separable(x3, factors, stride, dilation, sides, pad_mode, out, workers):
     span = (dy * (kh - 1) + 1, dx * (kw - 1) + 1)
     top, left = sides[0], sides[2]
     rank = len(factors)
+    # the compiled loop's passes: plain sums of the taps in order (numpy pairs symmetric taps)
+    passes = [
+        (
+            [(m * dy, 0, float(w)) for m, w in enumerate(col) if w != 0],
+            [(0, n * dx, float(w)) for n, w in enumerate(row) if w != 0],
+        )
+        for col, row in factors
+    ]
+
+    def native_job(tile):
+        r0, r1, c0, c1 = tile
+        th = r1 - r0
+        acc = out[r0:r1, c0:c1]
+        block = _block_for(x3, tile, top, left, span, stride, pad_mode)
+        vertical = scratch("vertical", (th,) + block.shape[1:])
+        for r, (col_taps, row_taps) in enumerate(passes):
+            correlate_native(block, vertical, col_taps, (sy, 1))
+            target = acc if r == 0 else scratch("part", acc.shape)
+            correlate_native(vertical, target, row_taps, (1, sx))
+            if r:
+                np.add(acc, target, out=acc)
 
     def tile_job(tile):
         r0, r1, c0, c1 = tile
@@ -324,7 +364,12 @@ def _separable(x3, factors, stride, dilation, sides, pad_mode, out, workers):
                 np.add(acc, part, out=acc)
 
     work = out.size * max(1, sum(len(c) + len(r) for c, r in factors)) * rank
-    run_tiles(tile_job, row_tiles(out.shape[0], out.shape[1], out.shape[2]), workers, work)
+    run_tiles(
+        native_job if native() else tile_job,
+        row_tiles(out.shape[0], out.shape[1], out.shape[2]),
+        workers,
+        work,
+    )
 
 
 def fast_length(n: int) -> int:

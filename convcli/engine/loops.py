@@ -48,6 +48,51 @@ def scratch(name: str, shape, dtype=np.float32) -> np.ndarray:
     return buffer[:size].reshape(shape)
 
 
+_native_module = None  # False once the import failed
+
+
+def native():
+    """The compiled loops (``convcli.engine._native``, built at install from _native.c), or
+    None where the build was skipped (no C compiler) or ``CONVCLI_NATIVE=0`` is set.
+
+    Read on every call, so a test or a user can switch the numpy paths on by the environment.
+    """
+    global _native_module
+    if os.environ.get("CONVCLI_NATIVE", "1") == "0":
+        return None
+    if _native_module is None:
+        try:
+            from . import _native
+        except ImportError:
+            _native_module = False
+        else:
+            _native_module = _native
+    return _native_module or None
+
+
+def pixels_contiguous(array) -> np.ndarray:
+    """``array`` (H x W x C float32) itself when each row's pixels and channels are contiguous,
+    as the compiled loops read them (any row step), else a contiguous copy."""
+    channels = array.shape[2]
+    if (
+        array.dtype == np.float32
+        and (channels == 1 or array.strides[2] == 4)
+        and array.strides[1] == channels * 4
+        and array.strides[0] >= 0
+        and array.strides[0] % 4 == 0
+    ):
+        return array
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def correlate_native(block, out, taps, stride=(1, 1)) -> None:
+    """``out[i, j] = sum(w * block[i*sy + dr, j*sx + dc])`` over ``taps`` ``(dr, dc, w)`` in
+    their order (the first product assigned, the next ones added: as :func:`accumulate`, to
+    the bit), in compiled code that releases the GIL.  ``out`` may be any H x W x C view
+    whose channels are contiguous (a column phase of a larger array)."""
+    native().correlate(pixels_contiguous(block), out, taps, int(stride[0]), int(stride[1]))
+
+
 def default_workers() -> int:
     return usable_cores()
 
