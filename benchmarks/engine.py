@@ -375,6 +375,7 @@ def main() -> int:
         action="store_true",
         help="time the plain path on kernels over 100 taps too (31x31: ~40 s a run)",
     )
+    parser.add_argument("--skip", default="", help="comma-separated tools not to time (e.g. scipy)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
     parser.add_argument("--serve-peers", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -393,7 +394,8 @@ def main() -> int:
         ours.append(("convcli direct", lambda: convcli_runner("direct")))
     local = LocalTools(ours if args.peers else ours + list(PEERS))
     sources = [local] + ([PeerProcess(args.peers, size)] if args.peers else [])
-    tools = [(name, source) for source in sources for name in source.names()]
+    skip = {name.strip().lower() for name in args.skip.split(",") if name.strip()}
+    tools = [(name, source) for source in sources for name in source.names() if name.lower() not in skip]
     labels = [label for source in sources for label in source.labels]
     from convcli.engine.loops import native
 

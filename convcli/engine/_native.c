@@ -105,6 +105,21 @@ CLONES static void tap_strided(float *restrict acc, const float *restrict src, P
             acc[p * channels + c] = first ? w * src[p * step + c] : acc[p * channels + c] + w * src[p * step + c];
 }
 
+/* out pixel p = acc pixel p, the out pixels step floats apart (a column phase). */
+static void scatter(char *out, const float *acc, Py_ssize_t pixels, Py_ssize_t channels, Py_ssize_t step) {
+    float *o = (float *)out;
+    if (channels == 3) {
+        for (Py_ssize_t p = 0; p < pixels; p++) {
+            o[p * step] = acc[3 * p];
+            o[p * step + 1] = acc[3 * p + 1];
+            o[p * step + 2] = acc[3 * p + 2];
+        }
+        return;
+    }
+    for (Py_ssize_t p = 0; p < pixels; p++)
+        for (Py_ssize_t c = 0; c < channels; c++) o[p * step + c] = acc[p * channels + c];
+}
+
 static void correlate_loop(const char *in, Py_ssize_t in_row, Py_ssize_t channels, char *out,
                            Py_ssize_t out_row, Py_ssize_t out_pixel, Py_ssize_t rows, Py_ssize_t cols,
                            const Tap *taps, Py_ssize_t ntaps, Py_ssize_t sy, Py_ssize_t sx, float *acc) {
@@ -137,10 +152,7 @@ static void correlate_loop(const char *in, Py_ssize_t in_row, Py_ssize_t channel
                     t++;
                 }
             }
-            if (!out_dense) {
-                for (Py_ssize_t p = 0; p < pixels; p++)
-                    memcpy(orow + (j0 + p) * out_pixel, acc + p * channels, sizeof(float) * channels);
-            }
+            if (!out_dense) scatter(orow + j0 * out_pixel, acc, pixels, channels, out_pixel / 4);
         }
     }
 }

@@ -8,7 +8,16 @@ from numpy.typing import ArrayLike
 from ..errors import ConvcliError
 from ..geometry.sizes import as_pair, tconv_output_size
 from .filtering import as_image, as_kernel, check_mode
-from .loops import accumulate, padded_block, put_columns, row_tiles, run_tiles, scratch
+from .loops import (
+    accumulate,
+    correlate_native,
+    native,
+    padded_block,
+    put_columns,
+    row_tiles,
+    run_tiles,
+    scratch,
+)
 
 TCONV_METHODS = ("auto", "direct", "polyphase")
 
@@ -201,6 +210,10 @@ def _polyphase(x, k, stride, padding, dilation, out_h, out_w, workers):
                 else:
                     rows[:, b::sx] = 0
                 continue
+            if compiled:  # the same sums, written straight into the phase's columns
+                offsets = [(t_hi - t, u_hi - u, float(w)) for _, t, _, u, w in taps]
+                correlate_native(block, rows[:, b::sx][:, :cols], offsets)
+                continue
             views = (
                 (block[t_hi - t : t_hi - t + q1 - q0, u_hi - u : u_hi - u + cols], w)
                 for _, t, _, u, w in taps
@@ -212,6 +225,7 @@ def _polyphase(x, k, stride, padding, dilation, out_h, out_w, workers):
                 accumulate(phase, views)
                 put_columns(rows, phase, sx, b)
 
+    compiled = native() is not None
     work = out.size * max(1, int(np.count_nonzero(k))) // (sy * sx)
     run_tiles(job, jobs, workers, work)
     return out if x.ndim == 3 else out[:, :, 0]
