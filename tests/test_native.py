@@ -190,22 +190,22 @@ def test_correlate_refuses_what_it_cannot_read():
     block = np.zeros((4, 5, 3), np.float32)
     out = np.zeros((2, 2, 3), np.float32)
     with pytest.raises(ValueError, match="outside the block"):
-        native.correlate(block, out, [(3, 0, 1.0)], 1, 1)  # row 1 + 3 > 3
+        native.correlate(block, [(out, [(3, 0, 1.0)])], 1, 1)  # row 1 + 3 > 3
     with pytest.raises(ValueError, match="outside the block"):
-        native.correlate(block, out, [(0, -1, 1.0)], 1, 1)
+        native.correlate(block, [(out, [(0, -1, 1.0)])], 1, 1)
     with pytest.raises(ValueError, match="outside the block"):
-        native.correlate(block, out, [(0, 0, 1.0)], 1, 5)  # column 5 of 5
+        native.correlate(block, [(out, [(0, 0, 1.0)])], 1, 5)  # column 5 of 5
     with pytest.raises(ValueError, match="float32"):
-        native.correlate(block.astype(np.float64), out, [], 1, 1)
+        native.correlate(block.astype(np.float64), [(out, [])], 1, 1)
     with pytest.raises(ValueError, match="contiguous"):
-        native.correlate(block[:, ::2], out, [], 1, 1)
+        native.correlate(block[:, ::2], [(out, [])], 1, 1)
     with pytest.raises(ValueError, match="channel"):
-        native.correlate(block, np.zeros((2, 2, 1), np.float32), [], 1, 1)
+        native.correlate(block, [(np.zeros((2, 2, 1), np.float32), [])], 1, 1)
     with pytest.raises(ValueError, match="at least 1"):
-        native.correlate(block, out, [], 0, 1)
+        native.correlate(block, [(out, [])], 0, 1)
     with pytest.raises(TypeError):
-        native.correlate(block, out, [(0, 0)], 1, 1)
+        native.correlate(block, [(out, [(0, 0)])], 1, 1)
     with pytest.raises((TypeError, ValueError)):
-        native.correlate(block, np.zeros((2, 2, 3), np.float32)[::1].copy().view(np.int32), [], 1, 1)
-    native.correlate(block, out, [], 1, 1)  # no taps: zeros
+        native.correlate(block, [(np.zeros((2, 2, 3), np.int32), [])], 1, 1)
+    native.correlate(block, [(out, [])], 1, 1)  # no taps: zeros
     assert not out.any()

@@ -1,12 +1,15 @@
 /* Compiled inner loop of convcli's engine: a sum of shifted, scaled copies of an image tile.
 
-   correlate(block, out, taps, stride_y, stride_x)
+   correlate(block, [(out, taps), ...], stride_y, stride_x)
 
    block : float32 buffer, rows x columns x channels, each pixel's channels contiguous and
            each row's pixels contiguous (any row stride).
    out   : writable float32 buffer, rows x columns x channels, channels contiguous (any pixel
            and row strides: a column phase of a larger array is fine).
    taps  : sequence of (row offset, column offset, weight).
+   Several (out, taps) parts of the same row count are computed row by row, each row of every
+   part in turn (the column phases of a transposed convolution: each output row is filled
+   while it is in cache).
 
    out[i, j, c] = sum over taps, in their order, of weight * block[i*sy + dr, j*sx + dc, c],
    the first tap's product assigned, each next one added (one rounding for the product, one
@@ -120,40 +123,36 @@ static void scatter(char *out, const float *acc, Py_ssize_t pixels, Py_ssize_t c
         for (Py_ssize_t c = 0; c < channels; c++) o[p * step + c] = acc[p * channels + c];
 }
 
-static void correlate_loop(const char *in, Py_ssize_t in_row, Py_ssize_t channels, char *out,
-                           Py_ssize_t out_row, Py_ssize_t out_pixel, Py_ssize_t rows, Py_ssize_t cols,
-                           const Tap *taps, Py_ssize_t ntaps, Py_ssize_t sy, Py_ssize_t sx, float *acc) {
+/* One output row i of one part: its chunks, each tap group in one pass. */
+static void correlate_row(const char *in, Py_ssize_t in_row, Py_ssize_t channels, char *orow, Py_ssize_t out_pixel,
+                          Py_ssize_t i, Py_ssize_t cols, const Tap *taps, Py_ssize_t ntaps, Py_ssize_t sy,
+                          Py_ssize_t sx, float *acc) {
     Py_ssize_t chunk_pixels = CHUNK / channels > 0 ? CHUNK / channels : 1;
     int out_dense = out_pixel == channels * (Py_ssize_t)sizeof(float);
-    for (Py_ssize_t i = 0; i < rows; i++) {
-        char *orow = out + i * out_row;
-        for (Py_ssize_t j0 = 0; j0 < cols; j0 += chunk_pixels) {
-            Py_ssize_t pixels = cols - j0 < chunk_pixels ? cols - j0 : chunk_pixels;
-            float *target = out_dense ? (float *)(orow) + j0 * channels : acc;
-            if (ntaps == 0) {
-                memset(target, 0, sizeof(float) * pixels * channels);
-            }
-            for (Py_ssize_t t = 0; t < ntaps;) {
-                if (sx == 1) {
-                    const float *srcs[4];
-                    float ws[4];
-                    int count = ntaps - t < 4 ? (int)(ntaps - t) : 4;
-                    for (int g = 0; g < count; g++) {
-                        srcs[g] = (const float *)(in + (i * sy + taps[t + g].dr) * in_row) +
-                                  (j0 + taps[t + g].dc) * channels;
-                        ws[g] = taps[t + g].w;
-                    }
-                    taps_contiguous(target, srcs, ws, count, pixels * channels, t == 0);
-                    t += count;
-                } else {
-                    const float *src = (const float *)(in + (i * sy + taps[t].dr) * in_row) +
-                                       (j0 * sx + taps[t].dc) * channels;
-                    tap_strided(target, src, pixels, channels, sx * channels, taps[t].w, t == 0);
-                    t++;
+    for (Py_ssize_t j0 = 0; j0 < cols; j0 += chunk_pixels) {
+        Py_ssize_t pixels = cols - j0 < chunk_pixels ? cols - j0 : chunk_pixels;
+        float *target = out_dense ? (float *)(orow) + j0 * channels : acc;
+        if (ntaps == 0) memset(target, 0, sizeof(float) * pixels * channels);
+        for (Py_ssize_t t = 0; t < ntaps;) {
+            if (sx == 1) {
+                const float *srcs[4];
+                float ws[4];
+                int count = ntaps - t < 4 ? (int)(ntaps - t) : 4;
+                for (int g = 0; g < count; g++) {
+                    srcs[g] =
+                        (const float *)(in + (i * sy + taps[t + g].dr) * in_row) + (j0 + taps[t + g].dc) * channels;
+                    ws[g] = taps[t + g].w;
                 }
+                taps_contiguous(target, srcs, ws, count, pixels * channels, t == 0);
+                t += count;
+            } else {
+                const float *src =
+                    (const float *)(in + (i * sy + taps[t].dr) * in_row) + (j0 * sx + taps[t].dc) * channels;
+                tap_strided(target, src, pixels, channels, sx * channels, taps[t].w, t == 0);
+                t++;
             }
-            if (!out_dense) scatter(orow + j0 * out_pixel, acc, pixels, channels, out_pixel / 4);
         }
+        if (!out_dense) scatter(orow + j0 * out_pixel, acc, pixels, channels, out_pixel / 4);
     }
 }
 
@@ -171,75 +170,118 @@ static int pixel_layout(const Py_buffer *view, const char *name, int need_dense_
     return 0;
 }
 
+typedef struct {
+    Py_buffer out;
+    int held;
+    Tap *taps;
+    Py_ssize_t ntaps;
+} Part;
+
 static PyObject *correlate(PyObject *self, PyObject *args) {
-    PyObject *block_obj, *out_obj, *taps_obj;
+    PyObject *block_obj, *parts_obj;
     Py_ssize_t sy, sx;
-    if (!PyArg_ParseTuple(args, "OOOnn", &block_obj, &out_obj, &taps_obj, &sy, &sx)) return NULL;
+    if (!PyArg_ParseTuple(args, "OOnn", &block_obj, &parts_obj, &sy, &sx)) return NULL;
     if (sy < 1 || sx < 1) {
         PyErr_SetString(PyExc_ValueError, "strides must be at least 1");
         return NULL;
     }
-    Py_buffer in, out;
-    if (PyObject_GetBuffer(block_obj, &in, PyBUF_STRIDES | PyBUF_FORMAT) < 0) return NULL;
-    if (PyObject_GetBuffer(out_obj, &out, PyBUF_STRIDES | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
-        PyBuffer_Release(&in);
+    PyObject *parts_seq = PySequence_Fast(parts_obj, "parts must be a sequence of (out, taps)");
+    if (parts_seq == NULL) return NULL;
+    Py_buffer in;
+    if (PyObject_GetBuffer(block_obj, &in, PyBUF_STRIDES | PyBUF_FORMAT) < 0) {
+        Py_DECREF(parts_seq);
         return NULL;
     }
-    PyObject *result = NULL, *seq = NULL;
-    Tap *taps = NULL;
+    Py_ssize_t nparts = PySequence_Fast_GET_SIZE(parts_seq);
+    PyObject *result = NULL;
     float *acc = NULL;
-    if (pixel_layout(&in, "block", 1) < 0 || pixel_layout(&out, "out", 0) < 0) goto done;
-    Py_ssize_t channels = in.shape[2], rows = out.shape[0], cols = out.shape[1];
-    if (out.shape[2] != channels) {
-        PyErr_SetString(PyExc_ValueError, "block and out have different channel counts");
-        goto done;
-    }
-    seq = PySequence_Fast(taps_obj, "taps must be a sequence of (row, column, weight)");
-    if (seq == NULL) goto done;
-    Py_ssize_t ntaps = PySequence_Fast_GET_SIZE(seq);
-    taps = PyMem_Malloc(sizeof(Tap) * (ntaps > 0 ? ntaps : 1));
-    if (taps == NULL) {
+    Part *parts = PyMem_Calloc(nparts > 0 ? nparts : 1, sizeof(Part));
+    if (parts == NULL) {
         PyErr_NoMemory();
         goto done;
     }
-    for (Py_ssize_t t = 0; t < ntaps; t++) {
-        double w;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, t), "nnd", &taps[t].dr, &taps[t].dc, &w)) goto done;
-        taps[t].w = (float)w;
-        /* every read must fall inside the block */
-        if (rows > 0 && cols > 0 &&
-            (taps[t].dr < 0 || taps[t].dc < 0 || (rows - 1) * sy + taps[t].dr >= in.shape[0] ||
-             (cols - 1) * sx + taps[t].dc >= in.shape[1])) {
-            PyErr_SetString(PyExc_ValueError, "a tap reads outside the block");
+    if (pixel_layout(&in, "block", 1) < 0) goto done;
+    Py_ssize_t channels = in.shape[2], rows = -1;
+    for (Py_ssize_t p = 0; p < nparts; p++) {
+        PyObject *out_obj, *taps_obj;
+        Part *part = &parts[p];
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(parts_seq, p), "OO", &out_obj, &taps_obj)) goto done;
+        if (PyObject_GetBuffer(out_obj, &part->out, PyBUF_STRIDES | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) goto done;
+        part->held = 1;
+        if (pixel_layout(&part->out, "out", 0) < 0) goto done;
+        if (part->out.shape[2] != channels) {
+            PyErr_SetString(PyExc_ValueError, "block and out have different channel counts");
             goto done;
         }
+        if (rows >= 0 && part->out.shape[0] != rows) {
+            PyErr_SetString(PyExc_ValueError, "the parts have different row counts");
+            goto done;
+        }
+        rows = part->out.shape[0];
+        Py_ssize_t cols = part->out.shape[1];
+        PyObject *seq = PySequence_Fast(taps_obj, "taps must be a sequence of (row, column, weight)");
+        if (seq == NULL) goto done;
+        part->ntaps = PySequence_Fast_GET_SIZE(seq);
+        part->taps = PyMem_Malloc(sizeof(Tap) * (part->ntaps > 0 ? part->ntaps : 1));
+        if (part->taps == NULL) {
+            Py_DECREF(seq);
+            PyErr_NoMemory();
+            goto done;
+        }
+        for (Py_ssize_t t = 0; t < part->ntaps; t++) {
+            Tap *tap = &part->taps[t];
+            double w;
+            if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, t), "nnd", &tap->dr, &tap->dc, &w)) {
+                Py_DECREF(seq);
+                goto done;
+            }
+            tap->w = (float)w;
+            /* every read must fall inside the block */
+            if (rows > 0 && cols > 0 &&
+                (tap->dr < 0 || tap->dc < 0 || (rows - 1) * sy + tap->dr >= in.shape[0] ||
+                 (cols - 1) * sx + tap->dc >= in.shape[1])) {
+                Py_DECREF(seq);
+                PyErr_SetString(PyExc_ValueError, "a tap reads outside the block");
+                goto done;
+            }
+        }
+        Py_DECREF(seq);
     }
     acc = PyMem_RawMalloc(sizeof(float) * CHUNK * (channels > CHUNK ? channels : 1) + 64);
     if (acc == NULL) {
         PyErr_NoMemory();
         goto done;
     }
-    if (rows > 0 && cols > 0 && channels > 0) {
+    if (channels > 0) {
         Py_BEGIN_ALLOW_THREADS;
-        correlate_loop(in.buf, in.strides[0], channels, out.buf, out.strides[0], out.strides[1], rows, cols, taps,
-                       ntaps, sy, sx, acc);
+        /* row by row, every part of a row before the next row: the column phases of a
+           transposed convolution fill each output row while it is in cache */
+        for (Py_ssize_t i = 0; i < rows; i++)
+            for (Py_ssize_t p = 0; p < nparts; p++)
+                correlate_row(in.buf, in.strides[0], channels, (char *)parts[p].out.buf + i * parts[p].out.strides[0],
+                              parts[p].out.strides[1], i, parts[p].out.shape[1], parts[p].taps, parts[p].ntaps, sy,
+                              sx, acc);
         Py_END_ALLOW_THREADS;
     }
     result = Py_None;
     Py_INCREF(result);
 done:
     PyMem_RawFree(acc);
-    PyMem_Free(taps);
-    Py_XDECREF(seq);
-    PyBuffer_Release(&out);
+    for (Py_ssize_t p = 0; parts != NULL && p < nparts; p++) {
+        PyMem_Free(parts[p].taps);
+        if (parts[p].held) PyBuffer_Release(&parts[p].out);
+    }
+    PyMem_Free(parts);
     PyBuffer_Release(&in);
+    Py_DECREF(parts_seq);
     return result;
 }
 
 static PyMethodDef methods[] = {
     {"correlate", correlate, METH_VARARGS,
-     "correlate(block, out, taps, stride_y, stride_x): out[i, j, c] = sum of w * block[i*sy + dr, "
-     "j*sx + dc, c] over taps (dr, dc, w), in their order; releases the GIL."},
+     "correlate(block, [(out, taps), ...], stride_y, stride_x): for each part, out[i, j, c] = sum of "
+     "w * block[i*sy + dr, j*sx + dc, c] over its taps (dr, dc, w), in their order; row by row, "
+     "every part of a row in turn; releases the GIL."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -10,7 +10,7 @@ from ..geometry.sizes import as_pair, tconv_output_size
 from .filtering import as_image, as_kernel, check_mode
 from .loops import (
     accumulate,
-    correlate_native,
+    correlate_native_parts,
     native,
     padded_block,
     put_columns,
@@ -203,6 +203,7 @@ def _polyphase(x, k, stride, padding, dilation, out_h, out_w, workers):
             u_lo, u_hi = min(tap[3] for tap in every), max(tap[3] for tap in every)
             widest = max(cols for _, cols, _ in phase_taps)
             block = padded_block(x3, (q0 - t_hi, q1 - t_lo), (-u_hi, widest - u_lo), "zeros")
+        parts = []
         for b, cols, taps in phase_taps:
             if not taps:  # no tap lands on this phase
                 if sx == 1:
@@ -211,8 +212,9 @@ def _polyphase(x, k, stride, padding, dilation, out_h, out_w, workers):
                     rows[:, b::sx] = 0
                 continue
             if compiled:  # the same sums, written straight into the phase's columns
-                offsets = [(t_hi - t, u_hi - u, float(w)) for _, t, _, u, w in taps]
-                correlate_native(block, rows[:, b::sx][:, :cols], offsets)
+                parts.append(
+                    (rows[:, b::sx][:, :cols], [(t_hi - t, u_hi - u, float(w)) for _, t, _, u, w in taps])
+                )
                 continue
             views = (
                 (block[t_hi - t : t_hi - t + q1 - q0, u_hi - u : u_hi - u + cols], w)
@@ -224,6 +226,8 @@ def _polyphase(x, k, stride, padding, dilation, out_h, out_w, workers):
                 phase = scratch("phase", (q1 - q0, cols, channels))
                 accumulate(phase, views)
                 put_columns(rows, phase, sx, b)
+        if parts:
+            correlate_native_parts(block, parts)
 
     compiled = native() is not None
     work = out.size * max(1, int(np.count_nonzero(k))) // (sy * sx)
