@@ -65,11 +65,13 @@ METHODS = ("auto", "direct", "tiled", "separable", "fft")
 # 3840x2160x3 float32: the tiled path costs about 8.5 ms per tap, the float64 FFT about
 # 1.2-1.5 s whatever the kernel (9x9: tiled 0.71 s, FFT 1.6 s; 15x15: tiled 1.9 s, FFT 1.1 s).
 FFT_MIN_TAPS = 160
-# With the compiled loops (convcli/engine/_native.c) a tap costs about ... ms on the same image,
-# so the FFT pays only from this many taps (times the stride's area).
-NATIVE_FFT_MIN_TAPS = 1200
-# With the compiled loops, "auto" takes the separable passes only when they need at most this
-# fraction of the kernel's taps: each pass is a trip through memory, a direct tap is not.
+# With the compiled loops (convcli/engine/_native.c) the FFT pays only from this many taps (times
+# the stride's area).  Measured on the same image, one thread, CPU time (loaded machine): random
+# 15x15 direct 0.48 s, FFT 2.0 s; 25x25 0.79 s, 1.42 s; 35x35 1.58 s, 1.71 s.
+NATIVE_FFT_MIN_TAPS = 1400
+# With the compiled loops, "auto" takes the separable passes only when they need under this
+# share of the kernel's taps: each pass is a trip through memory, a direct tap is not (Sobel,
+# 5 passes for 6 taps, runs direct; a 7x7 Gaussian, 14 for 49, separable).
 NATIVE_SEPARABLE_SHARE = 0.5
 
 
@@ -122,16 +124,18 @@ def filter2d(
         - ``"direct"``: the plain reference, one strided slice of the whole padded image per
           kernel tap;
         - ``"tiled"``: the same per-tap sums, on output tiles that stay in cache, on ``workers``
-          threads;
+          threads; in compiled code (convcli/engine/_native.c, built at install; environment
+          ``CONVCLI_NATIVE=0`` turns it off) with the same products and sums in the same order;
         - ``"separable"``: the kernel as a sum of few outer products (rank 1 for Gaussian, box,
           Sobel; found by SVD, taken only when exact to 1e-6 of the kernel's L1 norm), each a
           vertical then a horizontal 1-D pass, tiled and threaded.  Raises ConvcliError when the
           kernel is not a sum of at most ``min(kh, kw) // 2`` (at least 1) outer products;
         - ``"fft"``: float64 FFT (``numpy.fft``) of each padded channel, keeping only the output
           positions;
-        - ``"auto"`` (default): separable when that needs fewer passes than taps (and the kernel
-          has at least 2 rows and 2 columns), the FFT for kernels of at least ``FFT_MIN_TAPS``
-          non-zero taps (times the stride area), else tiled.
+        - ``"auto"`` (default): separable when that needs fewer passes than taps (with the
+          compiled loops: under half as many) and the kernel has at least 2 rows and 2
+          columns, the FFT for kernels of at least ``FFT_MIN_TAPS`` non-zero taps (with the
+          compiled loops ``NATIVE_FFT_MIN_TAPS``; times the stride area), else tiled.
     workers : int, optional
         Threads for the tiled, separable and FFT paths (default: the usable cores).
 

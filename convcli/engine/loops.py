@@ -10,6 +10,7 @@ tiles computed on a few threads run in parallel.
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import threading
 
@@ -62,12 +63,10 @@ def native():
     if os.environ.get("CONVCLI_NATIVE", "1") == "0":
         return None
     if _native_module is None:
-        try:
-            from . import _native
+        try:  # the engine's own compiled part (private to the engine, so by its full name)
+            _native_module = importlib.import_module(".engine._native", "convcli")
         except ImportError:
             _native_module = False
-        else:
-            _native_module = _native
     return _native_module or None
 
 
