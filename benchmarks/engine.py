@@ -12,11 +12,14 @@ On a WIDTHxHEIGHT RGB float32 image (default 3840x2160, the same array in both p
 one seed), each channel filtered, it times the workloads of issues 5 and 18, padded and
 unpadded, for convcli (``method="auto"``), convcli's plain path (``method="direct"``) in this
 process, and the peers in a child process run by ``--peers`` (OpenCV with
-``cv2.setNumThreads(2)``, PyTorch CPU with ``torch.set_num_threads(2)``, scipy.ndimage); without
+``cv2.setNumThreads(2)``, PyTorch CPU with ``torch.set_num_threads(2)``, scipy.ndimage; convcli
+with ``workers=2``; ``--threads`` changes the 2 for all); without
 ``--peers`` it tries them in this process, and a peer that is not importable is skipped.  It
 installs nothing.  Every tool runs once to warm up (that run's result is the one checked),
 then the tools take turns, one run each, ``--repeat`` rounds (interleaved, so a load that
-comes and goes hits every tool alike); the table gives the medians in ms, convcli's ratio to
+comes and goes hits every tool alike); ``--cpu`` times each process's CPU seconds instead of
+the wall clock (steadier on a loaded machine; with ``--threads 1`` it is the work each tool
+does); the table gives the medians in ms, convcli's ratio to
 each peer and whether the issue's targets are met:
 
 - at most 2x OpenCV's time;
@@ -32,8 +35,8 @@ Where a peer has no stride (OpenCV, scipy) it computes every position and the be
 keeps every second one (a view), as a user of that tool would; OpenCV takes
 ``cv2.sepFilter2D`` for a kernel that is one outer product (Sobel, Gaussian), else
 ``cv2.filter2D``; where a peer has no max pooling (OpenCV) or no transposed convolution
-(OpenCV, scipy) the cell says "-"; so does convcli's plain path on kernels over 100 taps
-(the 31x31: about 40 s a run) unless ``--all-direct``.
+(OpenCV, scipy) the cell says "-"; so do convcli's plain path and scipy on kernels over 100
+taps (the 31x31: 30-40 s a run each) unless ``--all-direct``.
 """
 
 from __future__ import annotations
@@ -53,7 +56,8 @@ import numpy as np
 
 from convcli.engine.kernels import gaussian_kernel  # numpy only: the peers' venv imports it too
 
-THREADS = 2
+THREADS = 2  # every tool's threads (--threads)
+CLOCK = time.perf_counter  # wall time; --cpu: this process's CPU time (all its threads)
 SOBEL = np.array([[1, 0, -1], [2, 0, -2], [1, 0, -1]], dtype=np.float32)
 
 
@@ -242,9 +246,9 @@ def ms_text(value):
 
 
 def once_ms(func):
-    start = time.perf_counter()
+    start = CLOCK()
     func()
-    return 1000 * (time.perf_counter() - start)
+    return 1000 * (CLOCK() - start)
 
 
 def cpu_model():
@@ -304,7 +308,8 @@ class PeerProcess:
         import subprocess
 
         self.child = subprocess.Popen(
-            [python, __file__, "--serve-peers", "--size", f"{size[0]}x{size[1]}"],
+            [python, __file__, "--serve-peers", "--size", f"{size[0]}x{size[1]}", "--threads", str(THREADS)]
+            + (["--cpu"] if CLOCK is time.process_time else []),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -364,6 +369,7 @@ WORKLOADS = {w[0]: w for w in workloads()}
 
 
 def main() -> int:
+    global THREADS, CLOCK
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peers", metavar="PYTHON", help="the Python of the peers' venv (a child process)")
     parser.add_argument("--repeat", type=int, default=7, help="timed rounds (median)")
@@ -373,12 +379,20 @@ def main() -> int:
     parser.add_argument(
         "--all-direct",
         action="store_true",
-        help="time the plain path on kernels over 100 taps too (31x31: ~40 s a run)",
+        help="time convcli's plain path and scipy on kernels over 100 taps too (31x31: 30-40 s a run)",
+    )
+    parser.add_argument("--threads", type=int, default=THREADS, help="threads of every tool (default 2)")
+    parser.add_argument(
+        "--cpu",
+        action="store_true",
+        help="time CPU seconds (all threads) instead of wall time: steadier on a loaded machine",
     )
     parser.add_argument("--skip", default="", help="comma-separated tools not to time (e.g. scipy)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
     parser.add_argument("--serve-peers", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    THREADS = args.threads
+    CLOCK = time.process_time if args.cpu else time.perf_counter
     size = tuple(int(v) for v in args.size.lower().split("x"))
     if args.serve_peers:
         return serve_peers(size)
@@ -401,8 +415,9 @@ def main() -> int:
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(
-        f"{width}x{height} RGB float32, median of {args.repeat} interleaved runs (after 1 warm-up), "
-        f"{cores} cores ({cpu_model()}), numpy {np.__version__}, convcli's compiled loops "
+        f"{width}x{height} RGB float32, median {'CPU' if args.cpu else 'wall'} time of {args.repeat} "
+        f"interleaved runs (after 1 warm-up), {THREADS} thread(s) per tool, {cores} cores "
+        f"({cpu_model()}), numpy {np.__version__}, convcli's compiled loops "
         + ("on" if native() else "off")
         + ("; " + ", ".join(labels) if labels else "")
         + ("; peers in a child process (" + args.peers + ")" if args.peers else "")
@@ -416,7 +431,8 @@ def main() -> int:
         reference = None
         timed = []
         for name, source in tools:
-            if name == "convcli direct" and kernel is not None and kernel.size > 100 and not args.all_direct:
+            slow = name in ("convcli direct", "scipy") and kernel is not None and kernel.size > 100
+            if slow and not args.all_direct:
                 row["ms"][name] = None  # minutes per workload; --all-direct times it
                 continue
             result = source.prepare(name, key, image)  # the warm-up, checked

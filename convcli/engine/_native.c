@@ -123,10 +123,10 @@ static void scatter(char *out, const float *acc, Py_ssize_t pixels, Py_ssize_t c
         for (Py_ssize_t c = 0; c < channels; c++) o[p * step + c] = acc[p * channels + c];
 }
 
-/* One output row i of one part: its chunks, each tap group in one pass. */
-static void correlate_row(const char *in, Py_ssize_t in_row, Py_ssize_t channels, char *orow, Py_ssize_t out_pixel,
-                          Py_ssize_t i, Py_ssize_t cols, const Tap *taps, Py_ssize_t ntaps, Py_ssize_t sy,
-                          Py_ssize_t sx, float *acc) {
+/* One output row: tap t reads the input row rows[t] from column dc, every sx-th pixel.
+   Chunk by chunk, each group of up to four taps in one pass. */
+static void compute_row(const float *const *rows, const Tap *taps, Py_ssize_t ntaps, Py_ssize_t channels, char *orow,
+                        Py_ssize_t out_pixel, Py_ssize_t cols, Py_ssize_t sx, float *acc) {
     Py_ssize_t chunk_pixels = CHUNK / channels > 0 ? CHUNK / channels : 1;
     int out_dense = out_pixel == channels * (Py_ssize_t)sizeof(float);
     for (Py_ssize_t j0 = 0; j0 < cols; j0 += chunk_pixels) {
@@ -139,15 +139,13 @@ static void correlate_row(const char *in, Py_ssize_t in_row, Py_ssize_t channels
                 float ws[4];
                 int count = ntaps - t < 4 ? (int)(ntaps - t) : 4;
                 for (int g = 0; g < count; g++) {
-                    srcs[g] =
-                        (const float *)(in + (i * sy + taps[t + g].dr) * in_row) + (j0 + taps[t + g].dc) * channels;
+                    srcs[g] = rows[t + g] + (j0 + taps[t + g].dc) * channels;
                     ws[g] = taps[t + g].w;
                 }
                 taps_contiguous(target, srcs, ws, count, pixels * channels, t == 0);
                 t += count;
             } else {
-                const float *src =
-                    (const float *)(in + (i * sy + taps[t].dr) * in_row) + (j0 * sx + taps[t].dc) * channels;
+                const float *src = rows[t] + (j0 * sx + taps[t].dc) * channels;
                 tap_strided(target, src, pixels, channels, sx * channels, taps[t].w, t == 0);
                 t++;
             }
@@ -195,6 +193,7 @@ static PyObject *correlate(PyObject *self, PyObject *args) {
     Py_ssize_t nparts = PySequence_Fast_GET_SIZE(parts_seq);
     PyObject *result = NULL;
     float *acc = NULL;
+    const float **tap_rows = NULL;
     Part *parts = PyMem_Calloc(nparts > 0 ? nparts : 1, sizeof(Part));
     if (parts == NULL) {
         PyErr_NoMemory();
@@ -252,21 +251,32 @@ static PyObject *correlate(PyObject *self, PyObject *args) {
         PyErr_NoMemory();
         goto done;
     }
+    Py_ssize_t most = 1;
+    for (Py_ssize_t p = 0; p < nparts; p++) most = parts[p].ntaps > most ? parts[p].ntaps : most;
+    tap_rows = PyMem_Malloc(sizeof(float *) * most);
+    if (tap_rows == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
     if (channels > 0) {
         Py_BEGIN_ALLOW_THREADS;
         /* row by row, every part of a row before the next row: the column phases of a
            transposed convolution fill each output row while it is in cache */
         for (Py_ssize_t i = 0; i < rows; i++)
-            for (Py_ssize_t p = 0; p < nparts; p++)
-                correlate_row(in.buf, in.strides[0], channels, (char *)parts[p].out.buf + i * parts[p].out.strides[0],
-                              parts[p].out.strides[1], i, parts[p].out.shape[1], parts[p].taps, parts[p].ntaps, sy,
-                              sx, acc);
+            for (Py_ssize_t p = 0; p < nparts; p++) {
+                for (Py_ssize_t t = 0; t < parts[p].ntaps; t++)
+                    tap_rows[t] = (const float *)((const char *)in.buf + (i * sy + parts[p].taps[t].dr) * in.strides[0]);
+                compute_row(tap_rows, parts[p].taps, parts[p].ntaps, channels,
+                            (char *)parts[p].out.buf + i * parts[p].out.strides[0], parts[p].out.strides[1],
+                            parts[p].out.shape[1], sx, acc);
+            }
         Py_END_ALLOW_THREADS;
     }
     result = Py_None;
     Py_INCREF(result);
 done:
     PyMem_RawFree(acc);
+    PyMem_Free(tap_rows);
     for (Py_ssize_t p = 0; parts != NULL && p < nparts; p++) {
         PyMem_Free(parts[p].taps);
         if (parts[p].held) PyBuffer_Release(&parts[p].out);
@@ -277,11 +287,164 @@ done:
     return result;
 }
 
+/* correlate_padded(image, out, taps, stride_y, stride_x, row_index, column_index, first_row):
+   as correlate, reading a padded image that is never built whole.  Padded row p is image row
+   row_index[p] and padded column q image column column_index[q] (int64; -1: zeros padding),
+   so every pad mode is an index table.  Output row i reads padded rows (first_row + i)*sy + dr.
+   Each padded row is assembled once into a small ring of rows (or read in place where the
+   columns need no padding), with the GIL released for the whole band of rows. */
+static PyObject *correlate_padded(PyObject *self, PyObject *args) {
+    PyObject *image_obj, *out_obj, *taps_obj, *rindex_obj, *cindex_obj;
+    Py_ssize_t sy, sx, first;
+    if (!PyArg_ParseTuple(args, "OOOnnOOn", &image_obj, &out_obj, &taps_obj, &sy, &sx, &rindex_obj, &cindex_obj,
+                          &first))
+        return NULL;
+    if (sy < 1 || sx < 1 || first < 0) {
+        PyErr_SetString(PyExc_ValueError, "strides must be at least 1 and the first row not negative");
+        return NULL;
+    }
+    Py_buffer in = {0}, out = {0}, rix = {0}, cix = {0};
+    int held = 0;
+    PyObject *result = NULL, *seq = NULL;
+    Tap *taps = NULL;
+    float *acc = NULL, *ring = NULL, *zeros = NULL;
+    const float **tap_rows = NULL;
+    Py_ssize_t *tags = NULL;
+    if (PyObject_GetBuffer(image_obj, &in, PyBUF_STRIDES | PyBUF_FORMAT) < 0) goto done;
+    held = 1;
+    if (PyObject_GetBuffer(out_obj, &out, PyBUF_STRIDES | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) goto done;
+    held = 2;
+    if (PyObject_GetBuffer(rindex_obj, &rix, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) goto done;
+    held = 3;
+    if (PyObject_GetBuffer(cindex_obj, &cix, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) goto done;
+    held = 4;
+    if (pixel_layout(&in, "image", 1) < 0 || pixel_layout(&out, "out", 0) < 0) goto done;
+    if (rix.itemsize != 8 || cix.itemsize != 8 || rix.ndim != 1 || cix.ndim != 1 || rix.format == NULL ||
+        cix.format == NULL || strchr("qlQL", rix.format[strlen(rix.format) - 1]) == NULL ||
+        strchr("qlQL", cix.format[strlen(cix.format) - 1]) == NULL) {
+        PyErr_SetString(PyExc_ValueError, "row_index and column_index: 1-D int64");
+        goto done;
+    }
+    Py_ssize_t channels = in.shape[2], height = in.shape[0], width = in.shape[1];
+    Py_ssize_t rows = out.shape[0], cols = out.shape[1];
+    Py_ssize_t nrix = rix.shape[0], ncix = cix.shape[0];
+    const long long *rind = rix.buf, *cind = cix.buf;
+    if (out.shape[2] != channels) {
+        PyErr_SetString(PyExc_ValueError, "image and out have different channel counts");
+        goto done;
+    }
+    seq = PySequence_Fast(taps_obj, "taps must be a sequence of (row, column, weight)");
+    if (seq == NULL) goto done;
+    Py_ssize_t ntaps = PySequence_Fast_GET_SIZE(seq), max_dr = 0, max_dc = 0;
+    taps = PyMem_Malloc(sizeof(Tap) * (ntaps > 0 ? ntaps : 1));
+    tap_rows = PyMem_Malloc(sizeof(float *) * (ntaps > 0 ? ntaps : 1));
+    if (taps == NULL || tap_rows == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t t = 0; t < ntaps; t++) {
+        double w;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, t), "nnd", &taps[t].dr, &taps[t].dc, &w)) goto done;
+        taps[t].w = (float)w;
+        if (taps[t].dr < 0 || taps[t].dc < 0) {
+            PyErr_SetString(PyExc_ValueError, "a tap reads outside the padded image");
+            goto done;
+        }
+        max_dr = taps[t].dr > max_dr ? taps[t].dr : max_dr;
+        max_dc = taps[t].dc > max_dc ? taps[t].dc : max_dc;
+    }
+    if (rows == 0 || cols == 0 || channels == 0) goto finished;
+    /* every read must fall inside the index tables, and every index inside the image */
+    Py_ssize_t last_row = (first + rows - 1) * sy + max_dr, span = (cols - 1) * sx + max_dc + 1;
+    if (last_row >= nrix || span > ncix) {
+        PyErr_SetString(PyExc_ValueError, "a tap reads outside the padded image");
+        goto done;
+    }
+    int identity = 1;
+    for (Py_ssize_t q = 0; q < span; q++) {
+        if (cind[q] < -1 || cind[q] >= width) {
+            PyErr_SetString(PyExc_ValueError, "column_index: outside the image");
+            goto done;
+        }
+        identity = identity && cind[q] == q;
+    }
+    for (Py_ssize_t p = first * sy; p <= last_row; p++)
+        if (rind[p] < -1 || rind[p] >= height) {
+            PyErr_SetString(PyExc_ValueError, "row_index: outside the image");
+            goto done;
+        }
+    Py_ssize_t slots = max_dr + 1, row_floats = span * channels;
+    acc = PyMem_RawMalloc(sizeof(float) * CHUNK * (channels > CHUNK ? channels : 1) + 64);
+    ring = identity ? NULL : PyMem_RawMalloc(sizeof(float) * row_floats * slots);
+    zeros = PyMem_RawCalloc(row_floats, sizeof(float));
+    tags = PyMem_RawMalloc(sizeof(Py_ssize_t) * slots);
+    if (acc == NULL || zeros == NULL || tags == NULL || (!identity && ring == NULL)) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < slots; k++) tags[k] = -1;
+    Py_BEGIN_ALLOW_THREADS;
+    const char *base = in.buf;
+    for (Py_ssize_t i = 0; i < rows; i++) {
+        for (Py_ssize_t t = 0; t < ntaps; t++) {
+            Py_ssize_t p = (first + i) * sy + taps[t].dr;
+            long long src = rind[p];
+            if (src < 0) {
+                tap_rows[t] = zeros;
+            } else if (identity) {
+                tap_rows[t] = (const float *)(base + src * in.strides[0]);
+            } else {
+                float *row = ring + (p % slots) * row_floats;
+                if (tags[p % slots] != p) { /* assemble padded row p: runs of columns, zeros */
+                    const float *source = (const float *)(base + src * in.strides[0]);
+                    for (Py_ssize_t q = 0; q < span;) {
+                        Py_ssize_t run = 1;
+                        if (cind[q] < 0) {
+                            while (q + run < span && cind[q + run] < 0) run++;
+                            memset(row + q * channels, 0, sizeof(float) * run * channels);
+                        } else {
+                            while (q + run < span && cind[q + run] == cind[q] + run) run++;
+                            memcpy(row + q * channels, source + cind[q] * channels, sizeof(float) * run * channels);
+                        }
+                        q += run;
+                    }
+                    tags[p % slots] = p;
+                }
+                tap_rows[t] = row;
+            }
+        }
+        compute_row(tap_rows, taps, ntaps, channels, (char *)out.buf + i * out.strides[0], out.strides[1], cols, sx,
+                    acc);
+    }
+    Py_END_ALLOW_THREADS;
+finished:
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyMem_RawFree(tags);
+    PyMem_RawFree(zeros);
+    PyMem_RawFree(ring);
+    PyMem_RawFree(acc);
+    PyMem_Free(tap_rows);
+    PyMem_Free(taps);
+    Py_XDECREF(seq);
+    if (held >= 4) PyBuffer_Release(&cix);
+    if (held >= 3) PyBuffer_Release(&rix);
+    if (held >= 2) PyBuffer_Release(&out);
+    if (held >= 1) PyBuffer_Release(&in);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"correlate", correlate, METH_VARARGS,
      "correlate(block, [(out, taps), ...], stride_y, stride_x): for each part, out[i, j, c] = sum of "
      "w * block[i*sy + dr, j*sx + dc, c] over its taps (dr, dc, w), in their order; row by row, "
      "every part of a row in turn; releases the GIL."},
+    {"correlate_padded", correlate_padded, METH_VARARGS,
+     "correlate_padded(image, out, taps, stride_y, stride_x, row_index, column_index, first_row): "
+     "correlate on the padded image whose row p is image row row_index[p] and column q image column "
+     "column_index[q] (int64, -1: zeros); output row i reads padded rows (first_row + i)*sy + dr; "
+     "releases the GIL."},
     {NULL, NULL, 0, NULL},
 };
 

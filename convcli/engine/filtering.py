@@ -13,8 +13,11 @@ from .loops import (
     accumulate_symmetric,
     column_phases,
     correlate_native,
+    correlate_padded,
     native,
     padded_block,
+    padding_index,
+    pixels_contiguous,
     row_tiles,
     run_tiles,
     scratch,
@@ -292,10 +295,13 @@ def _tiled(x3, k, stride, dilation, sides, pad_mode, out, workers):
 
     def native_job(tile):
         r0, r1, c0, c1 = tile
-        block = _block_for(x3, tile, top, left, span, stride, pad_mode)
-        correlate_native(block, out[r0:r1, c0:c1], native_taps, stride)
+        correlate_padded(image, out[r0:r1, c0:c1], native_taps, stride, rows, columns[c0 * sx :], r0)
 
     native_taps = [(m * dy, n * dx, float(w)) for m, n, w in taps]
+    if native():  # the padded image as index tables, read row by row in compiled code
+        image = pixels_contiguous(x3)
+        rows = padding_index(x3.shape[0], top, sy * (out.shape[0] - 1) + span[0], pad_mode)
+        columns = padding_index(x3.shape[1], left, sx * (out.shape[1] - 1) + span[1], pad_mode)
 
     def tile_job(tile):
         r0, r1, c0, c1 = tile
@@ -336,16 +342,19 @@ def _separable(x3, factors, stride, dilation, sides, pad_mode, out, workers):
 
     def native_job(tile):
         r0, r1, c0, c1 = tile
-        th = r1 - r0
         acc = out[r0:r1, c0:c1]
-        block = _block_for(x3, tile, top, left, span, stride, pad_mode)
-        vertical = scratch("vertical", (th,) + block.shape[1:])
+        vertical = scratch("vertical", (r1 - r0, sx * (c1 - c0 - 1) + span[1], x3.shape[2]))
         for r, (col_taps, row_taps) in enumerate(passes):
-            correlate_native(block, vertical, col_taps, (sy, 1))
+            correlate_padded(image, vertical, col_taps, (sy, 1), rows, columns[c0 * sx :], r0)
             target = acc if r == 0 else scratch("part", acc.shape)
             correlate_native(vertical, target, row_taps, (1, sx))
             if r:
                 np.add(acc, target, out=acc)
+
+    if native():  # the padded image as index tables, read row by row in compiled code
+        image = pixels_contiguous(x3)
+        rows = padding_index(x3.shape[0], top, sy * (out.shape[0] - 1) + span[0], pad_mode)
+        columns = padding_index(x3.shape[1], left, sx * (out.shape[1] - 1) + span[1], pad_mode)
 
     def tile_job(tile):
         r0, r1, c0, c1 = tile

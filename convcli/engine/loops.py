@@ -93,6 +93,24 @@ def correlate_native(block, out, taps, stride=(1, 1)) -> None:
     native().correlate(pixels_contiguous(block), [(out, taps)], int(stride[0]), int(stride[1]))
 
 
+def padding_index(length: int, before: int, count: int, mode: str) -> np.ndarray:
+    """For padded positions ``0..count`` of one axis with ``before`` positions of padding in
+    front: the input position of each, -1 for zeros padding (as :func:`correlate_padded`
+    reads them).  The values of :func:`convcli.engine.padding.pad2d`."""
+    index, zeros = pad_rows(length, -before, count - before, mode)
+    return np.where(zeros, -1, index).astype(np.int64)
+
+
+def correlate_padded(image, out, taps, stride, row_index, column_index, first_row: int) -> None:
+    """:func:`correlate_native` on the padded image that ``row_index`` and ``column_index``
+    (:func:`padding_index`) describe, never built: output row ``i`` of ``out`` reads padded
+    rows ``(first_row + i)*sy + dr`` and padded columns ``j*sx + dc``.  ``image`` must be
+    :func:`pixels_contiguous` already (done once per call, not per tile)."""
+    native().correlate_padded(
+        image, out, taps, int(stride[0]), int(stride[1]), row_index, column_index, int(first_row)
+    )
+
+
 def correlate_native_parts(block, parts) -> None:
     """:func:`correlate_native` at stride 1 for several ``(out, taps)`` of the same row count,
     row by row: each row of every part in turn (column phases fill an output row in cache)."""
