@@ -191,8 +191,8 @@ def test_correlate_refuses_what_it_cannot_read():
     out = np.zeros((2, 2, 3), np.float32)
     with pytest.raises(ValueError, match="outside the block"):
         native.correlate(block, [(out, [(3, 0, 1.0)])], 1, 1)  # row 1 + 3 > 3
-    with pytest.raises(ValueError, match="outside the block"):
-        native.correlate(block, [(out, [(0, -1, 1.0)])], 1, 1)
+    with pytest.raises(ValueError, match="outside the input"):
+        native.correlate(block, [(out, [(0, 0, 1.0), (0, -1, 1.0)])], 1, 1)
     with pytest.raises(ValueError, match="outside the block"):
         native.correlate(block, [(out, [(0, 0, 1.0)])], 1, 5)  # column 5 of 5
     with pytest.raises(ValueError, match="float32"):
@@ -218,20 +218,20 @@ def test_correlate_padded_refuses_what_it_cannot_read():
     out = np.zeros((2, 2, 3), np.float32)
     rows, cols = np.arange(-1, 5, dtype=np.int64), np.arange(-1, 6, dtype=np.int64)
     rows[0] = cols[0] = -1
-    native.correlate_padded(image, out, [(1, 1, 1.0)], 1, 1, rows, cols, 0)
+    native.correlate_padded(image, [(out, [(1, 1, 1.0)])], 1, 1, rows, cols, 0)
     with pytest.raises(ValueError, match="outside the padded image"):
-        native.correlate_padded(image, out, [(5, 0, 1.0)], 1, 1, rows, cols, 0)  # row 1 + 5 > 5
+        native.correlate_padded(image, [(out, [(5, 0, 1.0)])], 1, 1, rows, cols, 0)  # row 1 + 5 > 5
     with pytest.raises(ValueError, match="outside the padded image"):
-        native.correlate_padded(image, out, [(0, 0, 1.0)], 1, 1, rows, cols, 5)
-    with pytest.raises(ValueError, match="outside the padded image"):
-        native.correlate_padded(image, out, [(0, -1, 1.0)], 1, 1, rows, cols, 0)
+        native.correlate_padded(image, [(out, [(0, 0, 1.0)])], 1, 1, rows, cols, 5)
+    with pytest.raises(ValueError, match="outside the input"):
+        native.correlate_padded(image, [(out, [(0, -1, 1.0)])], 1, 1, rows, cols, 0)
     bad = cols.copy()
     bad[3] = 5  # column 5 of a 5-wide image
     with pytest.raises(ValueError, match="column_index"):
-        native.correlate_padded(image, out, [(0, 2, 1.0)], 1, 1, rows, bad, 0)
+        native.correlate_padded(image, [(out, [(0, 2, 1.0)])], 1, 1, rows, bad, 0)
     bad = rows.copy()
     bad[1] = -2
     with pytest.raises(ValueError, match="row_index"):
-        native.correlate_padded(image, out, [(0, 0, 1.0)], 1, 1, bad, cols, 0)
+        native.correlate_padded(image, [(out, [(0, 0, 1.0)])], 1, 1, bad, cols, 0)
     with pytest.raises(ValueError, match="int64"):
-        native.correlate_padded(image, out, [(0, 0, 1.0)], 1, 1, rows.astype(np.int32), cols, 0)
+        native.correlate_padded(image, [(out, [(0, 0, 1.0)])], 1, 1, rows.astype(np.int32), cols, 0)

@@ -172,89 +172,123 @@ typedef struct {
     Py_buffer out;
     int held;
     Tap *taps;
-    Py_ssize_t ntaps;
+    Py_ssize_t ntaps, max_dr, max_dc;
 } Part;
 
-static PyObject *correlate(PyObject *self, PyObject *args) {
-    PyObject *block_obj, *parts_obj;
-    Py_ssize_t sy, sx;
-    if (!PyArg_ParseTuple(args, "OOnn", &block_obj, &parts_obj, &sy, &sx)) return NULL;
-    if (sy < 1 || sx < 1) {
-        PyErr_SetString(PyExc_ValueError, "strides must be at least 1");
-        return NULL;
+static void free_parts(Part *parts, Py_ssize_t nparts) {
+    for (Py_ssize_t p = 0; parts != NULL && p < nparts; p++) {
+        PyMem_Free(parts[p].taps);
+        if (parts[p].held) PyBuffer_Release(&parts[p].out);
     }
+    PyMem_Free(parts);
+}
+
+/* The (out, taps) parts: outs of `channels` channels and one row count (*rows), taps with
+   offsets not negative.  NULL with an exception set on a bad part. */
+static Part *parse_parts(PyObject *parts_obj, Py_ssize_t channels, Py_ssize_t *nparts_out, Py_ssize_t *rows) {
     PyObject *parts_seq = PySequence_Fast(parts_obj, "parts must be a sequence of (out, taps)");
     if (parts_seq == NULL) return NULL;
-    Py_buffer in;
-    if (PyObject_GetBuffer(block_obj, &in, PyBUF_STRIDES | PyBUF_FORMAT) < 0) {
-        Py_DECREF(parts_seq);
-        return NULL;
-    }
     Py_ssize_t nparts = PySequence_Fast_GET_SIZE(parts_seq);
-    PyObject *result = NULL;
-    float *acc = NULL;
-    const float **tap_rows = NULL;
     Part *parts = PyMem_Calloc(nparts > 0 ? nparts : 1, sizeof(Part));
+    *rows = 0;
     if (parts == NULL) {
         PyErr_NoMemory();
-        goto done;
+        goto fail;
     }
-    if (pixel_layout(&in, "block", 1) < 0) goto done;
-    Py_ssize_t channels = in.shape[2], rows = -1;
     for (Py_ssize_t p = 0; p < nparts; p++) {
         PyObject *out_obj, *taps_obj;
         Part *part = &parts[p];
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(parts_seq, p), "OO", &out_obj, &taps_obj)) goto done;
-        if (PyObject_GetBuffer(out_obj, &part->out, PyBUF_STRIDES | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) goto done;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(parts_seq, p), "OO", &out_obj, &taps_obj)) goto fail;
+        if (PyObject_GetBuffer(out_obj, &part->out, PyBUF_STRIDES | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) goto fail;
         part->held = 1;
-        if (pixel_layout(&part->out, "out", 0) < 0) goto done;
+        if (pixel_layout(&part->out, "out", 0) < 0) goto fail;
         if (part->out.shape[2] != channels) {
-            PyErr_SetString(PyExc_ValueError, "block and out have different channel counts");
-            goto done;
+            PyErr_SetString(PyExc_ValueError, "the input and out have different channel counts");
+            goto fail;
         }
-        if (rows >= 0 && part->out.shape[0] != rows) {
+        if (p > 0 && part->out.shape[0] != *rows) {
             PyErr_SetString(PyExc_ValueError, "the parts have different row counts");
-            goto done;
+            goto fail;
         }
-        rows = part->out.shape[0];
-        Py_ssize_t cols = part->out.shape[1];
+        *rows = part->out.shape[0];
         PyObject *seq = PySequence_Fast(taps_obj, "taps must be a sequence of (row, column, weight)");
-        if (seq == NULL) goto done;
+        if (seq == NULL) goto fail;
         part->ntaps = PySequence_Fast_GET_SIZE(seq);
         part->taps = PyMem_Malloc(sizeof(Tap) * (part->ntaps > 0 ? part->ntaps : 1));
         if (part->taps == NULL) {
             Py_DECREF(seq);
             PyErr_NoMemory();
-            goto done;
+            goto fail;
         }
         for (Py_ssize_t t = 0; t < part->ntaps; t++) {
             Tap *tap = &part->taps[t];
             double w;
             if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, t), "nnd", &tap->dr, &tap->dc, &w)) {
                 Py_DECREF(seq);
-                goto done;
+                goto fail;
             }
             tap->w = (float)w;
-            /* every read must fall inside the block */
-            if (rows > 0 && cols > 0 &&
-                (tap->dr < 0 || tap->dc < 0 || (rows - 1) * sy + tap->dr >= in.shape[0] ||
-                 (cols - 1) * sx + tap->dc >= in.shape[1])) {
+            if (tap->dr < 0 || tap->dc < 0) {
                 Py_DECREF(seq);
-                PyErr_SetString(PyExc_ValueError, "a tap reads outside the block");
-                goto done;
+                PyErr_SetString(PyExc_ValueError, "a tap reads outside the input (negative offset)");
+                goto fail;
             }
+            part->max_dr = tap->dr > part->max_dr ? tap->dr : part->max_dr;
+            part->max_dc = tap->dc > part->max_dc ? tap->dc : part->max_dc;
         }
         Py_DECREF(seq);
     }
-    acc = PyMem_RawMalloc(sizeof(float) * CHUNK * (channels > CHUNK ? channels : 1) + 64);
-    if (acc == NULL) {
-        PyErr_NoMemory();
-        goto done;
+    Py_DECREF(parts_seq);
+    *nparts_out = nparts;
+    return parts;
+fail:
+    free_parts(parts, nparts);
+    Py_DECREF(parts_seq);
+    return NULL;
+}
+
+static int check_strides(Py_ssize_t sy, Py_ssize_t sx) {
+    if (sy < 1 || sx < 1) {
+        PyErr_SetString(PyExc_ValueError, "strides must be at least 1");
+        return -1;
     }
+    return 0;
+}
+
+static float *chunk_buffer(Py_ssize_t channels) {
+    return PyMem_RawMalloc(sizeof(float) * CHUNK * (channels > CHUNK ? channels : 1) + 64);
+}
+
+static const float **row_pointers(const Part *parts, Py_ssize_t nparts) {
     Py_ssize_t most = 1;
     for (Py_ssize_t p = 0; p < nparts; p++) most = parts[p].ntaps > most ? parts[p].ntaps : most;
-    tap_rows = PyMem_Malloc(sizeof(float *) * most);
-    if (tap_rows == NULL) {
+    return PyMem_Malloc(sizeof(float *) * most);
+}
+
+static PyObject *correlate(PyObject *self, PyObject *args) {
+    PyObject *block_obj, *parts_obj;
+    Py_ssize_t sy, sx, nparts = 0, rows = 0;
+    if (!PyArg_ParseTuple(args, "OOnn", &block_obj, &parts_obj, &sy, &sx) || check_strides(sy, sx) < 0) return NULL;
+    Py_buffer in;
+    if (PyObject_GetBuffer(block_obj, &in, PyBUF_STRIDES | PyBUF_FORMAT) < 0) return NULL;
+    PyObject *result = NULL;
+    float *acc = NULL;
+    const float **tap_rows = NULL;
+    Part *parts = NULL;
+    if (pixel_layout(&in, "block", 1) < 0) goto done;
+    Py_ssize_t channels = in.shape[2];
+    parts = parse_parts(parts_obj, channels, &nparts, &rows);
+    if (parts == NULL) goto done;
+    for (Py_ssize_t p = 0; p < nparts; p++) /* every read must fall inside the block */
+        if (rows > 0 && parts[p].out.shape[1] > 0 && parts[p].ntaps > 0 &&
+            ((rows - 1) * sy + parts[p].max_dr >= in.shape[0] ||
+             (parts[p].out.shape[1] - 1) * sx + parts[p].max_dc >= in.shape[1])) {
+            PyErr_SetString(PyExc_ValueError, "a tap reads outside the block");
+            goto done;
+        }
+    acc = chunk_buffer(channels);
+    tap_rows = row_pointers(parts, nparts);
+    if (acc == NULL || tap_rows == NULL) {
         PyErr_NoMemory();
         goto done;
     }
@@ -277,86 +311,65 @@ static PyObject *correlate(PyObject *self, PyObject *args) {
 done:
     PyMem_RawFree(acc);
     PyMem_Free(tap_rows);
-    for (Py_ssize_t p = 0; parts != NULL && p < nparts; p++) {
-        PyMem_Free(parts[p].taps);
-        if (parts[p].held) PyBuffer_Release(&parts[p].out);
-    }
-    PyMem_Free(parts);
+    free_parts(parts, nparts);
     PyBuffer_Release(&in);
-    Py_DECREF(parts_seq);
     return result;
 }
 
-/* correlate_padded(image, out, taps, stride_y, stride_x, row_index, column_index, first_row):
+static int is_int64(const Py_buffer *view) {
+    if (view->itemsize != 8 || view->ndim != 1 || view->format == NULL || view->format[0] == '\0') return 0;
+    return strchr("qlQL", view->format[strlen(view->format) - 1]) != NULL;
+}
+
+/* correlate_padded(image, parts, stride_y, stride_x, row_index, column_index, first_row):
    as correlate, reading a padded image that is never built whole.  Padded row p is image row
    row_index[p] and padded column q image column column_index[q] (int64; -1: zeros padding),
    so every pad mode is an index table.  Output row i reads padded rows (first_row + i)*sy + dr.
    Each padded row is assembled once into a small ring of rows (or read in place where the
    columns need no padding), with the GIL released for the whole band of rows. */
 static PyObject *correlate_padded(PyObject *self, PyObject *args) {
-    PyObject *image_obj, *out_obj, *taps_obj, *rindex_obj, *cindex_obj;
-    Py_ssize_t sy, sx, first;
-    if (!PyArg_ParseTuple(args, "OOOnnOOn", &image_obj, &out_obj, &taps_obj, &sy, &sx, &rindex_obj, &cindex_obj,
-                          &first))
+    PyObject *image_obj, *parts_obj, *rindex_obj, *cindex_obj;
+    Py_ssize_t sy, sx, first, nparts = 0, rows = 0;
+    if (!PyArg_ParseTuple(args, "OOnnOOn", &image_obj, &parts_obj, &sy, &sx, &rindex_obj, &cindex_obj, &first) ||
+        check_strides(sy, sx) < 0)
         return NULL;
-    if (sy < 1 || sx < 1 || first < 0) {
-        PyErr_SetString(PyExc_ValueError, "strides must be at least 1 and the first row not negative");
+    if (first < 0) {
+        PyErr_SetString(PyExc_ValueError, "a tap reads outside the padded image");
         return NULL;
     }
-    Py_buffer in = {0}, out = {0}, rix = {0}, cix = {0};
+    Py_buffer in = {0}, rix = {0}, cix = {0};
     int held = 0;
-    PyObject *result = NULL, *seq = NULL;
-    Tap *taps = NULL;
+    PyObject *result = NULL;
+    Part *parts = NULL;
     float *acc = NULL, *ring = NULL, *zeros = NULL;
     const float **tap_rows = NULL;
     Py_ssize_t *tags = NULL;
     if (PyObject_GetBuffer(image_obj, &in, PyBUF_STRIDES | PyBUF_FORMAT) < 0) goto done;
     held = 1;
-    if (PyObject_GetBuffer(out_obj, &out, PyBUF_STRIDES | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) goto done;
-    held = 2;
     if (PyObject_GetBuffer(rindex_obj, &rix, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) goto done;
-    held = 3;
+    held = 2;
     if (PyObject_GetBuffer(cindex_obj, &cix, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) goto done;
-    held = 4;
-    if (pixel_layout(&in, "image", 1) < 0 || pixel_layout(&out, "out", 0) < 0) goto done;
-    if (rix.itemsize != 8 || cix.itemsize != 8 || rix.ndim != 1 || cix.ndim != 1 || rix.format == NULL ||
-        cix.format == NULL || strchr("qlQL", rix.format[strlen(rix.format) - 1]) == NULL ||
-        strchr("qlQL", cix.format[strlen(cix.format) - 1]) == NULL) {
+    held = 3;
+    if (pixel_layout(&in, "image", 1) < 0) goto done;
+    if (!is_int64(&rix) || !is_int64(&cix)) {
         PyErr_SetString(PyExc_ValueError, "row_index and column_index: 1-D int64");
         goto done;
     }
     Py_ssize_t channels = in.shape[2], height = in.shape[0], width = in.shape[1];
-    Py_ssize_t rows = out.shape[0], cols = out.shape[1];
-    Py_ssize_t nrix = rix.shape[0], ncix = cix.shape[0];
     const long long *rind = rix.buf, *cind = cix.buf;
-    if (out.shape[2] != channels) {
-        PyErr_SetString(PyExc_ValueError, "image and out have different channel counts");
-        goto done;
+    parts = parse_parts(parts_obj, channels, &nparts, &rows);
+    if (parts == NULL) goto done;
+    Py_ssize_t max_dr = 0, span = 0;
+    for (Py_ssize_t p = 0; p < nparts; p++) {
+        if (parts[p].out.shape[1] == 0 || parts[p].ntaps == 0) continue;
+        Py_ssize_t reach = (parts[p].out.shape[1] - 1) * sx + parts[p].max_dc + 1;
+        span = reach > span ? reach : span;
+        max_dr = parts[p].max_dr > max_dr ? parts[p].max_dr : max_dr;
     }
-    seq = PySequence_Fast(taps_obj, "taps must be a sequence of (row, column, weight)");
-    if (seq == NULL) goto done;
-    Py_ssize_t ntaps = PySequence_Fast_GET_SIZE(seq), max_dr = 0, max_dc = 0;
-    taps = PyMem_Malloc(sizeof(Tap) * (ntaps > 0 ? ntaps : 1));
-    tap_rows = PyMem_Malloc(sizeof(float *) * (ntaps > 0 ? ntaps : 1));
-    if (taps == NULL || tap_rows == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (Py_ssize_t t = 0; t < ntaps; t++) {
-        double w;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, t), "nnd", &taps[t].dr, &taps[t].dc, &w)) goto done;
-        taps[t].w = (float)w;
-        if (taps[t].dr < 0 || taps[t].dc < 0) {
-            PyErr_SetString(PyExc_ValueError, "a tap reads outside the padded image");
-            goto done;
-        }
-        max_dr = taps[t].dr > max_dr ? taps[t].dr : max_dr;
-        max_dc = taps[t].dc > max_dc ? taps[t].dc : max_dc;
-    }
-    if (rows == 0 || cols == 0 || channels == 0) goto finished;
+    if (rows == 0 || channels == 0) goto finished;
     /* every read must fall inside the index tables, and every index inside the image */
-    Py_ssize_t last_row = (first + rows - 1) * sy + max_dr, span = (cols - 1) * sx + max_dc + 1;
-    if (last_row >= nrix || span > ncix) {
+    Py_ssize_t last_row = (first + rows - 1) * sy + max_dr;
+    if (last_row >= rix.shape[0] || span > cix.shape[0]) {
         PyErr_SetString(PyExc_ValueError, "a tap reads outside the padded image");
         goto done;
     }
@@ -373,12 +386,13 @@ static PyObject *correlate_padded(PyObject *self, PyObject *args) {
             PyErr_SetString(PyExc_ValueError, "row_index: outside the image");
             goto done;
         }
-    Py_ssize_t slots = max_dr + 1, row_floats = span * channels;
-    acc = PyMem_RawMalloc(sizeof(float) * CHUNK * (channels > CHUNK ? channels : 1) + 64);
+    Py_ssize_t slots = max_dr + 1, row_floats = (span > 0 ? span : 1) * channels;
+    acc = chunk_buffer(channels);
+    tap_rows = row_pointers(parts, nparts);
     ring = identity ? NULL : PyMem_RawMalloc(sizeof(float) * row_floats * slots);
     zeros = PyMem_RawCalloc(row_floats, sizeof(float));
     tags = PyMem_RawMalloc(sizeof(Py_ssize_t) * slots);
-    if (acc == NULL || zeros == NULL || tags == NULL || (!identity && ring == NULL)) {
+    if (acc == NULL || tap_rows == NULL || zeros == NULL || tags == NULL || (!identity && ring == NULL)) {
         PyErr_NoMemory();
         goto done;
     }
@@ -386,35 +400,39 @@ static PyObject *correlate_padded(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS;
     const char *base = in.buf;
     for (Py_ssize_t i = 0; i < rows; i++) {
-        for (Py_ssize_t t = 0; t < ntaps; t++) {
-            Py_ssize_t p = (first + i) * sy + taps[t].dr;
-            long long src = rind[p];
-            if (src < 0) {
-                tap_rows[t] = zeros;
-            } else if (identity) {
-                tap_rows[t] = (const float *)(base + src * in.strides[0]);
-            } else {
-                float *row = ring + (p % slots) * row_floats;
-                if (tags[p % slots] != p) { /* assemble padded row p: runs of columns, zeros */
-                    const float *source = (const float *)(base + src * in.strides[0]);
-                    for (Py_ssize_t q = 0; q < span;) {
-                        Py_ssize_t run = 1;
-                        if (cind[q] < 0) {
-                            while (q + run < span && cind[q + run] < 0) run++;
-                            memset(row + q * channels, 0, sizeof(float) * run * channels);
-                        } else {
-                            while (q + run < span && cind[q + run] == cind[q] + run) run++;
-                            memcpy(row + q * channels, source + cind[q] * channels, sizeof(float) * run * channels);
+        for (Py_ssize_t p = 0; p < nparts; p++) {
+            const Part *part = &parts[p];
+            for (Py_ssize_t t = 0; t < part->ntaps; t++) {
+                Py_ssize_t r = (first + i) * sy + part->taps[t].dr;
+                long long src = rind[r];
+                if (src < 0) {
+                    tap_rows[t] = zeros;
+                } else if (identity) {
+                    tap_rows[t] = (const float *)(base + src * in.strides[0]);
+                } else {
+                    float *row = ring + (r % slots) * row_floats;
+                    if (tags[r % slots] != r) { /* assemble padded row r: runs of columns, zeros */
+                        const float *source = (const float *)(base + src * in.strides[0]);
+                        for (Py_ssize_t q = 0; q < span;) {
+                            Py_ssize_t run = 1;
+                            if (cind[q] < 0) {
+                                while (q + run < span && cind[q + run] < 0) run++;
+                                memset(row + q * channels, 0, sizeof(float) * run * channels);
+                            } else {
+                                while (q + run < span && cind[q + run] == cind[q] + run) run++;
+                                memcpy(row + q * channels, source + cind[q] * channels,
+                                       sizeof(float) * run * channels);
+                            }
+                            q += run;
                         }
-                        q += run;
+                        tags[r % slots] = r;
                     }
-                    tags[p % slots] = p;
+                    tap_rows[t] = row;
                 }
-                tap_rows[t] = row;
             }
+            compute_row(tap_rows, part->taps, part->ntaps, channels, (char *)part->out.buf + i * part->out.strides[0],
+                        part->out.strides[1], part->out.shape[1], sx, acc);
         }
-        compute_row(tap_rows, taps, ntaps, channels, (char *)out.buf + i * out.strides[0], out.strides[1], cols, sx,
-                    acc);
     }
     Py_END_ALLOW_THREADS;
 finished:
@@ -426,11 +444,9 @@ done:
     PyMem_RawFree(ring);
     PyMem_RawFree(acc);
     PyMem_Free(tap_rows);
-    PyMem_Free(taps);
-    Py_XDECREF(seq);
-    if (held >= 4) PyBuffer_Release(&cix);
-    if (held >= 3) PyBuffer_Release(&rix);
-    if (held >= 2) PyBuffer_Release(&out);
+    free_parts(parts, nparts);
+    if (held >= 3) PyBuffer_Release(&cix);
+    if (held >= 2) PyBuffer_Release(&rix);
     if (held >= 1) PyBuffer_Release(&in);
     return result;
 }
@@ -441,7 +457,7 @@ static PyMethodDef methods[] = {
      "w * block[i*sy + dr, j*sx + dc, c] over its taps (dr, dc, w), in their order; row by row, "
      "every part of a row in turn; releases the GIL."},
     {"correlate_padded", correlate_padded, METH_VARARGS,
-     "correlate_padded(image, out, taps, stride_y, stride_x, row_index, column_index, first_row): "
+     "correlate_padded(image, [(out, taps), ...], stride_y, stride_x, row_index, column_index, first_row): "
      "correlate on the padded image whose row p is image row row_index[p] and column q image column "
      "column_index[q] (int64, -1: zeros); output row i reads padded rows (first_row + i)*sy + dr; "
      "releases the GIL."},

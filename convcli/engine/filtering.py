@@ -295,7 +295,7 @@ def _tiled(x3, k, stride, dilation, sides, pad_mode, out, workers):
 
     def native_job(tile):
         r0, r1, c0, c1 = tile
-        correlate_padded(image, out[r0:r1, c0:c1], native_taps, stride, rows, columns[c0 * sx :], r0)
+        correlate_padded(image, [(out[r0:r1, c0:c1], native_taps)], stride, rows, columns[c0 * sx :], r0)
 
     native_taps = [(m * dy, n * dx, float(w)) for m, n, w in taps]
     if native():  # the padded image as index tables, read row by row in compiled code
@@ -345,7 +345,7 @@ def _separable(x3, factors, stride, dilation, sides, pad_mode, out, workers):
         acc = out[r0:r1, c0:c1]
         vertical = scratch("vertical", (r1 - r0, sx * (c1 - c0 - 1) + span[1], x3.shape[2]))
         for r, (col_taps, row_taps) in enumerate(passes):
-            correlate_padded(image, vertical, col_taps, (sy, 1), rows, columns[c0 * sx :], r0)
+            correlate_padded(image, [(vertical, col_taps)], (sy, 1), rows, columns[c0 * sx :], r0)
             target = acc if r == 0 else scratch("part", acc.shape)
             correlate_native(vertical, target, row_taps, (1, sx))
             if r:

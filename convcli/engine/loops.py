@@ -101,20 +101,15 @@ def padding_index(length: int, before: int, count: int, mode: str) -> np.ndarray
     return np.where(zeros, -1, index).astype(np.int64)
 
 
-def correlate_padded(image, out, taps, stride, row_index, column_index, first_row: int) -> None:
-    """:func:`correlate_native` on the padded image that ``row_index`` and ``column_index``
-    (:func:`padding_index`) describe, never built: output row ``i`` of ``out`` reads padded
-    rows ``(first_row + i)*sy + dr`` and padded columns ``j*sx + dc``.  ``image`` must be
+def correlate_padded(image, parts, stride, row_index, column_index, first_row: int) -> None:
+    """:func:`correlate_native` for each ``(out, taps)`` of ``parts`` (row by row, each row of
+    every part in turn) on the padded image that ``row_index`` and ``column_index``
+    (:func:`padding_index`) describe, never built: output row ``i`` reads padded rows
+    ``(first_row + i)*sy + dr`` and padded columns ``j*sx + dc``.  ``image`` must be
     :func:`pixels_contiguous` already (done once per call, not per tile)."""
     native().correlate_padded(
-        image, out, taps, int(stride[0]), int(stride[1]), row_index, column_index, int(first_row)
+        image, parts, int(stride[0]), int(stride[1]), row_index, column_index, int(first_row)
     )
-
-
-def correlate_native_parts(block, parts) -> None:
-    """:func:`correlate_native` at stride 1 for several ``(out, taps)`` of the same row count,
-    row by row: each row of every part in turn (column phases fill an output row in cache)."""
-    native().correlate(pixels_contiguous(block), parts, 1, 1)
 
 
 def default_workers() -> int:
