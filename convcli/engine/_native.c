@@ -16,6 +16,11 @@
    for the sum, as numpy's multiply then add: no fused multiply-add, see setup.py).  So every
    output value comes from the same float operations whatever the tile it is computed in.
 
+   correlate_padded(image, [(out, taps), ...], stride_y, stride_x, row_index, column_index,
+   first_row) does the same on a padded image that is never built: index tables give the
+   image row and column of each padded one (-1: zeros), so any pad mode, and a tile's rows
+   are read in place or assembled once each into a small ring.
+
    It uses the buffer protocol only (no numpy headers: it builds against any numpy) and
    releases the GIL while it computes, so the engine's tile threads run in parallel.  The
    innermost loop runs along an output row (contiguous at stride 1) so the compiler
