@@ -128,17 +128,34 @@ def separable_1d(kernel):
 # ------------------------------------------------------------------- tools
 
 
-def convcli_runner(method):
+def convcli_runner(method, compiled=True):
+    """convcli's call; ``compiled=False``: its numpy paths (``CONVCLI_NATIVE=0``, read per call)."""
     from convcli.engine.filtering import filter2d
     from convcli.engine.pooling import pool2d
     from convcli.engine.transposed import conv_transpose2d
 
     def make(kind, kernel, params, image):
         if kind == "filter":
-            return lambda: filter2d(image, kernel, method=method, **params)
-        if kind == "pool":
-            return lambda: pool2d(image, 2, method=method)
-        return lambda: conv_transpose2d(image, kernel, method=method, **params)
+            call = lambda: filter2d(image, kernel, method=method, workers=THREADS, **params)  # noqa: E731
+        elif kind == "pool":
+            call = lambda: pool2d(image, 2, method=method, workers=THREADS)  # noqa: E731
+        else:
+            call = lambda: conv_transpose2d(image, kernel, method=method, workers=THREADS, **params)  # noqa: E731
+        if compiled:
+            return call
+
+        def numpy_paths():
+            saved = os.environ.get("CONVCLI_NATIVE")
+            os.environ["CONVCLI_NATIVE"] = "0"
+            try:
+                return call()
+            finally:
+                if saved is None:
+                    del os.environ["CONVCLI_NATIVE"]
+                else:
+                    os.environ["CONVCLI_NATIVE"] = saved
+
+        return numpy_paths
 
     return make
 
@@ -377,6 +394,11 @@ def main() -> int:
     parser.add_argument("--only", default="", help="comma-separated workload keys")
     parser.add_argument("--no-direct", action="store_true", help="skip convcli's plain path")
     parser.add_argument(
+        "--numpy-paths",
+        action="store_true",
+        help="time convcli's numpy paths too (CONVCLI_NATIVE=0: without the compiled loops)",
+    )
+    parser.add_argument(
         "--all-direct",
         action="store_true",
         help="time convcli's plain path and scipy on kernels over 100 taps too (31x31: 30-40 s a run)",
@@ -404,6 +426,8 @@ def main() -> int:
         raise SystemExit(f"--only: unknown workload(s) {', '.join(unknown)}; known: {', '.join(WORKLOADS)}")
 
     ours = [("convcli", lambda: convcli_runner("auto"))]
+    if args.numpy_paths:
+        ours.append(("convcli numpy", lambda: convcli_runner("auto", compiled=False)))
     if not args.no_direct:
         ours.append(("convcli direct", lambda: convcli_runner("direct")))
     local = LocalTools(ours if args.peers else ours + list(PEERS))

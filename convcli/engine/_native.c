@@ -52,36 +52,73 @@ static int is_float32(const Py_buffer *view) {
     return f[0] == 'f' && f[1] == '\0' && view->itemsize == 4;
 }
 
-/* Up to four taps on one chunk of an output row, in one pass: acc = (((acc + w0*s0) + w1*s1) +
-   w2*s2) + w3*s3, the order of adding them one pass at a time, with acc kept in a register.
+/* Up to GROUP taps on one chunk of an output row, in one pass: acc = ((acc + w0*s0) + w1*s1) ...,
+   the order of adding them one pass at a time, with acc kept in a register.
    first: acc starts as w0*s0.  (w == 1 needs no special case: 1*v == v exactly.) */
+#define GROUP 8
 CLONES static void taps_contiguous(float *restrict acc, const float *const *src, const float *w, int count,
                                    Py_ssize_t n, int first) {
     const float *restrict s0 = src[0], *restrict s1 = src[count > 1 ? 1 : 0];
     const float *restrict s2 = src[count > 2 ? 2 : 0], *restrict s3 = src[count > 3 ? 3 : 0];
+    const float *restrict s4 = src[count > 4 ? 4 : 0], *restrict s5 = src[count > 5 ? 5 : 0];
+    const float *restrict s6 = src[count > 6 ? 6 : 0], *restrict s7 = src[count > 7 ? 7 : 0];
     const float w0 = w[0], w1 = w[count > 1 ? 1 : 0], w2 = w[count > 2 ? 2 : 0], w3 = w[count > 3 ? 3 : 0];
+    const float w4 = w[count > 4 ? 4 : 0], w5 = w[count > 5 ? 5 : 0], w6 = w[count > 6 ? 6 : 0];
+    const float w7 = w[count > 7 ? 7 : 0];
     Py_ssize_t t;
-#define LOOP(START, REST)                                                                                    \
-    for (t = 0; t < n; t++) {                                                                                \
-        float a = START;                                                                                     \
-        REST;                                                                                                \
-        acc[t] = a;                                                                                          \
+#define LOOP(REST)                                                                                           \
+    if (first) {                                                                                             \
+        for (t = 0; t < n; t++) {                                                                            \
+            float a = w0 * s0[t];                                                                            \
+            REST;                                                                                            \
+            acc[t] = a;                                                                                      \
+        }                                                                                                    \
+    } else {                                                                                                 \
+        for (t = 0; t < n; t++) {                                                                            \
+            float a = acc[t] + w0 * s0[t];                                                                   \
+            REST;                                                                                            \
+            acc[t] = a;                                                                                      \
+        }                                                                                                    \
     }
-#define FIRST (first ? w0 * s0[t] : acc[t] + w0 * s0[t])
+#define A1 a = a + w1 * s1[t]
+#define A2 A1, a = a + w2 * s2[t]
+#define A3 A2, a = a + w3 * s3[t]
+#define A4 A3, a = a + w4 * s4[t]
+#define A5 A4, a = a + w5 * s5[t]
+#define A6 A5, a = a + w6 * s6[t]
+#define A7 A6, a = a + w7 * s7[t]
     switch (count) {
         case 1:
-            LOOP(FIRST, (void)0);
+            LOOP((void)0);
             break;
         case 2:
-            LOOP(FIRST, a = a + w1 * s1[t]);
+            LOOP(A1);
             break;
         case 3:
-            LOOP(FIRST, (a = a + w1 * s1[t], a = a + w2 * s2[t]));
+            LOOP((A2));
+            break;
+        case 4:
+            LOOP((A3));
+            break;
+        case 5:
+            LOOP((A4));
+            break;
+        case 6:
+            LOOP((A5));
+            break;
+        case 7:
+            LOOP((A6));
             break;
         default:
-            LOOP(FIRST, (a = a + w1 * s1[t], a = a + w2 * s2[t], a = a + w3 * s3[t]));
+            LOOP((A7));
     }
-#undef FIRST
+#undef A1
+#undef A2
+#undef A3
+#undef A4
+#undef A5
+#undef A6
+#undef A7
 #undef LOOP
 }
 
@@ -129,7 +166,7 @@ static void scatter(char *out, const float *acc, Py_ssize_t pixels, Py_ssize_t c
 }
 
 /* One output row: tap t reads the input row rows[t] from column dc, every sx-th pixel.
-   Chunk by chunk, each group of up to four taps in one pass. */
+   Chunk by chunk, each group of up to GROUP taps in one pass. */
 static void compute_row(const float *const *rows, const Tap *taps, Py_ssize_t ntaps, Py_ssize_t channels, char *orow,
                         Py_ssize_t out_pixel, Py_ssize_t cols, Py_ssize_t sx, float *acc) {
     Py_ssize_t chunk_pixels = CHUNK / channels > 0 ? CHUNK / channels : 1;
@@ -140,9 +177,9 @@ static void compute_row(const float *const *rows, const Tap *taps, Py_ssize_t nt
         if (ntaps == 0) memset(target, 0, sizeof(float) * pixels * channels);
         for (Py_ssize_t t = 0; t < ntaps;) {
             if (sx == 1) {
-                const float *srcs[4];
-                float ws[4];
-                int count = ntaps - t < 4 ? (int)(ntaps - t) : 4;
+                const float *srcs[GROUP];
+                float ws[GROUP];
+                int count = ntaps - t < GROUP ? (int)(ntaps - t) : GROUP;
                 for (int g = 0; g < count; g++) {
                     srcs[g] = rows[t + g] + (j0 + taps[t + g].dc) * channels;
                     ws[g] = taps[t + g].w;
