@@ -17,10 +17,10 @@ with ``workers=2``; ``--threads`` changes the 2 for all); without
 ``--peers`` it tries them in this process, and a peer that is not importable is skipped.  It
 installs nothing.  Every tool runs once to warm up (that run's result is the one checked),
 then the tools take turns, one run each, ``--repeat`` rounds (interleaved, so a load that
-comes and goes hits every tool alike); ``--cpu`` times each process's CPU seconds instead of
-the wall clock (steadier on a loaded machine; with ``--threads 1`` it is the work each tool
-does); the table gives the medians in ms, convcli's ratio to
-each peer and whether the issue's targets are met:
+comes and goes hits every tool alike, and in a rotating order); ``--cpu`` times each
+process's CPU seconds instead of the wall clock (steadier on a loaded machine; with
+``--threads 1`` it is the work each tool does); the table gives the medians in ms, convcli's
+ratio to each peer and whether the issue's targets are met:
 
 - at most 2x OpenCV's time;
 - at least 5x faster than PyTorch CPU and than scipy.ndimage.
@@ -482,8 +482,9 @@ def main() -> int:
             del result
             timed.append((name, source))
         times = {name: [] for name, _ in timed}
-        for _ in range(args.repeat):  # interleaved: one run of each tool per round
-            for name, source in timed:
+        for round_ in range(args.repeat):  # interleaved: one run of each tool per round,
+            turn = round_ % max(1, len(timed))  # in a rotating order (no tool always after another)
+            for name, source in timed[turn:] + timed[:turn]:
                 times[name].append(source.time(name, key))
         for name, _ in timed:
             row["ms"][name] = statistics.median(times[name])
