@@ -13,6 +13,7 @@ from .loops import (
     correlate_padded,
     native,
     padded_block,
+    padding_index,
     pixels_contiguous,
     put_columns,
     row_tiles,
@@ -176,14 +177,6 @@ def _phases(out_len, kernel_len, stride, padding, dilation):
     return phases
 
 
-def _extended(length: int, before: int, count: int) -> np.ndarray:
-    """Positions ``0..count`` of an axis extended by ``before`` zeros in front (and zeros past
-    its end): the input position of each, -1 for a zero."""
-    index = np.arange(count, dtype=np.int64) - before
-    index[(index < 0) | (index >= length)] = -1
-    return index
-
-
 def _polyphase(x, k, stride, padding, dilation, out_h, out_w, workers):
     """Each output phase as a correlation of the (zero-extended) input with its taps."""
     (sy, sx), (ph, pw), (dy, dx) = stride, padding, dilation
@@ -249,8 +242,8 @@ def _polyphase(x, k, stride, padding, dilation, out_h, out_w, workers):
             u_lo, u_hi = min(tap[3] for tap in every), max(tap[3] for tap in every)
             widest = max(cols for _, cols, _ in phase_taps)
             # padded row p is input row p - t_hi, padded column q input column q - u_hi
-            row_index = _extended(x3.shape[0], t_hi, rows + t_hi - t_lo)
-            column_index = _extended(x3.shape[1], u_hi, widest + u_hi - u_lo)
+            row_index = padding_index(x3.shape[0], t_hi, rows + t_hi - t_lo, "zeros")
+            column_index = padding_index(x3.shape[1], u_hi, widest + u_hi - u_lo, "zeros")
             offsets = [
                 (b, cols, [(t_hi - t, u_hi - u, float(w)) for _, t, _, u, w in taps])
                 for b, cols, taps in phase_taps
