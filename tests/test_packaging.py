@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
+import os
+import re
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
+
+import pytest
 
 import convcli
 
@@ -94,3 +99,19 @@ def test_every_package_is_listed_for_the_wheel():
 def test_console_script_points_at_the_entry_module():
     assert PYPROJECT["project"]["scripts"] == {"convcli": "convcli.cli.entry:main"}
     assert (ROOT / "convcli" / "cli" / "entry.py").is_file()
+
+
+@pytest.mark.parametrize("module", ["convcli.engine._native", "convcli.io._pngrows"])
+def test_every_compiled_extension_is_built_where_the_tests_import_convcli(module):
+    """setup.py builds them with optional=True, so pip succeeds without a compiler; the tests do
+    not: a missing extension would leave its tests skipped and its fallback alone checked.  With
+    CONVCLI_NATIVE=0 the fallbacks are meant (a machine with no C compiler)."""
+    if os.environ.get("CONVCLI_NATIVE") == "0":
+        pytest.skip("CONVCLI_NATIVE=0: the pure-Python fallbacks are meant")
+    importlib.import_module(module)  # ImportError: rebuild with pip install -e '.[test]'
+
+
+def test_setup_py_lists_every_c_source():
+    sources = {str(path.relative_to(ROOT)) for path in (ROOT / "convcli").rglob("*.c")}
+    listed = set(re.findall(r'"(convcli/[\w/]+\.c)"', (ROOT / "setup.py").read_text(encoding="utf-8")))
+    assert sources == listed == {"convcli/engine/_native.c", "convcli/io/_pngrows.c"}

@@ -12,7 +12,12 @@ from .loops import (
     accumulate,
     accumulate_symmetric,
     column_phases,
+    correlate_native,
+    correlate_padded,
+    native,
     padded_block,
+    padding_index,
+    pixels_contiguous,
     row_tiles,
     run_tiles,
     scratch,
@@ -63,6 +68,14 @@ METHODS = ("auto", "direct", "tiled", "separable", "fft")
 # 3840x2160x3 float32: the tiled path costs about 8.5 ms per tap, the float64 FFT about
 # 1.2-1.5 s whatever the kernel (9x9: tiled 0.71 s, FFT 1.6 s; 15x15: tiled 1.9 s, FFT 1.1 s).
 FFT_MIN_TAPS = 160
+# With the compiled loops (convcli/engine/_native.c) the FFT pays only from this many taps (times
+# the stride's area).  Measured on the same image, one thread, CPU time (loaded machine): random
+# 15x15 direct 0.48 s, FFT 2.0 s; 25x25 0.79 s, 1.42 s; 35x35 1.58 s, 1.71 s.
+NATIVE_FFT_MIN_TAPS = 1400
+# With the compiled loops, "auto" takes the separable passes only when they need under this
+# share of the kernel's taps: each pass is a trip through memory, a direct tap is not (Sobel,
+# 5 passes for 6 taps, runs direct; a 7x7 Gaussian, 14 for 49, separable).
+NATIVE_SEPARABLE_SHARE = 0.5
 
 
 def filter2d(
@@ -114,16 +127,18 @@ def filter2d(
         - ``"direct"``: the plain reference, one strided slice of the whole padded image per
           kernel tap;
         - ``"tiled"``: the same per-tap sums, on output tiles that stay in cache, on ``workers``
-          threads;
+          threads; in compiled code (convcli/engine/_native.c, built at install; environment
+          ``CONVCLI_NATIVE=0`` turns it off) with the same products and sums in the same order;
         - ``"separable"``: the kernel as a sum of few outer products (rank 1 for Gaussian, box,
           Sobel; found by SVD, taken only when exact to 1e-6 of the kernel's L1 norm), each a
           vertical then a horizontal 1-D pass, tiled and threaded.  Raises ConvcliError when the
           kernel is not a sum of at most ``min(kh, kw) // 2`` (at least 1) outer products;
         - ``"fft"``: float64 FFT (``numpy.fft``) of each padded channel, keeping only the output
           positions;
-        - ``"auto"`` (default): separable when that needs fewer passes than taps (and the kernel
-          has at least 2 rows and 2 columns), the FFT for kernels of at least ``FFT_MIN_TAPS``
-          non-zero taps (times the stride area), else tiled.
+        - ``"auto"`` (default): separable when that needs fewer passes than taps (with the
+          compiled loops: under half as many) and the kernel has at least 2 rows and 2
+          columns, the FFT for kernels of at least ``FFT_MIN_TAPS`` non-zero taps (with the
+          compiled loops ``NATIVE_FFT_MIN_TAPS``; times the stride area), else tiled.
     workers : int, optional
         Threads for the tiled, separable and FFT paths (default: the usable cores).
 
@@ -218,12 +233,14 @@ def filter2d(
             )
         if method == "auto" and factors is not None:
             passes = sum(int(np.count_nonzero(c)) + int(np.count_nonzero(r)) for c, r in factors)
-            if not passes < taps or min(k.shape) == 1:
+            share = NATIVE_SEPARABLE_SHARE if native() else 1
+            if not passes < share * taps or min(k.shape) == 1:
                 factors = None
     if method == "auto":
+        fft_min = NATIVE_FFT_MIN_TAPS if native() else FFT_MIN_TAPS
         if factors is not None:
             method = "separable"
-        elif taps >= FFT_MIN_TAPS * stride[0] * stride[1]:
+        elif taps >= fft_min * stride[0] * stride[1]:
             method = "fft"
         else:
             method = "tiled"
@@ -268,12 +285,23 @@ def _block_for(x3, tile, top, left, span, stride, pad_mode):
 
 
 def _tiled(x3, k, stride, dilation, sides, pad_mode, out, workers):
-    """Per-tap sums on cache-sized output tiles, tiles on a thread pool."""
+    """Per-tap sums on cache-sized output tiles, tiles on a thread pool (the compiled loop
+    where it was built: the same products and sums in the same order, so the same bits)."""
     (sy, sx), (dy, dx) = stride, dilation
     kh, kw = k.shape
     span = (dy * (kh - 1) + 1, dx * (kw - 1) + 1)
     taps = [(m, n, k[m, n]) for m in range(kh) for n in range(kw) if k[m, n] != 0]
     top, left = sides[0], sides[2]
+
+    def native_job(tile):
+        r0, r1, c0, c1 = tile
+        correlate_padded(image, [(out[r0:r1, c0:c1], native_taps)], stride, rows, columns[c0 * sx :], r0)
+
+    native_taps = [(m * dy, n * dx, float(w)) for m, n, w in taps]
+    if native():  # the padded image as index tables, read row by row in compiled code
+        image = pixels_contiguous(x3)
+        rows = padding_index(x3.shape[0], top, sy * (out.shape[0] - 1) + span[0], pad_mode)
+        columns = padding_index(x3.shape[1], left, sx * (out.shape[1] - 1) + span[1], pad_mode)
 
     def tile_job(tile):
         r0, r1, c0, c1 = tile
@@ -285,7 +313,8 @@ def _tiled(x3, k, stride, dilation, sides, pad_mode, out, workers):
         accumulate(out[r0:r1, c0:c1], views)
 
     work = out.size * max(1, len(taps))
-    run_tiles(tile_job, row_tiles(out.shape[0], out.shape[1], out.shape[2]), workers, work)
+    job = native_job if native() else tile_job
+    run_tiles(job, row_tiles(out.shape[0], out.shape[1], out.shape[2]), workers, work)
 
 
 def _separable(x3, factors, stride, dilation, sides, pad_mode, out, workers):
@@ -302,6 +331,30 @@ def _separable(x3, factors, stride, dilation, sides, pad_mode, out, workers):
     span = (dy * (kh - 1) + 1, dx * (kw - 1) + 1)
     top, left = sides[0], sides[2]
     rank = len(factors)
+    # the compiled loop's passes: plain sums of the taps in order (numpy pairs symmetric taps)
+    passes = [
+        (
+            [(m * dy, 0, float(w)) for m, w in enumerate(col) if w != 0],
+            [(0, n * dx, float(w)) for n, w in enumerate(row) if w != 0],
+        )
+        for col, row in factors
+    ]
+
+    def native_job(tile):
+        r0, r1, c0, c1 = tile
+        acc = out[r0:r1, c0:c1]
+        vertical = scratch("vertical", (r1 - r0, sx * (c1 - c0 - 1) + span[1], x3.shape[2]))
+        for r, (col_taps, row_taps) in enumerate(passes):
+            correlate_padded(image, [(vertical, col_taps)], (sy, 1), rows, columns[c0 * sx :], r0)
+            target = acc if r == 0 else scratch("part", acc.shape)
+            correlate_native(vertical, target, row_taps, (1, sx))
+            if r:
+                np.add(acc, target, out=acc)
+
+    if native():  # the padded image as index tables, read row by row in compiled code
+        image = pixels_contiguous(x3)
+        rows = padding_index(x3.shape[0], top, sy * (out.shape[0] - 1) + span[0], pad_mode)
+        columns = padding_index(x3.shape[1], left, sx * (out.shape[1] - 1) + span[1], pad_mode)
 
     def tile_job(tile):
         r0, r1, c0, c1 = tile
@@ -324,7 +377,12 @@ def _separable(x3, factors, stride, dilation, sides, pad_mode, out, workers):
                 np.add(acc, part, out=acc)
 
     work = out.size * max(1, sum(len(c) + len(r) for c, r in factors)) * rank
-    run_tiles(tile_job, row_tiles(out.shape[0], out.shape[1], out.shape[2]), workers, work)
+    run_tiles(
+        native_job if native() else tile_job,
+        row_tiles(out.shape[0], out.shape[1], out.shape[2]),
+        workers,
+        work,
+    )
 
 
 def fast_length(n: int) -> int:

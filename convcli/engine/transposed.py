@@ -8,7 +8,18 @@ from numpy.typing import ArrayLike
 from ..errors import ConvcliError
 from ..geometry.sizes import as_pair, tconv_output_size
 from .filtering import as_image, as_kernel, check_mode
-from .loops import accumulate, padded_block, put_columns, row_tiles, run_tiles, scratch
+from .loops import (
+    accumulate,
+    correlate_padded,
+    native,
+    padded_block,
+    padding_index,
+    pixels_contiguous,
+    put_columns,
+    row_tiles,
+    run_tiles,
+    scratch,
+)
 
 TCONV_METHODS = ("auto", "direct", "polyphase")
 
@@ -176,12 +187,13 @@ def _polyphase(x, k, stride, padding, dilation, out_h, out_w, workers):
     out = np.empty((out_h, out_w, channels), dtype=np.float32)
     # A job is a tile of one row phase with all its column phases, so every output row is
     # written whole, once, by one thread while its cache lines are hot.
-    jobs = []
+    jobs, phase_specs = [], []
     for a, rows, row_taps in row_phases:
         phase_taps = [
             (b, cols, [(m, t, n, u, k[m, n]) for m, t in row_taps for n, u in col_taps if k[m, n] != 0])
             for b, cols, col_taps in col_phases
         ]
+        phase_specs.append((a, rows, phase_taps))
         for q0, q1, _, _ in row_tiles(rows, out_w, channels):
             jobs.append((a, q0, q1, phase_taps))
 
@@ -212,6 +224,31 @@ def _polyphase(x, k, stride, padding, dilation, out_h, out_w, workers):
                 accumulate(phase, views)
                 put_columns(rows, phase, sx, b)
 
+    def native_job(spec):
+        """The same sums in compiled code, straight into each column phase's pixels, reading
+        the zero-extended input through index tables (no block is copied)."""
+        a, q0, q1, _ = spec
+        rows = out[a + sy * q0 : a + sy * (q1 - 1) + 1 : sy]
+        row_index, column_index, offsets = tables[a]
+        parts = [(rows[:, b::sx][:, :cols], taps) for b, cols, taps in offsets]
+        correlate_padded(image, parts, (1, 1), row_index, column_index, q0)
+
+    if native():
+        image = pixels_contiguous(x3)
+        tables = {}
+        for a, rows, phase_taps in phase_specs:
+            every = [tap for _, _, taps in phase_taps for tap in taps] or [(0, 0, 0, 0, 0)]
+            t_lo, t_hi = min(tap[1] for tap in every), max(tap[1] for tap in every)
+            u_lo, u_hi = min(tap[3] for tap in every), max(tap[3] for tap in every)
+            widest = max(cols for _, cols, _ in phase_taps)
+            # padded row p is input row p - t_hi, padded column q input column q - u_hi
+            row_index = padding_index(x3.shape[0], t_hi, rows + t_hi - t_lo, "zeros")
+            column_index = padding_index(x3.shape[1], u_hi, widest + u_hi - u_lo, "zeros")
+            offsets = [
+                (b, cols, [(t_hi - t, u_hi - u, float(w)) for _, t, _, u, w in taps])
+                for b, cols, taps in phase_taps
+            ]
+            tables[a] = (row_index, column_index, offsets)
     work = out.size * max(1, int(np.count_nonzero(k))) // (sy * sx)
-    run_tiles(job, jobs, workers, work)
+    run_tiles(native_job if native() else job, jobs, workers, work)
     return out if x.ndim == 3 else out[:, :, 0]
