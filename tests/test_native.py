@@ -235,3 +235,20 @@ def test_correlate_padded_refuses_what_it_cannot_read():
         native.correlate_padded(image, [(out, [(0, 0, 1.0)])], 1, 1, bad, cols, 0)
     with pytest.raises(ValueError, match="int64"):
         native.correlate_padded(image, [(out, [(0, 0, 1.0)])], 1, 1, rows.astype(np.int32), cols, 0)
+
+
+@pytest.mark.parametrize("native_on", [True, False])
+@pytest.mark.parametrize(
+    "preset", ["sobel-horizontal", "sobel-vertical", "prewitt-vertical", "scharr-horizontal"]
+)
+def test_a_flat_area_gives_exactly_zero_under_an_edge_kernel(monkeypatch, native_on, preset):
+    """Mathematically 0; a tap-order sum left a few ulps of either sign, and a picture shown
+    with --range 0,0.01 clipped half its flat pixels (the tutorial's duck)."""
+    from convcli.engine.kernels import get_preset
+
+    if not native_on:
+        monkeypatch.setenv("CONVCLI_NATIVE", "0")
+    kernel = np.array(get_preset(preset).matrix, float)
+    flat = np.full((37, 45, 3), np.float32(0.2983146), np.float32)  # an odd value: no exact multiples
+    for method in ("auto", "tiled"):
+        assert not np.any(filter2d(flat, kernel, padding=0, method=method)), method
