@@ -25,7 +25,6 @@ each unit's window covers).
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 
@@ -324,28 +323,6 @@ class _AxisState:
         self.shared = shared
         self.phases: Phases | None = INPUT
         self.hull = Hull()
-
-
-def tconv_span(kernel: int, stride: int, dilation: int) -> int:
-    """The widest span of input indices one output of a transposed convolution reads, over the
-    output phases (the padding only shifts the phases, so it does not count).
-
-    Output ``y`` reads input ``i`` through tap ``m`` when ``i*stride == y + padding - m*dilation``.
-    With ``g = gcd(dilation, stride)`` the taps that land on one phase are those of one residue
-    modulo ``stride / g``; every residue is some phase's, and residue 0 has the most taps,
-    ``ceil(kernel / (stride / g))``, consecutive ones ``dilation / g`` inputs apart.  Constant
-    time, whatever the stride (a loop over the phases took minutes at a stride of 10**9).
-
-    >>> tconv_span(4, 2, 1)  # 2 taps per phase, neighbouring inputs
-    1
-    >>> tconv_span(3, 2, 2)  # dilation 2 at stride 2: every tap on one phase, one input apart
-    2
-    >>> tconv_span(3, 10**9, 1)
-    0
-    """
-    g = math.gcd(dilation, stride)
-    step = stride // g
-    return (-(-kernel // step) - 1) * (dilation // g)
 
 
 def run_stack(input_hw: Pair, layers: list[Layer]) -> list[LayerResult]:
